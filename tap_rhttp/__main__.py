@@ -1,0 +1,7 @@
+"""Run the tap as ``python -m tap_rhttp``."""
+
+from __future__ import annotations
+
+from tap_rhttp.tap import TapRHTTP
+
+TapRHTTP.cli()

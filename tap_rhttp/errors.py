@@ -1,0 +1,163 @@
+"""The one exception tree of tap-rhttp, split by what the caller should do.
+
+::
+
+    RHTTPError                       base; ``str(e)`` is always safe to print (redacted)
+    ├── ConfigError                  fix the config; raised before any request
+    │   ├── ConfigErrors             several ConfigErrors reported together
+    │   └── ExpressionSyntaxError    a page/template expression was rejected at load
+    ├── RequestError                 one HTTP request failed (r.http's envelope)
+    │   ├── TransientRequestError    worth another try: connection, timeout, 408/425/429/5xx
+    │   └── PermanentRequestError    give up: other 4xx, TLS, protocol, redirects
+    ├── ResponseFormatError          the body cannot be read as `result_format`; give up
+    ├── ExpressionError              an expression failed while evaluating; give up
+    │   └── NonExistenceError        missing field / subscript of null; `.default()` absorbs it
+    └── PaginationError              `page` returned a bad value, or a request loop
+
+Context travels as attributes (config path, value, response status, expression and
+column), so tests and callers never parse message text. Messages keep RethinkDB's
+wording where r.http has one.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+
+class RHTTPError(Exception):
+    """Base of every error tap-rhttp raises on purpose."""
+
+
+class ConfigError(RHTTPError):
+    """The config is wrong; nothing was requested.
+
+    Attributes:
+        path: where in the config, e.g. ``streams[2].page_limit``.
+        value: the offending value (already redacted when it is a secret).
+        allowed: what would have been accepted, in words.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        value: t.Any = None,
+        allowed: str | None = None,
+    ) -> None:
+        self.path = path
+        self.value = value
+        self.allowed = allowed
+        self.detail = message
+        text = f"{path}: {message}" if path else message
+        if allowed and allowed not in message:
+            text = f"{text} Allowed: {allowed}."
+        super().__init__(text)
+
+
+class ExpressionSyntaxError(ConfigError):
+    """An expression was rejected when the config was loaded.
+
+    The message prints the expression with a caret under ``column`` (0-based).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        *,
+        expression: str,
+        column: int,
+        allowed: str | None = None,
+    ) -> None:
+        self.expression = expression
+        self.column = column
+        one_line = expression.replace("\n", " ")
+        caret = " " * max(column, 0) + "^"
+        body = f"{message}\n    {one_line}\n    {caret}"
+        super().__init__(path, body, value=expression, allowed=allowed)
+
+
+class RequestError(RHTTPError):
+    """One HTTP request failed, reported in r.http's envelope.
+
+    ``Error in HTTP GET of `<url>`: status code 404.`` followed by the response header
+    and the start of the body. Every part is redacted before it gets here.
+
+    Attributes:
+        method: the HTTP method.
+        url: the redacted URL.
+        status: the HTTP status, or None when no response arrived.
+        retry_after: seconds the server asked us to wait (``Retry-After``), if any.
+    """
+
+    retriable: t.ClassVar[bool] = False
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        header: str | None = None,
+        body: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.header = header
+        self.body = body
+        self.retry_after = retry_after
+        text = f"Error in HTTP {method} of `{url}`: {reason}"
+        if header is not None:
+            text += f"\nheader:\n{header}"
+        if body is not None:
+            text += f"\nbody:\n{body}"
+        super().__init__(text)
+
+
+class TransientRequestError(RequestError):
+    """A failure that another try may cure (connection, timeout, 408/425/429/5xx)."""
+
+    retriable = True
+
+
+class PermanentRequestError(RequestError):
+    """A failure that no retry cures (4xx, TLS verification, protocol, redirects)."""
+
+
+class ResponseFormatError(RHTTPError):
+    """The body could not be read as the configured `result_format`."""
+
+
+class ExpressionError(RHTTPError):
+    """An expression failed while it was evaluated."""
+
+
+class NonExistenceError(ExpressionError):
+    """ReQL's non-existence error: a missing key, or a subscript of null.
+
+    ``.default(x)`` absorbs exactly this error and nothing else.
+    """
+
+
+class PaginationError(RHTTPError):
+    """`page` returned something unusable, or pagination would loop."""
+
+
+class ConfigErrors(ConfigError):
+    """Several config problems at once, so a user fixes them in one pass.
+
+    Attributes:
+        errors: each problem, in config order.
+    """
+
+    def __init__(self, errors: t.Sequence[ConfigError]) -> None:
+        self.errors = list(errors)
+        lines = [str(e) for e in self.errors]
+        head = f"{len(lines)} problems in the config:" if len(lines) > 1 else ""
+        message = "\n".join([head, *lines]) if head else lines[0]
+        super().__init__("", message)
