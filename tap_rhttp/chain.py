@@ -1,0 +1,182 @@
+"""One request chain: the pages of one spec, each fetched with retries and read whole.
+
+A chain is what r.http does for one call: the first request, then one request per
+`page` result, until the page expression says stop or `page_limit` is reached. Each
+page is yielded only after it has been completely received and parsed, together with
+the request that comes next, so a caller can emit the page's records and then record
+its position: a retry replays the request, never the records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import typing as t
+
+from tap_rhttp.formats import body_to_records, compile_records_path, read_body
+from tap_rhttp.pagination import Paginator
+from tap_rhttp.ratelimit import RateLimiter
+from tap_rhttp.request import HttpClient, PageRequest, Response, merge_query
+from tap_rhttp.retry import RetryPolicy, call_with_retries
+
+if t.TYPE_CHECKING:
+    from tap_rhttp.errors import RequestError
+    from tap_rhttp.redact import Redactor
+    from tap_rhttp.spec import RequestSpec
+
+JSON = t.Any
+
+
+@dataclasses.dataclass
+class Page:
+    """One completely read page."""
+
+    number: int
+    request: PageRequest
+    response: Response
+    body: JSON
+    records: list[dict[str, JSON]]
+    next: PageRequest | None
+    tries: int
+
+
+@dataclasses.dataclass
+class ChainStats:
+    """Counters a stream reports in its progress lines."""
+
+    pages: int = 0
+    records: int = 0
+    retries: int = 0
+
+
+def retry_policy(spec: RequestSpec) -> RetryPolicy:
+    """The spec's reattempt options as a policy."""
+    return RetryPolicy(
+        tries=spec.reattempts,
+        backoff_base=spec.backoff_base,
+        backoff_max=spec.backoff_max,
+        retry_after_max=spec.retry_after_max,
+    )
+
+
+class Chain:
+    """Fetches the pages of one spec.
+
+    Args:
+        spec: the request spec.
+        redactor: masks secrets in every message.
+        logger: where retries are reported (one WARNING line each).
+        sleep: the wait between tries (tests inject a fake).
+        limiter: an optional client-side rate limit shared by the stream's chains.
+        prefetched: responses already fetched for this run (discovery's sample), keyed
+            by target URL, used once instead of a second identical request.
+    """
+
+    def __init__(
+        self,
+        spec: RequestSpec,
+        redactor: Redactor,
+        logger: logging.Logger,
+        *,
+        sleep: t.Callable[[float], None] = time.sleep,
+        limiter: RateLimiter | None = None,
+        prefetched: dict[str, Response] | None = None,
+        stats: ChainStats | None = None,
+    ) -> None:
+        self.spec = spec
+        self.redactor = redactor
+        self.logger = logger
+        self.sleep = sleep
+        self.limiter = limiter
+        self.prefetched = prefetched if prefetched is not None else {}
+        self.stats = stats or ChainStats()
+        self.client = HttpClient(spec, redactor)
+        self.policy = retry_policy(spec)
+        self.records_path = (
+            compile_records_path(spec.records_path) if spec.records_path else None
+        )
+        self._query_auth = self.client.query_auth()
+
+    def close(self) -> None:
+        """Release the chain's connections."""
+        self.client.close()
+
+    def target(self, request: PageRequest) -> str:
+        """The URL to send: the page's target plus a query-string API key, if any."""
+        target = request.target
+        if self._query_auth:
+            target = merge_query(target, self._query_auth, set(self._query_auth))
+        return target
+
+    def fetch(self, request: PageRequest) -> tuple[Response, int]:
+        """Fetch one page, retrying transient failures; returns the response and tries."""
+        target = self.target(request)
+        cached = self.prefetched.pop(target, None)
+        if cached is not None:
+            return cached, 1
+        tries = 0
+
+        def attempt(number: int) -> Response:
+            nonlocal tries
+            tries = number
+            if self.limiter is None:
+                return self.client.fetch(target)
+            with self.limiter:
+                return self.client.fetch(target)
+
+        def on_retry(failed: int, wait: float, error: RequestError) -> None:
+            self.stats.retries += 1
+            self.logger.warning(
+                "stream %s: try %d of %d failed (%s); retrying in %.2f s: %s %s",
+                self.spec.name,
+                failed,
+                self.policy.tries,
+                error.reason.rstrip("."),
+                wait,
+                self.spec.method,
+                error.url,
+            )
+
+        response = call_with_retries(attempt, self.policy, on_retry=on_retry, sleep=self.sleep)
+        return response, tries
+
+    def read(self, response: Response) -> tuple[JSON, list[dict[str, JSON]]]:
+        """A page's body as `result_format` reads it, and its records."""
+        if self.spec.method == "HEAD" or not response.body:
+            return None, []
+        body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
+        return body, body_to_records(body, self.records_path)
+
+    def pages(self, start: PageRequest | None = None, done: int = 0) -> t.Iterator[Page]:
+        """Yield every page of the chain, in order.
+
+        Args:
+            start: resume at this request (it was not yet fetched).
+            done: how many requests the chain had made before `start`.
+        """
+        paginator = Paginator(self.spec, self.redactor)
+        request = paginator.resume(start, done) if start is not None else paginator.first()
+        while request is not None:
+            response, tries = self.fetch(request)
+            body, records = self.read(response)
+            number = paginator.requests
+            failure: Exception | None = None
+            try:
+                following = paginator.next(request, response, body)
+            except Exception as exc:  # emit this complete page first, then fail
+                following, failure = None, exc
+            self.stats.pages += 1
+            self.stats.records += len(records)
+            yield Page(
+                number=number,
+                request=request,
+                response=response,
+                body=body,
+                records=records,
+                next=following,
+                tries=tries,
+            )
+            if failure is not None:
+                raise failure
+            request = following

@@ -1,0 +1,211 @@
+"""Reading a response body by `result_format`, and turning a body into records.
+
+r.http reads a body as ``json``, ``jsonp``, ``text``, ``binary`` or ``auto`` (by
+Content-Type), then splices an array body into its stream element by element. A Singer
+RECORD must be an object, so any other item is wrapped as ``{"value": item}``; binary
+bodies travel base64-encoded.
+
+JSON is parsed with orjson (strict: no NaN, no trailing commas); only when orjson
+refuses a document does the standard library try, for the integers past 64 bits that
+orjson cannot hold and for a clearer message.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import functools
+import json
+import re
+import typing as t
+
+import orjson
+
+from tap_rhttp.errors import ResponseFormatError
+
+JSON = t.Any
+
+BINARY_PREFIXES = ("audio/", "image/", "video/")
+BINARY_TYPES = frozenset({"application/octet-stream"})
+JSONP_TYPES = frozenset({"application/json-p", "text/json-p", "text/javascript"})
+
+# fn(...), obj.fn(...), obj["fn"](...), with an optional /**/ prefix and trailing `;`.
+_IDENT = r"[A-Za-z_$][\w$]*"
+_JSONP_RE = re.compile(
+    rf"""^\s*(?:/\*\*/\s*)?{_IDENT}(?:\.{_IDENT}|\[\s*(?:"[^"]*"|'[^']*')\s*\])*\s*\(""",
+)
+_JSONP_TAIL_RE = re.compile(r"\)\s*;?\s*$")
+
+
+def media_type(content_type: str | None) -> tuple[str, str | None]:
+    """Split a Content-Type into its lower-cased media type and its charset."""
+    if not content_type:
+        return "", None
+    parts = content_type.split(";")
+    kind = parts[0].strip().lower()
+    charset = None
+    for part in parts[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"').strip("'") or None
+    return kind, charset
+
+
+def auto_format(content_type: str | None) -> str:
+    """The format `auto` picks for a Content-Type (``jsonp`` means json, jsonp, then text)."""
+    kind, _ = media_type(content_type)
+    if kind == "application/json" or kind.endswith("+json"):
+        return "json"
+    if kind in JSONP_TYPES:
+        return "jsonp"
+    if kind.startswith(BINARY_PREFIXES) or kind in BINARY_TYPES:
+        return "binary"
+    return "text"
+
+
+def decode_text(body: bytes, content_type: str | None) -> str:
+    """Decode a body by its charset (UTF-8 when none or unknown); never fails."""
+    _, charset = media_type(content_type)
+    encoding = "utf-8"
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            encoding = "utf-8"
+    return body.decode(encoding, errors="replace")
+
+
+def _reject_constant(name: str) -> t.NoReturn:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes | str) -> JSON:
+    """Parse strict JSON, or raise ResponseFormatError with r.http's wording."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as fast_error:
+        try:
+            return json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ResponseFormatError(f"failed to parse JSON response: {exc}") from None
+        except RecursionError:
+            raise ResponseFormatError(
+                f"failed to parse JSON response: {fast_error}"
+            ) from None
+
+
+def parse_jsonp(text: str) -> JSON:
+    """Parse padded JSON: the text between the first `(` and the last `)`."""
+    head = _JSONP_RE.match(text)
+    tail = _JSONP_TAIL_RE.search(text)
+    if not head or not tail or tail.start() < head.end():
+        raise ResponseFormatError("failed to parse JSONP response")
+    try:
+        return parse_json(text[head.end() : tail.start()])
+    except ResponseFormatError:
+        raise ResponseFormatError("failed to parse JSONP response") from None
+
+
+def read_body(body: bytes, content_type: str | None, result_format: str) -> JSON:
+    """Read a body the way r.http's `result_format` says.
+
+    Args:
+        body: the complete (decompressed) body.
+        content_type: the response's Content-Type header, if any.
+        result_format: one of auto, json, jsonp, text, binary.
+
+    Returns:
+        A JSON value (binary: a base64 string).
+
+    Raises:
+        ResponseFormatError: json/jsonp parse failures.
+    """
+    fmt = auto_format(content_type) if result_format == "auto" else result_format
+    if fmt == "json":
+        return parse_json(body)
+    if fmt == "binary":
+        return base64.b64encode(body).decode("ascii")
+    text = decode_text(body, content_type)
+    if fmt == "text":
+        return text
+    if result_format == "auto":  # a javascript-ish type: json, then jsonp, then text
+        try:
+            return parse_json(body)
+        except ResponseFormatError:
+            pass
+        try:
+            return parse_jsonp(text)
+        except ResponseFormatError:
+            return text
+    return parse_jsonp(text)
+
+
+# --------------------------------------------------------------------------- records
+
+_SIMPLE_PATH_RE = re.compile(r"^\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:'[^']*'|\"[^\"]*\")\])*)(\[\*\])?$")
+_SEGMENT_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(?:'([^']*)'|\"([^\"]*)\")\]")
+
+
+class RecordsPath:
+    """A compiled `records_path`.
+
+    Simple paths (``$``, ``$.a.b``, ``$.a['b-c'][*]``) are walked directly, which is
+    several times faster than jsonpath-ng on large pages; anything else goes through
+    jsonpath-ng. A path that selects a single value (no wildcard, slice, filter or
+    recursive descent) and lands on an array yields that array's elements, so
+    ``$.items`` and ``$.items[*]`` mean the same.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        match = _SIMPLE_PATH_RE.match(text.strip())
+        self._keys: tuple[str, ...] | None = None
+        self._expr: t.Any = None
+        if match:
+            self._keys = tuple(
+                a or b or c for a, b, c in _SEGMENT_RE.findall(match.group(1) or "")
+            )
+            self.singular = True
+        else:
+            from jsonpath_ng.ext import parse as jsonpath_parse
+
+            self._expr = jsonpath_parse(text)
+            self.singular = not any(ch in text for ch in "*?:,") and ".." not in text
+
+    def find(self, body: JSON) -> list[JSON]:
+        """The items the path selects in a body (empty when nothing matches)."""
+        if self._keys is not None:
+            node = body
+            for key in self._keys:
+                if not isinstance(node, dict) or key not in node:
+                    return []
+                node = node[key]
+            return node if isinstance(node, list) else [node]
+        matches = [m.value for m in self._expr.find(body)]
+        if self.singular and len(matches) == 1 and isinstance(matches[0], list):
+            return t.cast("list[JSON]", matches[0])
+        return matches
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@functools.lru_cache(maxsize=256)
+def compile_records_path(text: str) -> RecordsPath:
+    """Compile a `records_path` once (raises on bad syntax)."""
+    return RecordsPath(text)
+
+
+def body_to_records(body: JSON, records_path: RecordsPath | None) -> list[dict[str, JSON]]:
+    """Turn one page's body into records, r.http style.
+
+    An array is spliced (one record per element), any other value is one record, and a
+    record that is not an object is wrapped as ``{"value": item}``.
+    """
+    if records_path is not None:
+        items = records_path.find(body)
+    elif isinstance(body, list):
+        items = body
+    else:
+        items = [body]
+    return [item if isinstance(item, dict) else {"value": item} for item in items]
