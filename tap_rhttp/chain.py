@@ -10,18 +10,19 @@ its position: a retry replays the request, never the records.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 import typing as t
 
 from tap_rhttp.formats import body_to_records, compile_records_path, read_body
 from tap_rhttp.pagination import Paginator
-from tap_rhttp.ratelimit import RateLimiter
 from tap_rhttp.request import HttpClient, PageRequest, Response, merge_query
 from tap_rhttp.retry import RetryPolicy, call_with_retries
 
 if t.TYPE_CHECKING:
+    import logging
+
     from tap_rhttp.errors import RequestError
+    from tap_rhttp.ratelimit import RateLimiter
     from tap_rhttp.redact import Redactor
     from tap_rhttp.spec import RequestSpec
 
@@ -93,9 +94,7 @@ class Chain:
         self.stats = stats or ChainStats()
         self.client = HttpClient(spec, redactor)
         self.policy = retry_policy(spec)
-        self.records_path = (
-            compile_records_path(spec.records_path) if spec.records_path else None
-        )
+        self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = self.client.query_auth()
 
     def close(self) -> None:

@@ -89,9 +89,7 @@ def parse_json(body: bytes | str) -> JSON:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ResponseFormatError(f"failed to parse JSON response: {exc}") from None
         except RecursionError:
-            raise ResponseFormatError(
-                f"failed to parse JSON response: {fast_error}"
-            ) from None
+            raise ResponseFormatError(f"failed to parse JSON response: {fast_error}") from None
 
 
 def parse_jsonp(text: str) -> JSON:
@@ -142,7 +140,9 @@ def read_body(body: bytes, content_type: str | None, result_format: str) -> JSON
 
 # --------------------------------------------------------------------------- records
 
-_SIMPLE_PATH_RE = re.compile(r"^\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:'[^']*'|\"[^\"]*\")\])*)(\[\*\])?$")
+_SIMPLE_PATH_RE = re.compile(
+    r"^\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:'[^']*'|\"[^\"]*\")\])*)(\[\*\])?$"
+)
 _SEGMENT_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(?:'([^']*)'|\"([^\"]*)\")\]")
 
 
@@ -162,9 +162,7 @@ class RecordsPath:
         self._keys: tuple[str, ...] | None = None
         self._expr: t.Any = None
         if match:
-            self._keys = tuple(
-                a or b or c for a, b, c in _SEGMENT_RE.findall(match.group(1) or "")
-            )
+            self._keys = tuple(a or b or c for a, b, c in _SEGMENT_RE.findall(match.group(1) or ""))
             self.singular = True
         else:
             from jsonpath_ng.ext import parse as jsonpath_parse
@@ -183,7 +181,7 @@ class RecordsPath:
             return node if isinstance(node, list) else [node]
         matches = [m.value for m in self._expr.find(body)]
         if self.singular and len(matches) == 1 and isinstance(matches[0], list):
-            return t.cast("list[JSON]", matches[0])
+            return matches[0]
         return matches
 
     def __str__(self) -> str:

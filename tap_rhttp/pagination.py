@@ -96,9 +96,7 @@ def parse_link_header(value: str) -> dict[str, str]:
     return links
 
 
-def header_info(
-    headers: t.Iterable[tuple[str, str]], *, parse_link: bool
-) -> dict[str, JSON]:
+def header_info(headers: t.Iterable[tuple[str, str]], *, parse_link: bool) -> dict[str, JSON]:
     """`info['header']`: names lower-cased, last value wins, `link` parsed.
 
     Repeated Link headers are one list of links (RFC 8288 §3), so they are joined.
@@ -135,7 +133,7 @@ class Paginator:
         self.spec = spec
         self.redactor = redactor
         self.expression = spec.page
-        self.limit = spec.page_limit if spec.page is not None else 1
+        self.limit: int = spec.page_limit if spec.page_limit is not None else 1
         self._needs_link = bool(self.expression and self.expression.reads("info", "header"))
         self.requests = 0
         self._seen: dict[str, int] = {}
@@ -236,8 +234,8 @@ class Paginator:
                 )
             )
         new_params = result.get("params") or {}
-        if not isinstance(new_params, dict) or any(
-            v is not None and (isinstance(v, (bool, list, dict)) or not isinstance(v, (str, int, float)))
+        if not isinstance(new_params, dict) or not all(
+            v is None or (isinstance(v, (str, int, float)) and not isinstance(v, bool))
             for v in new_params.values()
         ):
             raise PaginationError(
@@ -282,5 +280,5 @@ class Paginator:
         return (
             f"Error in HTTP {self.spec.method} of `{self.redactor.url(current.target)}`: "
             f"in `page` ({self.spec.page_source}): {message}\n"
-            f"info: {rest[:-1]}, \"body\": {self.redactor.text(body_text)}}}"
+            f'info: {rest[:-1]}, "body": {self.redactor.text(body_text)}}}'
         )

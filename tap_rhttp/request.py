@@ -33,6 +33,7 @@ import orjson
 import requests
 import requests.auth
 import urllib3.exceptions
+from urllib3.util import SKIP_HEADER
 
 from tap_rhttp import __version__
 from tap_rhttp.errors import (
@@ -54,6 +55,7 @@ FORM = "application/x-www-form-urlencoded"
 #: How much of an error body goes into the envelope.
 ERROR_BODY_CHARS = 1024
 READ_CHUNK = 1 << 16
+_SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
 
 
 # --------------------------------------------------------------------------- URLs
@@ -221,7 +223,7 @@ def _read_with_deadline(raw: t.Any, deadline: float | None) -> bytes:
                     sock = None
         try:
             chunk = raw.read1(READ_CHUNK, decode_content=True)
-        except (urllib3.exceptions.ReadTimeoutError, socket.timeout, TimeoutError):
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
             if deadline is not None and deadline - time.monotonic() <= 0.05:
                 raise _DeadlineExceeded from None
             raise
@@ -251,7 +253,8 @@ class HttpClient:
         self._headers = self._build_headers()
         self._body, self._content_type = encode_body(spec.method, spec.data)
 
-    def _build_headers(self) -> dict[str, str]:
+    def _build_headers(self) -> dict[str, str | None]:
+        """Defaults, then the user's; a null value means "do not send this header"."""
         headers: dict[str, str | None] = {}
         names: dict[str, str] = {}
         for name, value in (*DEFAULT_HEADERS, *self.spec.header):
@@ -260,7 +263,10 @@ class HttpClient:
                 headers.pop(names[lowered], None)
             names[lowered] = name
             headers[name] = value
-        return {k: v for k, v in headers.items() if v is not None}
+        for name, value in headers.items():
+            if value is None and name.lower() in _SKIPPABLE:
+                headers[name] = SKIP_HEADER  # urllib3 would add its own otherwise
+        return headers
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -278,7 +284,7 @@ class HttpClient:
         return self.redactor.url(url)
 
     def _prepare(self, url: str) -> requests.PreparedRequest:
-        headers = dict(self._headers)
+        headers: dict[str, str | None] = dict(self._headers)
         if self._content_type and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = self._content_type
         request = requests.Request(

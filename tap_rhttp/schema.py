@@ -29,7 +29,7 @@ _DATE_TIME_RE = re.compile(
 )
 
 
-class _DateTimeString(String):  # type: ignore[misc]
+class _DateTimeString(String):
     """genson's string strategy, remembering whether every value was a date-time."""
 
     def __init__(self, node_class: t.Any) -> None:
@@ -54,7 +54,7 @@ class _DateTimeString(String):  # type: ignore[misc]
         return schema
 
 
-class _Builder(SchemaBuilder):  # type: ignore[misc]
+class _Builder(SchemaBuilder):
     EXTRA_STRATEGIES = (_DateTimeString,)
 
 

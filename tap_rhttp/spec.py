@@ -226,7 +226,7 @@ def _check_scalar_map(value: JSON, path: str, name: str) -> dict[str, JSON]:
     return dict(value)
 
 
-Header = tuple[tuple[str, t.Optional[str]], ...]
+Header = tuple[tuple[str, str | None], ...]
 
 
 def _check_header_name(name: str, path: str) -> None:
@@ -315,8 +315,7 @@ def _check_page(value: JSON, path: str, name: str) -> str:
             path,
             f"`page` should be 'link-next' or a page expression string (got {_quote(value)}).",
             value=value,
-            allowed="'link-next', or an expression such as "
-            "\"info['body']['next'].default(None)\"",
+            allowed="'link-next', or an expression such as \"info['body']['next'].default(None)\"",
         )
     return value
 
@@ -846,18 +845,16 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
                 allowed="`page`: 'link-next' or a page expression",
             )
         )
-    if method == "HEAD" and values.get("result_format", "auto") not in ("auto", "text"):
-        pass  # HEAD has no body; any format reads nothing, which is not an error
-    if values.get("backoff_max") is not None and values.get("backoff_base") is not None:
-        if values["backoff_max"] < values["backoff_base"]:
-            errors.append(
-                ConfigError(
-                    f"{path}.backoff_max",
-                    f"`backoff_max` ({values['backoff_max']}) should be at least "
-                    f"`backoff_base` ({values['backoff_base']}).",
-                    value=values["backoff_max"],
-                )
+    base, cap = values.get("backoff_base"), values.get("backoff_max")
+    if base is not None and cap is not None and cap < base:
+        errors.append(
+            ConfigError(
+                f"{path}.backoff_max",
+                f"`backoff_max` ({values['backoff_max']}) should be at least "
+                f"`backoff_base` ({values['backoff_base']}).",
+                value=values["backoff_max"],
             )
+        )
     schema = values.get("schema")
     if schema is not None:
         props = schema.get("properties", {})

@@ -7,6 +7,7 @@ import sys
 import typing as t
 
 from singer_sdk import Tap
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_rhttp.chain import Chain
@@ -78,7 +79,9 @@ def build_redactor(specs: t.Sequence[RequestSpec]) -> Redactor:
         secret_params=[
             spec.auth.name
             for spec in specs
-            if spec.auth and spec.auth.type == "api_key" and spec.auth.location == "query"
+            if spec.auth
+            and spec.auth.type == "api_key"
+            and spec.auth.location == "query"
             and spec.auth.name
         ],
     )
@@ -105,6 +108,7 @@ class TapRHTTP(Tap):
 
     name = "tap-rhttp"
     dynamic_catalog = True
+    message_writer_class = MsgSpecWriter
     config_jsonschema = config_schema()
 
     _specs: list[RequestSpec]
@@ -189,9 +193,7 @@ class TapRHTTP(Tap):
                     if spec.schema is not None
                     else self._sample(spec, prefetched)
                 )
-            streams.append(
-                RHTTPStream(self, spec, schema, self.redactor, prefetched=prefetched)
-            )
+            streams.append(RHTTPStream(self, spec, schema, self.redactor, prefetched=prefetched))
         return streams
 
     @classmethod
@@ -202,7 +204,7 @@ class TapRHTTP(Tap):
 
     @classmethod
     @override
-    def invoke(cls, **kwargs: t.Any) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: t.Any) -> None:
         try:
             super().invoke(**kwargs)
         except RHTTPError as exc:
@@ -210,9 +212,7 @@ class TapRHTTP(Tap):
 
     @classmethod
     @override
-    def cb_discover(
-        cls, ctx: click.Context, param: click.Option, value: bool  # noqa: FBT001
-    ) -> None:
+    def cb_discover(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
         try:
             super().cb_discover(ctx, param, value)
         except RHTTPError as exc:

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
 import typing as t
-from pathlib import Path
 
 import pytest
 from server import LocalServer
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 
 from tap_rhttp.tap import TapRHTTP
 
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+pytest_plugins = ["pg"]
+
 PROXY_VARS = (
-    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
 )
 
 
@@ -63,6 +74,17 @@ class SyncResult(t.NamedTuple):
         return next(m["schema"] for m in self.of_type("SCHEMA") if m["stream"] == stream)
 
 
+class CaptureWriter(MsgSpecWriter):
+    """Collects the serialised Singer lines instead of writing them to stdout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[bytes] = []
+
+    def write_message(self, message: t.Any) -> None:
+        self.lines.append(bytes(self.format_message(message)))
+
+
 def run_sync(
     config: dict[str, t.Any],
     *,
@@ -70,18 +92,12 @@ def run_sync(
     state: dict[str, t.Any] | None = None,
 ) -> SyncResult:
     """Run a whole sync in this process and parse every Singer message it wrote."""
-    buffer = io.BytesIO()
-    stdout = io.TextIOWrapper(buffer, encoding="utf-8", write_through=True)
-    saved = sys.stdout
-    sys.stdout = stdout
-    try:
-        tap = TapRHTTP(config=config, catalog=catalog, state=state, parse_env_config=False)
-        tap.sync_all()
-        stdout.flush()
-    finally:
-        sys.stdout = saved
-    lines = buffer.getvalue().decode().splitlines()
-    return SyncResult([json.loads(line) for line in lines if line.strip()])
+    writer = CaptureWriter()
+    tap = TapRHTTP(
+        config=config, catalog=catalog, state=state, parse_env_config=False, message_writer=writer
+    )
+    tap.sync_all()
+    return SyncResult([json.loads(line) for line in writer.lines])
 
 
 @pytest.fixture

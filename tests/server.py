@@ -73,7 +73,7 @@ class LocalServer:
                     self.path,
                     parts.path,
                     parts.query,
-                    {k: v for k, v in self.headers.items()},
+                    dict(self.headers.items()),
                     body,
                     self,
                 )
@@ -121,9 +121,9 @@ class LocalServer:
             return self.routes[path]
         best = None
         for prefix, fn in self.routes.items():
-            if prefix.endswith("/") and path.startswith(prefix):
-                if best is None or len(prefix) > len(best[0]):
-                    best = (prefix, fn)
+            longer = best is None or len(prefix) > len(best[0])
+            if prefix.endswith("/") and path.startswith(prefix) and longer:
+                best = (prefix, fn)
         return best[1] if best else None
 
     def requests_to(self, path: str) -> list[Request]:
@@ -239,7 +239,9 @@ def _install_default_routes(server: LocalServer) -> None:
 
     @route("/cookies/set")
     def set_cookie(request: Request) -> Reply:
-        headers = [("Set-Cookie", f"{k}={v}; Path=/") for k, v in request.args.items() if k != "next"]
+        headers = [
+            ("Set-Cookie", f"{k}={v}; Path=/") for k, v in request.args.items() if k != "next"
+        ]
         if "next" in request.args:
             headers.append(("Location", request.args["next"]))
             return Reply(302, b"", headers, None)
@@ -257,9 +259,16 @@ def _install_default_routes(server: LocalServer) -> None:
         style = request.args.get("style", "quoted")
         if start + per < total:
             q = f"page={page + 1}&per_page={per}&total={total}&style={style}"
-            rel = {"quoted": 'rel="next"', "bare": "rel=next", "upper": 'REL="NEXT"', "multi": 'rel="next last"'}[style]
+            rel = {
+                "quoted": 'rel="next"',
+                "bare": "rel=next",
+                "upper": 'REL="NEXT"',
+                "multi": 'rel="next last"',
+            }[style]
             target = f"/pages/link?{q}" if style != "relative" else f"link?{q}"
-            links.append(f"<{target if style != 'bare' else server.url + '/pages/link?' + q}>; {rel}")
+            links.append(
+                f"<{target if style != 'bare' else server.url + '/pages/link?' + q}>; {rel}"
+            )
         links.append(f'</pages/link?page=1&per_page={per}&total={total}>; rel="first"')
         return json_reply(items, headers=[("Link", ", ".join(links))])
 

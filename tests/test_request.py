@@ -1,0 +1,170 @@
+"""Requests as r.http makes them, checked byte for byte at the local server."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from tap_rhttp.errors import PermanentRequestError, TransientRequestError
+from tap_rhttp.request import encode_pairs, format_param, merge_query
+
+
+def cfg(url: str, **spec: t.Any) -> dict[str, t.Any]:
+    spec.setdefault("reattempts", 1)
+    return {"streams": [{"name": "s", "url": url, **spec}]}
+
+
+def echo(sync: t.Any, server: t.Any, path: str = "/echo", **spec: t.Any) -> dict[str, t.Any]:
+    (record,) = sync(cfg(server.url + path, **spec)).records("s")
+    return record
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, ""), ("a b", "a b"), (1, "1"), (0.1, "0.1"), (1e21, "1e+21"), (2.0, "2.0"), (-3, "-3")],
+)
+def test_param_values_print_shortest(value: t.Any, text: str) -> None:
+    assert format_param(value) == text
+
+
+def test_pairs_sorted_and_escaped_like_rethinkdb() -> None:
+    assert encode_pairs({"b": "x y", "a": None, "c": "a,b:c/d&e=f", "é": "ü"}) == [
+        "a=",
+        "b=x%20y",
+        "c=a%2Cb%3Ac%2Fd%26e%3Df",
+        "%C3%A9=%C3%BC",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "override", "expected"),
+    [
+        ("http://h/p", {}, (), "http://h/p"),
+        ("http://h/p", {"a": 1}, ("a",), "http://h/p?a=1"),
+        ("http://h/p?a=1&b=2", {"a": 9}, ("a",), "http://h/p?b=2&a=9"),
+        ("http://h/p?a=1&b=2", {"a": 9}, (), "http://h/p?a=1&b=2"),
+        ("http://h/p?q=a%20b&q=c", {"q": "z"}, ("q",), "http://h/p?q=z"),
+        ("http://h/p?keep=1,2&x=%3A", {"y": 1}, ("y",), "http://h/p?keep=1,2&x=%3A&y=1"),
+        ("http://h/p?flag&e=", {"z": None}, ("z",), "http://h/p?flag&e=&z="),
+        ("http://h/p#frag", {"a": 1}, ("a",), "http://h/p?a=1"),
+    ],
+)
+def test_merge_query_never_sends_a_key_twice(
+    url: str, params: dict[str, t.Any], override: tuple[str, ...], expected: str
+) -> None:
+    assert merge_query(url, params, override) == expected
+
+
+def test_params_go_out_byte_for_byte(server: t.Any, sync: t.Any) -> None:
+    record = echo(
+        sync,
+        server,
+        "/echo?keep=a%20b&q=x&list=1,2",
+        params={"q": "banana split", "limit": 2, "f": 0.1, "sym": "a,b:c/d", "n": None},
+    )
+    assert (
+        record["target"]
+        == "/echo?keep=a%20b&list=1,2&f=0.1&limit=2&n=&q=banana%20split&sym=a%2Cb%3Ac%2Fd"
+    )
+
+
+def test_default_headers_and_user_override(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, header={"user-agent": "mine/1", "X-Extra": "1"})
+    headers = {k.lower(): v for k, v in record["headers"].items()}
+    assert headers["user-agent"] == "mine/1"
+    assert headers["accept-encoding"] == "gzip, deflate"
+    assert headers["x-extra"] == "1"
+
+
+@pytest.mark.parametrize("name", ["User-Agent", "Accept-Encoding", "Accept"])
+def test_null_header_is_not_sent(server: t.Any, sync: t.Any, name: str) -> None:
+    record = echo(sync, server, header={name: None})
+    assert name.lower() not in {k.lower() for k in record["headers"]}
+
+
+def test_post_string_body_and_user_content_type(server: t.Any, sync: t.Any) -> None:
+    record = echo(
+        sync, server, method="POST", data='{"a": 1}', header={"Content-Type": "application/json"}
+    )
+    assert record["body"] == '{"a": 1}'
+    content_types = [v for k, v in record["headers"].items() if k.lower() == "content-type"]
+    assert content_types == ["application/json"]
+
+
+def test_post_form_encoding_matches_params_encoding(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, method="POST", data={"b": "x y", "a": 1.5, "n": None})
+    assert record["body"] == "a=1.5&b=x%20y&n="
+
+
+def test_delete_without_data_has_no_body(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, method="DELETE")
+    assert record["method"] == "DELETE"
+    assert record["body"] == ""
+
+
+def test_json_body_is_compact_utf8(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, method="PATCH", data={"name": "Zoë", "n": [1, 2]})
+    assert record["body"] == '{"name":"Zoë","n":[1,2]}'
+
+
+def test_bearer_and_api_key_auth(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, auth={"type": "bearer", "token": "tok-123456"})
+    assert record["headers"]["Authorization"] == "Bearer tok-123456"
+    record = echo(sync, server, auth={"type": "api_key", "name": "X-Api-Key", "value": "k-9876"})
+    assert record["headers"]["X-Api-Key"] == "k-9876"
+    record = echo(
+        sync,
+        server,
+        "/echo?a=1",
+        auth={"type": "api_key", "name": "api_key", "value": "k-9876", "in": "query"},
+    )
+    assert record["target"] == "/echo?a=1&api_key=k-9876"
+
+
+def test_redirect_to_other_protocol_is_refused(server: t.Any, sync: t.Any) -> None:
+    with pytest.raises(PermanentRequestError) as info:
+        sync(cfg(f"{server.url}/redirect-to?url=ftp://127.0.0.1/x"))
+    assert "Unsupported protocol (redirect target)." in str(info.value)
+
+
+def test_redirect_hops_are_counted_exactly(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, "/redirect/3", redirects=3)
+    assert record["path"] == "/echo"
+    assert len(server.log) == 4
+    with pytest.raises(PermanentRequestError, match="Number of redirects hit maximum amount"):
+        sync(cfg(server.url + "/redirect/3", redirects=2))
+
+
+def test_303_after_post_becomes_get(server: t.Any, sync: t.Any) -> None:
+    record = echo(
+        sync, server, f"/redirect-to?status=303&url={server.url}/echo", method="POST", data="x=1"
+    )
+    assert record["method"] == "GET"
+    assert record["body"] == ""
+
+
+def test_307_keeps_method_and_body(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, "/redirect-to?status=307&url=/echo", method="POST", data="x=1")
+    assert record["method"] == "POST"
+    assert record["body"] == "x=1"
+
+
+def test_cookies_set_on_one_response_go_to_the_next_hop(server: t.Any, sync: t.Any) -> None:
+    record = echo(sync, server, "/cookies/set?session=abc&next=/echo")
+    assert record["headers"]["Cookie"] == "session=abc"
+
+
+def test_timeout_covers_a_slow_drip_body(server: t.Any, sync: t.Any) -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(TransientRequestError, match=r"timed out after 0\.500 seconds"):
+        sync(cfg(server.url + "/drip?n=40&every=0.1", timeout=0.5))
+    assert time.monotonic() - started < 2.5
+
+
+def test_gzip_from_local_server(server: t.Any, sync: t.Any) -> None:
+    records = sync(cfg(server.url + "/gzip")).records("s")
+    assert len(records) == 50
+    assert records[0] == {"gzipped": True, "n": 0}
