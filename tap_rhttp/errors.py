@@ -51,7 +51,8 @@ class ConfigError(RHTTPError):
         self.detail = message
         text = f"{path}: {message}" if path else message
         if allowed and allowed not in message:
-            text = f"{text} Allowed: {allowed}."
+            glue = "\n" if "\n" in text else " "
+            text = f"{text}{glue}Allowed: {allowed}."
         super().__init__(text)
 
 
@@ -72,7 +73,7 @@ class ExpressionSyntaxError(ConfigError):
     ) -> None:
         self.expression = expression
         self.column = column
-        one_line = expression.replace("\n", " ")
+        one_line = expression.replace("\r", " ").replace("\n", " ")
         caret = " " * max(column, 0) + "^"
         body = f"{message}\n    {one_line}\n    {caret}"
         super().__init__(path, body, value=expression, allowed=allowed)

@@ -134,7 +134,7 @@ class Paginator:
         self.redactor = redactor
         self.expression = spec.page
         self.limit: int = spec.page_limit if spec.page_limit is not None else 1
-        self._needs_link = bool(self.expression and self.expression.reads("info", "header"))
+        self._needs_link = bool(self.expression and self.expression.reads("info", "header", "link"))
         self.requests = 0
         self._seen: dict[str, int] = {}
 
