@@ -166,12 +166,15 @@ def url_scheme(url: str) -> str:
 
 def _check_url(value: JSON, path: str, name: str) -> str:
     url = _check_string(value, path, name)
-    if any(c in url for c in "\r\n\t "):
+    templated = "{{" in url
+    literal = url.split("{{", 1)[0] if templated else url
+    if templated and "://" not in literal:
+        return url  # the scheme is templated: checked again once rendered
+    if any(c in literal for c in "\r\n\t "):
         raise ConfigError(
             path, f"`url` {_quote(url)} contains whitespace; encode it (%20).", value=url
         )
-    url = normalise_url(url)
-    scheme = url_scheme(url)
+    scheme = url_scheme(normalise_url(literal))
     if scheme not in SCHEMES:
         raise ConfigError(
             path,
@@ -179,7 +182,7 @@ def _check_url(value: JSON, path: str, name: str) -> str:
             value=value,
             allowed="http:// or https:// (no scheme means http://)",
         )
-    return url
+    return url if templated else normalise_url(url)
 
 
 def _check_method(value: JSON, path: str, name: str) -> str:
@@ -459,6 +462,52 @@ def _check_any(value: JSON, path: str, name: str) -> JSON:
     return value
 
 
+def _check_for_each(value: JSON, path: str, name: str) -> tuple[JSON, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(
+            path,
+            f"`for_each` should be a non-empty list of values (got {_quote(value)}).",
+            value=value,
+            allowed="a JSON array; the spec runs once per element, bound to `item`",
+        )
+    return tuple(value)
+
+
+def _check_parent_keys(value: JSON, path: str, name: str) -> tuple[tuple[str, str], ...]:
+    """A list of parent fields, or an object mapping parent field -> child column."""
+    if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+        return tuple((v, v) for v in value)
+    if isinstance(value, dict) and all(
+        isinstance(v, str) and STREAM_NAME_RE.match(v) for v in value.values()
+    ):
+        return tuple(value.items())
+    raise ConfigError(
+        path,
+        f"`parent_keys` should be a list of parent field names or an object mapping a "
+        f"parent field to a column name (got {_quote(value)}).",
+        value=value,
+    )
+
+
+def _check_on_error(value: JSON, path: str, name: str) -> str:
+    if value in ("fail", "skip"):
+        return t.cast("str", value)
+    raise ConfigError(
+        path,
+        f"`on_error` {_quote(value)} is not recognized.",
+        value=value,
+        allowed="`fail` or `skip`",
+    )
+
+
+def _check_scalar(value: JSON, path: str, name: str) -> JSON:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    raise ConfigError(
+        path, f"`{name}` should be a string or a number (got {_quote(value)}).", value=value
+    )
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -683,6 +732,100 @@ OPTIONS: dict[str, Option] = {
             example='"retry_after_max": 120',
         ),
         Option(
+            "for_each",
+            _check_for_each,
+            None,
+            "Fan-out: run the spec once per value of this list, bound to `item` in templates.",
+            {"type": "array"},
+            r_http=False,
+            example='"for_each": [1, 2, 3]',
+        ),
+        Option(
+            "parent",
+            _check_name,
+            None,
+            "Fan-out: the name of another stream; the spec runs once per parent record, "
+            "bound to `row` in templates.",
+            {"type": "string"},
+            r_http=False,
+            example='"parent": "users"',
+        ),
+        Option(
+            "parent_keys",
+            _check_parent_keys,
+            None,
+            "Parent fields copied into each child record: a list (same names) or an object "
+            "(parent field -> column). Default: the parent's primary keys as `<parent>_<key>`.",
+            {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
+            r_http=False,
+            example='"parent_keys": {"id": "user_id"}',
+        ),
+        Option(
+            "on_error",
+            _check_on_error,
+            "fail",
+            "`fail` stops the run on a failed request chain; `skip` logs it, counts it and "
+            "goes on with the next item/row (r.http's `.default()`).",
+            {"type": "string", "enum": ["fail", "skip"]},
+            r_http=False,
+            example='"on_error": "skip"',
+        ),
+        Option(
+            "replication_key",
+            _check_string,
+            None,
+            "Incremental: the field whose latest value is the bookmark (must be in the schema).",
+            {"type": "string"},
+            r_http=False,
+            example='"replication_key": "updated_at"',
+        ),
+        Option(
+            "start_value",
+            _check_scalar,
+            None,
+            "Incremental: the bookmark to use when STATE has none.",
+            {"type": ["string", "number"]},
+            r_http=False,
+            example='"start_value": "2024-01-01T00:00:00Z"',
+        ),
+        Option(
+            "filter_bookmark",
+            _check_bool,
+            True,
+            "Incremental: drop records whose replication key is at or before the bookmark.",
+            {"type": "boolean"},
+            r_http=False,
+            example='"filter_bookmark": false',
+        ),
+        Option(
+            "is_sorted",
+            _check_bool,
+            False,
+            "Incremental: the API returns records in replication-key order, so the bookmark "
+            "advances as records arrive (and a sort error fails the run).",
+            {"type": "boolean"},
+            r_http=False,
+            example='"is_sorted": true',
+        ),
+        Option(
+            "max_concurrency",
+            _int_at_least(1),
+            1,
+            "Fan-out: request chains (for_each values) fetched at once.",
+            {"type": "integer", "minimum": 1},
+            r_http=False,
+            example='"max_concurrency": 4',
+        ),
+        Option(
+            "template_env",
+            _check_bool,
+            False,
+            "Allow `env` (the process environment) in `{{ }}` templates.",
+            {"type": "boolean"},
+            r_http=False,
+            example='"template_env": true',
+        ),
+        Option(
             "rate_limit",
             _check_rate,
             None,
@@ -729,7 +872,32 @@ class RequestSpec:
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
     rate_limit: float | None = None
+    for_each: tuple[JSON, ...] | None = None
+    parent: str | None = None
+    parent_keys: tuple[tuple[str, str], ...] | None = None
+    on_error: str = "fail"
+    replication_key: str | None = None
+    start_value: JSON = None
+    filter_bookmark: bool = True
+    is_sorted: bool = False
+    max_concurrency: int = 1
+    template_env: bool = False
+    templates: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict, repr=False)
     raw: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def template_names(self) -> tuple[str, ...]:
+        """The names `{{ }}` templates of this spec may use."""
+        names = ["config", "secrets"]
+        if self.for_each is not None:
+            names.append("item")
+        if self.parent is not None:
+            names.append("row")
+        if self.replication_key is not None:
+            names.append("bookmark")
+        if self.template_env:
+            names.append("env")
+        return tuple(names)
 
     @property
     def has_data(self) -> bool:
@@ -797,34 +965,36 @@ def _check_values(raw: dict[str, JSON], path: str) -> tuple[dict[str, JSON], lis
     return values, errors
 
 
+def check_data(method: str, data: JSON, path: str) -> JSON:
+    """`data` against the method's rules (used at load and after templates render)."""
+    if data is None:
+        return None
+    if method in ("GET", "HEAD"):
+        raise ConfigError(
+            path,
+            "`data` should only be specified on a PUT, POST, PATCH, or DELETE "
+            "request.  If you want URL parameters, use `params` instead.",
+            value=data,
+        )
+    if method == "POST" and not isinstance(data, (str, dict)):
+        raise ConfigError(
+            path,
+            f"`data` on a POST should be an object or a string "
+            f"(got {_type_name(data)} {_quote(data)}).",
+            value=data,
+        )
+    if method == "POST" and isinstance(data, dict):
+        _check_scalar_map(data, path, "data")
+    return data
+
+
 def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> list[ConfigError]:
     errors: list[ConfigError] = []
     method = values.get("method", "GET")
-    if values.get("data") is not None:
-        data = values["data"]
-        if method in ("GET", "HEAD"):
-            errors.append(
-                ConfigError(
-                    f"{path}.data",
-                    "`data` should only be specified on a PUT, POST, PATCH, or DELETE "
-                    "request.  If you want URL parameters, use `params` instead.",
-                    value=data,
-                )
-            )
-        elif method == "POST" and not isinstance(data, (str, dict)):
-            errors.append(
-                ConfigError(
-                    f"{path}.data",
-                    f"`data` on a POST should be an object or a string "
-                    f"(got {_type_name(data)} {_quote(data)}).",
-                    value=data,
-                )
-            )
-        elif method == "POST" and isinstance(data, dict):
-            try:
-                _check_scalar_map(data, f"{path}.data", "data")
-            except ConfigError as exc:
-                errors.append(exc)
+    try:
+        check_data(method, values.get("data"), f"{path}.data")
+    except ConfigError as exc:
+        errors.append(exc)
     has_page = "page" in values
     has_limit = "page_limit" in values
     if has_page and not has_limit:
@@ -855,7 +1025,29 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
                 value=values["backoff_max"],
             )
         )
+    if values.get("for_each") is not None and values.get("parent") is not None:
+        errors.append(
+            ConfigError(
+                f"{path}.parent",
+                "give either `for_each` or `parent`, not both.",
+                value=values["parent"],
+            )
+        )
+    if values.get("parent_keys") is not None and values.get("parent") is None:
+        errors.append(ConfigError(f"{path}.parent_keys", "`parent_keys` needs `parent`."))
+    if values.get("start_value") is not None and values.get("replication_key") is None:
+        errors.append(ConfigError(f"{path}.start_value", "`start_value` needs `replication_key`."))
     schema = values.get("schema")
+    key = values.get("replication_key")
+    if schema is not None and key is not None and key not in schema.get("properties", {}):
+        errors.append(
+            ConfigError(
+                f"{path}.replication_key",
+                f"replication key `{key}` is not in `schema.properties`.",
+                value=key,
+                allowed=", ".join(sorted(schema.get("properties", {}))) or "(none)",
+            )
+        )
     if schema is not None:
         props = schema.get("properties", {})
         for key in values.get("primary_keys", ()):
@@ -887,7 +1079,37 @@ def _build(values: dict[str, JSON], path: str, raw: dict[str, JSON]) -> RequestS
         page_expr = compile_expression(text, path=f"{path}.page", names=("info",))
     kwargs["page"] = page_expr
     kwargs["page_source"] = page_source
-    return RequestSpec(path=path, raw=raw, **kwargs)
+    spec = RequestSpec(path=path, raw=raw, **kwargs)
+    templates = _compile_templates(spec)
+    return dataclasses.replace(spec, templates=templates) if templates else spec
+
+
+def _compile_templates(spec: RequestSpec) -> dict[str, JSON]:
+    """Compile the `{{ }}` placeholders of the templated fields, with the spec's names."""
+    from tap_rhttp.templates import compile_string, compile_value, has_placeholder
+
+    names = spec.template_names
+    out: dict[str, JSON] = {}
+    if has_placeholder(spec.url):
+        out["url"] = compile_string(spec.url, path=f"{spec.path}.url", names=names, url=True)
+    if has_placeholder(dict(spec.params)):
+        out["params"] = compile_value(dict(spec.params), path=f"{spec.path}.params", names=names)
+    if any(has_placeholder(v) for _, v in spec.header):
+        out["header"] = tuple(
+            (k, compile_value(v, path=f"{spec.path}.header.{k}", names=names))
+            for k, v in spec.header
+        )
+    if has_placeholder(spec.data):
+        out["data"] = compile_value(spec.data, path=f"{spec.path}.data", names=names)
+    if spec.auth is not None:
+        fields = {
+            f.name: getattr(spec.auth, f.name)
+            for f in dataclasses.fields(spec.auth)
+            if isinstance(getattr(spec.auth, f.name), str)
+        }
+        if has_placeholder(fields):
+            out["auth"] = compile_value(fields, path=f"{spec.path}.auth", names=names)
+    return out
 
 
 def _merge(defaults: dict[str, JSON], stream: dict[str, JSON]) -> dict[str, JSON]:
@@ -991,6 +1213,42 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
             specs.append(_build(merged_values, path, _merge(defaults, stream)))
         except ConfigError as exc:
             errors.append(exc)
+    errors += _check_parents(specs)
     if errors:
         raise ConfigErrors(errors)
     return specs
+
+
+def _check_parents(specs: list[RequestSpec]) -> list[ConfigError]:
+    """`parent` names an existing stream, and parent links never form a cycle."""
+    by_name = {s.name: s for s in specs}
+    errors: list[ConfigError] = []
+    for spec in specs:
+        if spec.parent is None:
+            continue
+        if spec.parent not in by_name:
+            errors.append(
+                ConfigError(
+                    f"{spec.path}.parent",
+                    f"`parent` names no stream: {_quote(spec.parent)}."
+                    + _suggest(spec.parent, by_name),
+                    value=spec.parent,
+                    allowed=", ".join(sorted(n for n in by_name if n != spec.name)),
+                )
+            )
+            continue
+        seen = [spec.name]
+        current: RequestSpec | None = by_name[spec.parent]
+        while current is not None:
+            if current.name in seen:
+                errors.append(
+                    ConfigError(
+                        f"{spec.path}.parent",
+                        "parent links form a cycle: " + " -> ".join([*seen, current.name]) + ".",
+                        value=spec.parent,
+                    )
+                )
+                break
+            seen.append(current.name)
+            current = by_name.get(current.parent) if current.parent else None
+    return errors

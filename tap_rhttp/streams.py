@@ -1,23 +1,32 @@
-"""RHTTPStream: thin glue from singer-sdk's stream hooks to the request chain.
+"""RHTTPStream: thin glue from singer-sdk's stream hooks to the request chains.
 
-Everything HTTP (requests, retries, formats, pagination) happens in ``chain`` and the
-modules below it; this class only tells the SDK which records exist, so the SDK keeps
-doing what it is good at: catalog and selection, STATE and bookmarks, stream maps,
-type conformance and message writing.
+Everything HTTP (requests, retries, formats, pagination, fan-out) happens in ``chain``,
+``fanout`` and the modules below them. This class decides which chains a sync runs
+(one; one per ``for_each`` value; one per parent row), drops records at or before the
+bookmark, copies parent keys into child records, and keeps the resume position in
+STATE after every completely emitted page. The SDK keeps doing what it is good at:
+catalog and selection, bookmarks, stream maps, type conformance and message writing.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
+import time
 import typing as t
 
 from singer_sdk.streams import Stream
 
 from tap_rhttp.chain import Chain, ChainStats
+from tap_rhttp.errors import RHTTPError
+from tap_rhttp.fanout import ChainTask, ResumeState, run_chains
 from tap_rhttp.ratelimit import RateLimiter
+from tap_rhttp.templates import render_spec
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
 
+    from tap_rhttp.chain import Page
     from tap_rhttp.redact import Redactor
     from tap_rhttp.request import Response
     from tap_rhttp.spec import RequestSpec
@@ -26,6 +35,59 @@ try:
     from typing import override  # type: ignore[attr-defined]
 except ImportError:  # Python < 3.12
     from typing_extensions import override
+
+JSON = t.Any
+#: Seconds between two progress lines of one stream.
+PROGRESS_INTERVAL = 30.0
+
+
+def _as_datetime(value: JSON) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def at_or_before(value: JSON, bookmark: JSON) -> bool:
+    """Whether a replication-key value is at or before the bookmark.
+
+    Date-times compare as instants (offsets honoured), numbers as numbers, anything
+    else as text; values of different kinds are never dropped.
+    """
+    when, mark = _as_datetime(value), _as_datetime(bookmark)
+    if when is not None and mark is not None:
+        return when <= mark
+    numbers = (int, float)
+    if isinstance(value, numbers) and isinstance(bookmark, numbers):
+        return bool(value <= bookmark)
+    if isinstance(value, str) and isinstance(bookmark, str):
+        return value <= bookmark
+    return False
+
+
+def template_env(
+    spec: RequestSpec,
+    context: t.Mapping[str, JSON],
+    *,
+    item: JSON = None,
+    row: JSON = None,
+    bookmark: JSON = None,
+) -> dict[str, JSON]:
+    """The names a `{{ }}` template of `spec` sees (`context` has `config`, `secrets`)."""
+    env: dict[str, JSON] = dict(context)
+    names = spec.template_names
+    if "item" in names:
+        env["item"] = item
+    if "row" in names:
+        env["row"] = row
+    if "bookmark" in names:
+        env["bookmark"] = bookmark
+    if "env" in names:
+        env["env"] = dict(os.environ)
+    return env
 
 
 class RHTTPStream(Stream):
@@ -38,6 +100,8 @@ class RHTTPStream(Stream):
         schema: dict[str, t.Any],
         redactor: Redactor,
         *,
+        template_context: dict[str, JSON] | None = None,
+        parent_columns: tuple[tuple[str, str], ...] = (),
         prefetched: dict[str, Response] | None = None,
     ) -> None:
         """Create the stream of one spec.
@@ -47,20 +111,44 @@ class RHTTPStream(Stream):
             spec: the validated spec.
             schema: the declared, inferred or catalog schema.
             redactor: masks secrets in messages.
+            template_context: `config` and `secrets` for `{{ }}` templates.
+            parent_columns: (parent field, child column) pairs copied into child records.
             prefetched: discovery's sample responses, reused once by the sync.
         """
         self.spec = spec
         self.redactor = redactor
+        self.template_context = template_context or {}
+        self.parent_columns = parent_columns
         self.prefetched = prefetched if prefetched is not None else {}
         self.stats = ChainStats()
-        self.limiter = RateLimiter(rate=spec.rate_limit) if spec.rate_limit else None
+        self.skipped = 0
+        self.limiter = (
+            RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
+        )
         super().__init__(tap=tap, schema=schema, name=spec.name)
         self.primary_keys = list(spec.primary_keys)
+        if spec.replication_key:
+            self.replication_key = spec.replication_key
+        self._started = 0.0
+        self._last_progress = 0.0
 
-    def chain(self) -> Chain:
-        """A new request chain for this stream."""
+    @property
+    def is_sorted(self) -> bool:
+        """The spec's `is_sorted`: the bookmark may advance as records arrive."""
+        return self.spec.is_sorted
+
+    # ------------------------------------------------------------------ building chains
+
+    def template_env(
+        self, *, item: JSON = None, row: JSON = None, bookmark: JSON = None
+    ) -> dict[str, JSON]:
+        """The names a `{{ }}` template of this spec sees."""
+        return template_env(self.spec, self.template_context, item=item, row=row, bookmark=bookmark)
+
+    def make_chain(self, spec: RequestSpec) -> Chain:
+        """A new request chain for a (rendered) spec."""
         return Chain(
-            self.spec,
+            spec,
             self.redactor,
             self.logger,
             limiter=self.limiter,
@@ -68,12 +156,157 @@ class RHTTPStream(Stream):
             stats=self.stats,
         )
 
+    def _task(self, key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
+        try:
+            spec = render_spec(self.spec, env)
+        except RHTTPError as exc:
+            return ChainTask(key=key, label=label, error=exc, row=row)
+        self._learn_secrets(spec)
+        return ChainTask(key=key, label=label, spec=spec, row=row)
+
+    def _learn_secrets(self, spec: RequestSpec) -> None:
+        """Secrets that only exist once rendered (from `env` or `secrets`) get redacted too."""
+        if spec is self.spec:
+            return
+        if spec.auth is not None:
+            for secret in spec.auth.secrets():
+                self.redactor.add_secret(secret)
+        for name, value in spec.header:
+            if value and self.redactor.is_sensitive_header(name):
+                self.redactor.add_secret(value)
+
+    def bookmark(self, context: t.Mapping[str, JSON] | None) -> JSON:
+        """The current bookmark, or the spec's `start_value`."""
+        if not self.spec.replication_key:
+            return None
+        value = self.get_starting_replication_key_value(context)
+        return value if value is not None else self.spec.start_value
+
+    def tasks(self, context: t.Mapping[str, JSON] | None, bookmark: JSON) -> list[ChainTask]:
+        """The chains this sync runs."""
+        spec = self.spec
+        if spec.parent is not None:
+            row = dict((context or {}).get("row") or {})
+            return [
+                self._task("row", "parent row", self.template_env(row=row, bookmark=bookmark), row)
+            ]
+        if spec.for_each is not None:
+            return [
+                self._task(
+                    str(index),
+                    f"for_each[{index}]",
+                    self.template_env(item=item, bookmark=bookmark),
+                )
+                for index, item in enumerate(spec.for_each)
+            ]
+        return [self._task("-", "", self.template_env(bookmark=bookmark))]
+
+    # ------------------------------------------------------------------ records
+
+    def _records_of(
+        self, page: Page, task: ChainTask, bookmark: JSON, columns: tuple[tuple[str, str], ...]
+    ) -> t.Iterator[dict[str, JSON]]:
+        key = self.spec.replication_key or ""
+        drop = bool(key) and self.spec.filter_bookmark and bookmark is not None
+        for record in page.records:
+            if drop and at_or_before(record.get(key), bookmark):
+                continue
+            if columns and task.row is not None:
+                for field, column in columns:
+                    record.setdefault(column, task.row.get(field))
+            yield record
+
+    @override
+    def get_child_context(
+        self, record: dict[str, JSON], context: t.Mapping[str, JSON] | None
+    ) -> dict[str, JSON] | None:
+        """Children receive the whole parent record as `row`."""
+        return {"row": dict(record)}
+
     @override
     def get_records(self, context: t.Mapping[str, t.Any] | None) -> t.Iterable[dict[str, t.Any]]:
-        """Every record of every page, in order, each page once it is complete."""
-        chain = self.chain()
-        try:
-            for page in chain.pages():
-                yield from page.records
-        finally:
-            chain.close()
+        """Every record of every chain, each page once it is complete, in chain order."""
+        spec = self.spec
+        bookmark = self.bookmark(context)
+        resumable = spec.parent is None
+        resume = ResumeState(spec, self.redactor, track_done=spec.for_each is not None)
+        if resumable:
+            resume.load(self.stream_state.get(ResumeState.KEY), self.logger)
+        tasks = [task for task in self.tasks(context, bookmark) if task.key not in resume.done]
+        for task in tasks:
+            if task.spec is not None:
+                task.start, task.done = resume.start_of(task.key, task.spec)
+                if task.start is not None:
+                    self.logger.info(
+                        "stream %s%s: resuming at page %d: %s",
+                        spec.name,
+                        f" {task.label}" if task.label else "",
+                        task.done + 1,
+                        self.redactor.url(task.start.target),
+                    )
+        columns = self.parent_columns
+        if not self._started:
+            self._started = self._last_progress = time.monotonic()
+        for event in run_chains(tasks, self.make_chain, spec.max_concurrency):
+            task = event.task
+            if event.error is not None:
+                if spec.on_error != "skip":
+                    raise event.error
+                self.skipped += 1
+                self.logger.warning(
+                    "stream %s%s: skipped after an error (on_error: skip): %s",
+                    spec.name,
+                    f" {task.label}" if task.label else "",
+                    self.redactor.text(str(event.error)),
+                )
+                resume.finish(task.key)
+            elif event.page is None:
+                resume.finish(task.key)
+            else:
+                assert task.spec is not None
+                yield from self._records_of(event.page, task, bookmark, columns)
+                resume.advance(task.key, event.page, task.spec)
+            if resumable:
+                self._save_resume(resume.to_state())
+            self._progress()
+        if resumable:
+            self._save_resume(None)
+        if spec.parent is None:  # a child reports once, after all its parent rows
+            self._progress(final=True)
+
+    @override
+    def log_sync_costs(self) -> None:
+        if self.spec.parent is not None and self._started:
+            self._progress(final=True)
+        super().log_sync_costs()
+
+    def _save_resume(self, entry: dict[str, JSON] | None) -> None:
+        """Put the resume position into STATE and write a STATE message."""
+        state = self.stream_state
+        if entry is None:
+            if ResumeState.KEY not in state:
+                return
+            state.pop(ResumeState.KEY, None)
+        else:
+            state[ResumeState.KEY] = entry
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def _progress(self, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last_progress < PROGRESS_INTERVAL:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._started, 1e-9)
+        stats = self.stats
+        self.logger.info(
+            "stream %s %s: %d pages, %d records, %d retries, %d skipped, %.0f records/s, %.1f s",
+            self.spec.name,
+            "done" if final else "progress",
+            stats.pages,
+            stats.records,
+            stats.retries,
+            self.skipped,
+            stats.records / elapsed,
+            elapsed,
+        )

@@ -11,12 +11,13 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_rhttp.chain import Chain
-from tap_rhttp.errors import ConfigErrors, RHTTPError
+from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError
 from tap_rhttp.pagination import Paginator
 from tap_rhttp.redact import RedactingFilter, Redactor
 from tap_rhttp.schema import infer_schema, prepare_declared_schema
 from tap_rhttp.spec import OPTIONS, RequestSpec, load_specs
-from tap_rhttp.streams import RHTTPStream
+from tap_rhttp.streams import RHTTPStream, template_env
+from tap_rhttp.templates import render_spec
 
 if t.TYPE_CHECKING:
     import click
@@ -114,6 +115,11 @@ class TapRHTTP(Tap):
     _specs: list[RequestSpec]
     _redactor: Redactor
 
+    def __init__(self, *args: t.Any, state: t.Any = None, **kwargs: t.Any) -> None:
+        """Keep the input STATE at hand: the SDK discovers streams before loading it."""
+        self._input_state = state if isinstance(state, dict) else {}
+        super().__init__(*args, state=state, **kwargs)
+
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         try:
@@ -161,13 +167,41 @@ class TapRHTTP(Tap):
         schema = entry.schema.to_dict()
         return schema if schema.get("properties") is not None else None
 
-    def _sample(self, spec: RequestSpec, prefetched: dict[str, Response]) -> dict[str, t.Any]:
-        """Infer a schema from the stream's first page, keeping the response for the sync."""
-        chain = Chain(spec, self.redactor, self.logger)
+    def template_context(self) -> dict[str, t.Any]:
+        """`config` (non-secret top-level settings) and `secrets` for templates."""
+        config = {
+            k: v for k, v in self.config.items() if k not in ("streams", "defaults", "secrets")
+        }
+        return {"config": config, "secrets": dict(self.config.get("secrets") or {})}
+
+    def _sample(
+        self, spec: RequestSpec, prefetched: dict[str, Response], parent_rows: list[t.Any]
+    ) -> list[dict[str, t.Any]]:
+        """The stream's first page, for inference; the response is kept for the sync."""
+        if spec.parent is not None and not parent_rows:
+            self.logger.warning(
+                "stream %s: its parent %s had no record to sample, so no fields could be "
+                "inferred; declare `schema` to type them (every field is still emitted).",
+                spec.name,
+                spec.parent,
+            )
+            return []
+        state = self.state or self._input_state
+        saved = state.get("bookmarks", {}).get(spec.name, {})
+        bookmark = saved.get("replication_key_value", spec.start_value)
+        env = template_env(
+            spec,
+            self.template_context(),
+            item=spec.for_each[0] if spec.for_each else None,
+            row=parent_rows[0] if parent_rows else None,
+            bookmark=bookmark,
+        )
+        rendered = render_spec(spec, env)
+        chain = Chain(rendered, self.redactor, self.logger)
         try:
-            first = Paginator(spec, self.redactor).first()
+            first = Paginator(rendered, self.redactor).first()
             if first is None:
-                return infer_schema([])
+                return []
             response, _ = chain.fetch(first)
             _, records = chain.read(response)
             prefetched[chain.target(first)] = response
@@ -179,22 +213,113 @@ class TapRHTTP(Tap):
                 "declare `schema` to type them (every field is still emitted).",
                 spec.name,
             )
-        return infer_schema(records)
+        return records
+
+    def _ordered_specs(self) -> list[RequestSpec]:
+        """Parents before their children (the config guarantees no cycles)."""
+        done: dict[str, RequestSpec] = {}
+        pending = list(self.specs)
+        while pending:
+            for spec in list(pending):
+                if spec.parent is None or spec.parent in done:
+                    done[spec.name] = spec
+                    pending.remove(spec)
+        return list(done.values())
+
+    @staticmethod
+    def parent_columns(
+        spec: RequestSpec, by_name: dict[str, RequestSpec]
+    ) -> tuple[tuple[str, str], ...]:
+        """(parent field, child column) pairs copied into each child record."""
+        if spec.parent is None:
+            return ()
+        if spec.parent_keys is not None:
+            return spec.parent_keys
+        return tuple((key, f"{spec.parent}_{key}") for key in by_name[spec.parent].primary_keys)
 
     @override
     def discover_streams(self) -> list[RHTTPStream]:
+        specs = self._ordered_specs()
+        by_name = {spec.name: spec for spec in specs}
+        needs_sample = {
+            spec.name
+            for spec in specs
+            if self._catalog_schema(spec.name) is None and spec.schema is None
+        }
+        for spec in specs:  # a child samples with its parent's first row
+            if spec.name in needs_sample and spec.parent:
+                needs_sample.add(spec.parent)
+        samples: dict[str, list[dict[str, t.Any]]] = {}
+        schemas: dict[str, dict[str, t.Any]] = {}
+        classes: dict[str, type[RHTTPStream]] = {}
         streams = []
-        for spec in self.specs:
+        for spec in specs:
             prefetched: dict[str, Response] = {}
+            if spec.name in needs_sample:
+                parent_rows = samples.get(spec.parent, []) if spec.parent else []
+                samples[spec.name] = self._sample(spec, prefetched, parent_rows)
             schema = self._catalog_schema(spec.name)
             if schema is None:
                 schema = (
                     prepare_declared_schema(spec.schema)
                     if spec.schema is not None
-                    else self._sample(spec, prefetched)
+                    else infer_schema(samples.get(spec.name, []))
                 )
-            streams.append(RHTTPStream(self, spec, schema, self.redactor, prefetched=prefetched))
+                schema = self._with_parent_columns(spec, schema, by_name, schemas)
+            self._check_replication_key(spec, schema)
+            schemas[spec.name] = schema
+            cls = type(
+                f"RHTTPStream_{spec.name}",
+                (RHTTPStream,),
+                {
+                    "parent_stream_type": classes.get(spec.parent) if spec.parent else None,
+                    "state_partitioning_keys": [] if spec.parent else None,
+                },
+            )
+            classes[spec.name] = cls
+            streams.append(
+                cls(
+                    self,
+                    spec,
+                    schema,
+                    self.redactor,
+                    template_context=self.template_context(),
+                    parent_columns=self.parent_columns(spec, by_name),
+                    prefetched=prefetched,
+                )
+            )
         return streams
+
+    def _with_parent_columns(
+        self,
+        spec: RequestSpec,
+        schema: dict[str, t.Any],
+        by_name: dict[str, RequestSpec],
+        schemas: dict[str, dict[str, t.Any]],
+    ) -> dict[str, t.Any]:
+        columns = self.parent_columns(spec, by_name)
+        if not columns:
+            return schema
+        parent_props = schemas.get(spec.parent or "", {}).get("properties", {})
+        props = dict(schema.get("properties", {}))
+        for field, column in columns:
+            props.setdefault(column, parent_props.get(field, {}))
+        return {**schema, "properties": props}
+
+    def _check_replication_key(self, spec: RequestSpec, schema: dict[str, t.Any]) -> None:
+        key = spec.replication_key
+        if key is not None and key not in schema.get("properties", {}):
+            raise ConfigErrors(
+                [
+                    ConfigError(
+                        f"{spec.path}.replication_key",
+                        f"replication key `{key}` is not a field of the stream's schema "
+                        "(inferred from the first page, or declared).",
+                        value=key,
+                        allowed=", ".join(sorted(schema.get("properties", {}))) or "(none)",
+                    )
+                ]
+            )
 
     @classmethod
     def _fail(cls, exc: RHTTPError) -> t.NoReturn:

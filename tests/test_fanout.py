@@ -1,0 +1,439 @@
+"""Fan-out (for_each, parent), templates, on_error, incremental runs, and resuming."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import typing as t
+
+import pytest
+from server import Reply, Request, json_reply
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_rhttp.errors import PermanentRequestError
+
+
+def stream(name: str, url: str, **spec: t.Any) -> dict[str, t.Any]:
+    spec.setdefault("reattempts", 1)
+    return {"name": name, "url": url, **spec}
+
+
+# ------------------------------------------------------------------ the seed's examples
+
+
+def test_seed_map_over_a_list(server: t.Any, sync: t.Any) -> None:
+    """r.expr([1, 2, 3]).map(lambda i: r.http('httpbin.org/get', params={'user': i}))"""
+    config = {
+        "streams": [
+            stream("users", server.url + "/echo", for_each=[1, 2, 3], params={"user": "{{ item }}"})
+        ]
+    }
+    records = sync(config).records("users")
+    assert [r["target"] for r in records] == ["/echo?user=1", "/echo?user=2", "/echo?user=3"]
+    assert len(server.log) == 3
+
+
+def test_seed_put_each_row_of_a_table(server: t.Any, sync: t.Any) -> None:
+    """r.table('data').map(lambda row: r.http('httpbin.org/put', method='PUT', data=row))"""
+    config = {
+        "streams": [
+            stream("data", server.url + "/records?n=3", primary_keys=["id"]),
+            stream("puts", server.url + "/echo", parent="data", method="PUT", data="{{ row }}"),
+        ]
+    }
+    result = sync(config)
+    puts = result.records("puts")
+    assert [json.loads(r["body"]) for r in puts] == [
+        {"id": 1, "name": "r1"},
+        {"id": 2, "name": "r2"},
+        {"id": 3, "name": "r3"},
+    ]
+    assert all(r["method"] == "PUT" for r in puts)
+    assert [r["data_id"] for r in puts] == [1, 2, 3]  # the parent's primary key, copied
+    assert "data_id" in result.schema("puts")["properties"]
+    assert len(result.records("data")) == 3
+    # one stream-level STATE entry for the child, never one per parent record
+    final = result.of_type("STATE")[-1]["value"]
+    assert "partitions" not in final["bookmarks"].get("puts", {})
+
+
+def test_whole_placeholder_keeps_json_type(server: t.Any, sync: t.Any) -> None:
+    config = {
+        "streams": [
+            stream(
+                "s",
+                server.url + "/echo",
+                for_each=[{"n": 1, "tags": ["a"]}, 7],
+                method="PATCH",
+                data={"value": "{{ item }}", "text": "item={{ item }}"},
+            )
+        ]
+    }
+    bodies = [json.loads(r["body"]) for r in sync(config).records("s")]
+    assert bodies == [
+        {"value": {"n": 1, "tags": ["a"]}, "text": 'item={"n":1,"tags":["a"]}'},
+        {"value": 7, "text": "item=7"},
+    ]
+
+
+def test_placeholders_in_a_url_path_are_encoded(server: t.Any, sync: t.Any) -> None:
+    config = {"streams": [stream("s", server.url + "/echo/{{ item }}", for_each=["a b/c?d", 5])]}
+    records = sync(config).records("s")
+    assert [r["target"] for r in records] == ["/echo/a%20b%2Fc%3Fd", "/echo/5"]
+
+
+def test_parent_keys_object_and_list(server: t.Any, sync: t.Any) -> None:
+    config = {
+        "streams": [
+            stream("data", server.url + "/records?n=2"),
+            stream(
+                "a",
+                server.url + "/echo?id={{ row['id'] }}",
+                parent="data",
+                parent_keys={"name": "parent_name"},
+            ),
+            stream("b", server.url + "/echo?id={{ row['id'] }}", parent="data", parent_keys=["id"]),
+        ]
+    }
+    result = sync(config)
+    assert [r["parent_name"] for r in result.records("a")] == ["r1", "r2"]
+    assert [r["target"] for r in result.records("b")] == ["/echo?id=1", "/echo?id=2"]
+    assert [r["id"] for r in result.records("b")] == [1, 2]
+
+
+# ------------------------------------------------------------------ on_error
+
+
+def _child_404_config(server: t.Any, on_error: str) -> dict[str, t.Any]:
+    @server.route("/maybe/")
+    def maybe(request: Request) -> Reply:
+        n = int(request.path.rsplit("/", 1)[1])
+        if n == 2:
+            return Reply(404, "<html>no such row</html>", (), "text/html")
+        return json_reply({"row": n})
+
+    return {
+        "streams": [
+            stream("data", server.url + "/records?n=3"),
+            stream(
+                "detail", server.url + "/maybe/{{ row['id'] }}", parent="data", on_error=on_error
+            ),
+        ]
+    }
+
+
+def test_child_404_with_skip_goes_on(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    result = sync(_child_404_config(server, "skip"))
+    assert [r["row"] for r in result.records("detail")] == [1, 3]
+    warnings = [
+        r.getMessage() for r in caplog.records if "skipped after an error" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+    assert "status code 404." in warnings[0]
+    done = [r.getMessage() for r in caplog.records if "stream detail done" in r.getMessage()]
+    assert "1 skipped" in done[-1]
+
+
+def test_child_404_with_fail_stops(server: t.Any, sync: t.Any) -> None:
+    with pytest.raises(PermanentRequestError, match="status code 404"):
+        sync(_child_404_config(server, "fail"))
+
+
+def test_for_each_skip_counts_a_template_error(server: t.Any, sync: t.Any) -> None:
+    config = {
+        "streams": [
+            stream(
+                "s",
+                server.url + "/echo?x={{ item['x'] }}",
+                for_each=[{"x": 1}, {"y": 2}, {"x": 3}],
+                on_error="skip",
+            )
+        ]
+    }
+    records = sync(config).records("s")
+    assert [r["target"] for r in records] == ["/echo?x=1", "/echo?x=3"]
+    assert len(server.log) == 2
+
+
+# ------------------------------------------------------------------ templates
+
+
+def test_template_names_are_checked_at_load(sync: t.Any) -> None:
+    bad = [
+        ({"url": "http://h/{{ item }}"}, "`item`"),
+        ({"url": "http://h/{{ row['id'] }}"}, "`row`"),
+        ({"url": "http://h/{{ env['HOME'] }}"}, "`env`"),
+        ({"url": "http://h/{{ bookmark }}"}, "`bookmark`"),
+        ({"url": "http://h/{{ }}"}, "empty placeholder"),
+        ({"url": "http://h/{{ open('x') }}"}, "`open`"),
+    ]
+    for spec, fragment in bad:
+        with pytest.raises(ConfigValidationError) as info:
+            sync({"streams": [{"name": "s", **spec}]})
+        assert any(fragment in e for e in info.value.errors), (spec, info.value.errors)
+
+
+def test_env_and_secrets_in_templates(
+    server: t.Any, sync: t.Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("RHTTP_TEST_REGION", "eu-1")
+    config = {
+        "secrets": {"token": "s3cr3t-T0KEN-value"},
+        "region_default": "us",
+        "streams": [
+            stream(
+                "s",
+                server.url
+                + "/echo?region={{ env['RHTTP_TEST_REGION'] }}&d={{ config['region_default'] }}",
+                template_env=True,
+                header={"Authorization": "Bearer {{ secrets['token'] }}"},
+            )
+        ],
+    }
+    (record,) = sync(config).records("s")
+    assert record["target"] == "/echo?region=eu-1&d=us"
+    assert record["headers"]["Authorization"] == "Bearer s3cr3t-T0KEN-value"
+    assert "s3cr3t-T0KEN-value" not in caplog.text
+
+
+def test_rendered_values_are_checked(server: t.Any, sync: t.Any) -> None:
+    config = {"streams": [stream("s", "{{ item }}", for_each=["ftp://127.0.0.1/x"])]}
+    with pytest.raises(Exception, match="Unsupported protocol"):
+        sync(config)
+
+
+# ------------------------------------------------------------------ concurrency
+
+
+def test_for_each_concurrent_keeps_each_chain_in_order(server: t.Any, sync: t.Any) -> None:
+    @server.route("/slow-pages")
+    def slow_pages(request: Request) -> Reply:
+        time.sleep(0.05)
+        page = int(request.args.get("page", "1"))
+        who = request.args["who"]
+        return json_reply([{"who": who, "page": page, "i": i} for i in range(2)])
+
+    config = {
+        "streams": [
+            stream(
+                "s",
+                server.url + "/slow-pages",
+                for_each=["a", "b", "c", "d"],
+                params={"who": "{{ item }}", "page": 1},
+                page="{'params': {'page': info['params']['page'] + 1}}",
+                page_limit=4,
+                max_concurrency=4,
+            )
+        ]
+    }
+    started = time.monotonic()
+    records = sync(config).records("s")
+    elapsed = time.monotonic() - started
+    assert len(records) == 4 * 4 * 2
+    for who in "abcd":
+        mine = [(r["page"], r["i"]) for r in records if r["who"] == who]
+        assert mine == [(p, i) for p in range(1, 5) for i in range(2)]
+    assert len(server.log) == 16
+    assert elapsed < 16 * 0.05  # overlapped, not one after another
+
+
+# ------------------------------------------------------------------ incremental
+
+
+def _incremental_server(server: t.Any) -> None:
+    server.state["rows"] = [{"id": i, "updated_at": f"2024-01-0{i}T00:00:00Z"} for i in range(1, 4)]
+
+    @server.route("/changes")
+    def changes(request: Request) -> Reply:
+        # a server that ignores `since` half the time: the client-side filter must hold
+        return json_reply(server.state["rows"])
+
+
+def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
+    _incremental_server(server)
+    config = {
+        "streams": [
+            stream(
+                "changes",
+                server.url + "/changes",
+                params={"since": "{{ bookmark }}"},
+                replication_key="updated_at",
+                start_value="2024-01-01T00:00:00Z",
+                primary_keys=["id"],
+            )
+        ]
+    }
+    first = sync(config)
+    # at or before the start value is dropped: id 1 sits exactly on it
+    assert [r["id"] for r in first.records("changes")] == [2, 3]
+    assert server.log[0].args["since"] == "2024-01-01T00:00:00Z"
+    state = first.of_type("STATE")[-1]["value"]
+    assert state["bookmarks"]["changes"]["replication_key_value"] == "2024-01-03T00:00:00Z"
+
+    server.state["rows"].append({"id": 4, "updated_at": "2024-01-04T00:00:00Z"})
+    server.log.clear()
+    second = sync(config, state=state)
+    assert [r["id"] for r in second.records("changes")] == [4]
+    assert server.log[0].args["since"] == "2024-01-03T00:00:00Z"
+    final = second.of_type("STATE")[-1]["value"]
+    assert final["bookmarks"]["changes"]["replication_key_value"] == "2024-01-04T00:00:00Z"
+
+
+def test_filter_bookmark_off_keeps_everything(server: t.Any, sync: t.Any) -> None:
+    _incremental_server(server)
+    config = {
+        "streams": [
+            stream(
+                "changes",
+                server.url + "/changes",
+                replication_key="updated_at",
+                start_value="2024-01-02T00:00:00Z",
+                filter_bookmark=False,
+            )
+        ]
+    }
+    assert [r["id"] for r in sync(config).records("changes")] == [1, 2, 3]
+
+
+def test_replication_key_must_be_in_the_schema(server: t.Any, sync: t.Any) -> None:
+    _incremental_server(server)
+    config = {"streams": [stream("changes", server.url + "/changes", replication_key="modified")]}
+    with pytest.raises(Exception, match="replication key `modified` is not a field"):
+        sync(config)
+
+
+# ------------------------------------------------------------------ resume after SIGKILL
+
+
+def _paged_server(server: t.Any, pages: int = 12, per_page: int = 5, delay: float = 0.15) -> None:
+    @server.route("/paged")
+    def paged(request: Request) -> Reply:
+        time.sleep(delay)
+        page = int(request.args.get("page", "1"))
+        items = [{"id": (page - 1) * per_page + i} for i in range(1, per_page + 1)]
+        return json_reply({"items": items, "next": page + 1 if page < pages else None})
+
+
+def _resume_config(server: t.Any, **extra: t.Any) -> dict[str, t.Any]:
+    return {
+        "streams": [
+            stream(
+                "paged",
+                server.url + "/paged",
+                params={"page": 1, "api_key": "k-resume-SECRET-1"},
+                records_path="$.items[*]",
+                page="r.branch(info['body']['next'] == None, None, {'params': {'page': info['body']['next']}})",
+                page_limit=-1,
+                primary_keys=["id"],
+                schema={"properties": {"id": {"type": "integer"}}},
+                **extra,
+            )
+        ]
+    }
+
+
+def _run_until_killed(
+    config: dict[str, t.Any], tmp_path: t.Any, min_pages: int
+) -> list[dict[str, t.Any]]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
+    )
+    messages: list[dict[str, t.Any]] = []
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            messages.append(json.loads(line))
+            states = [m for m in messages if m["type"] == "STATE" and "rhttp" in json.dumps(m)]
+            if len(states) >= min_pages:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    return messages
+
+
+def test_sigkill_mid_pagination_then_resume(server: t.Any, sync: t.Any, tmp_path: t.Any) -> None:
+    _paged_server(server)
+    config = _resume_config(server)
+    killed = _run_until_killed(config, tmp_path, min_pages=4)
+    first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
+    state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
+    saved = state["bookmarks"]["paged"]["rhttp"]
+    (position,) = saved["chains"].values()
+    assert "k-resume-SECRET-1" not in json.dumps(state)
+    assert "api_key" not in json.dumps(position)
+
+    server.log.clear()
+    resumed = sync(config, state=state)
+    second_ids = [r["id"] for r in resumed.records("paged")]
+    everything = list(range(1, 12 * 5 + 1))
+    assert sorted(set(first_ids) | set(second_ids)) == everything
+    duplicates = len(first_ids) + len(second_ids) - len(everything)
+    assert 0 <= duplicates <= 5  # at most the page in flight
+    # it continued where STATE said, with the secret param restored from config
+    assert server.log[0].args["page"] == str(position["params"]["page"])
+    assert server.log[0].args["api_key"] == "k-resume-SECRET-1"
+    assert "rhttp" not in resumed.of_type("STATE")[-1]["value"]["bookmarks"]["paged"]
+
+
+def test_resume_ignored_when_the_spec_changed(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    _paged_server(server, pages=3, delay=0)
+    config = _resume_config(server)
+    state = {
+        "bookmarks": {
+            "paged": {
+                "rhttp": {
+                    "spec": "0000000000000000",
+                    "chains": {
+                        "-": {
+                            "url": server.url + "/paged",
+                            "params": {"page": 3},
+                            "override": ["page"],
+                            "requests": 2,
+                        }
+                    },
+                    "done": [],
+                }
+            }
+        }
+    }
+    records = sync(config, state=state).records("paged")
+    assert len(records) == 15
+    assert server.log[0].args["page"] == "1"
+    assert "different version of this spec" in caplog.text
+
+
+def test_for_each_resume_skips_finished_values(server: t.Any, sync: t.Any) -> None:
+    config = {"streams": [stream("s", server.url + "/echo?v={{ item }}", for_each=["a", "b", "c"])]}
+    first = sync(config)
+    hashes = [
+        m["value"]["bookmarks"]["s"]["rhttp"]["spec"]
+        for m in first.of_type("STATE")
+        if "rhttp" in m["value"]["bookmarks"].get("s", {})
+    ]
+    assert hashes
+    state = {"bookmarks": {"s": {"rhttp": {"spec": hashes[0], "chains": {}, "done": ["0", "1"]}}}}
+    server.log.clear()
+    records = sync(config, state=state).records("s")
+    assert [r["target"] for r in records] == ["/echo?v=c"]
