@@ -1188,7 +1188,7 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
                 )
         values, value_errors = _check_values(stream, path)
         errors += value_errors
-        if key_errors or value_errors or "name" not in values or "url" not in values:
+        if value_errors or "name" not in values or "url" not in values:
             continue
         name = values["name"]
         if name in seen:
@@ -1206,7 +1206,7 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
         if "header" in default_values and "header" in values:
             merged_values["header"] = _merge_headers(default_values["header"], values["header"])
         cross = _cross_checks(merged_values, stream, path)
-        if cross:
+        if cross or key_errors:
             errors += cross
             continue
         try:

@@ -1,0 +1,86 @@
+"""The command line as a user meets it: clear errors, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+
+import pytest
+
+
+@pytest.mark.parametrize("args", [(), ("--discover",)])
+def test_config_errors_before_any_request(server: t.Any, cli: t.Any, args: tuple[str, ...]) -> None:
+    config = {
+        "streams": [
+            {"name": "ok", "url": server.url + "/records"},
+            {"name": "bad", "url": server.url + "/records", "paramz": {"a": 1}, "page_limit": 3},
+        ]
+    }
+    done = cli(config, *args)
+    assert done.code == 1
+    assert "streams[1].paramz: unknown option `paramz`. Did you mean `params`?" in done.stderr
+    assert "streams[1].page_limit: `page_limit` needs `page` too" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert server.log == []
+
+
+def test_http_error_is_one_clear_line_and_exit_1(server: t.Any, cli: t.Any) -> None:
+    config = {"streams": [{"name": "s", "url": server.url + "/status/404", "reattempts": 1}]}
+    done = cli(config)
+    assert done.code == 1
+    assert f"Error in HTTP GET of `{server.url}/status/404`: status code 404." in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_run_emits_schema_record_state(server: t.Any, cli: t.Any) -> None:
+    done = cli({"streams": [{"name": "s", "url": server.url + "/records?n=2"}]})
+    assert done.code == 0, done.stderr
+    kinds = [m["type"] for m in done.messages()]
+    assert kinds[0] == "SCHEMA"
+    assert kinds.count("RECORD") == 2
+    assert kinds[-1] == "STATE"
+
+
+def test_discover_prints_a_catalog(server: t.Any, cli: t.Any) -> None:
+    done = cli(
+        {"streams": [{"name": "s", "url": server.url + "/records?n=2", "primary_keys": ["id"]}]},
+        "--discover",
+    )
+    assert done.code == 0, done.stderr
+    catalog = json.loads(done.stdout)
+    (entry,) = catalog["streams"]
+    assert entry["tap_stream_id"] == "s"
+    assert entry["key_properties"] == ["id"]
+    assert entry["schema"]["properties"]["id"] == {"type": "integer"}
+
+
+def test_about_lists_the_stream_options(cli: t.Any) -> None:
+    done = cli(None, "--about", "--format=json")
+    assert done.code == 0, done.stderr
+    about = json.loads(done.stdout)
+    spec_props = about["settings"]["properties"]["streams"]["items"]["properties"]
+    for option in (
+        "url",
+        "method",
+        "params",
+        "header",
+        "data",
+        "auth",
+        "timeout",
+        "reattempts",
+        "redirects",
+        "verify",
+        "result_format",
+        "page",
+        "page_limit",
+        "records_path",
+    ):
+        assert option in spec_props
+    assert spec_props["auth"]["properties"]["pass"]["secret"] is True
+
+
+def test_python_dash_m_and_console_script_agree(cli: t.Any) -> None:
+    done = cli(None, "--version")
+    assert done.code == 0
+    assert "tap-rhttp" in done.stdout
