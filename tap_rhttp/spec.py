@@ -1148,6 +1148,17 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
                 )
             ]
         )
+    secrets = config.get("secrets")
+    if secrets is not None and (
+        not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values())
+    ):
+        errors.append(
+            ConfigError(
+                "secrets",
+                "`secrets` should be an object of strings (name -> secret value).",
+                value="<redacted>",
+            )
+        )
     defaults = config.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigErrors(

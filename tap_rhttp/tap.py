@@ -62,6 +62,14 @@ def config_schema() -> dict[str, t.Any]:
                     "required": ["name", "url"],
                 },
             },
+            "secrets": {
+                "type": "object",
+                "description": "Named secret values for `{{ secrets['name'] }}` templates; "
+                "redacted everywhere.",
+                "additionalProperties": {"type": "string"},
+                "secret": True,
+                "writeOnly": True,
+            },
             "defaults": {
                 "type": "object",
                 "description": "Options applied to every stream; a stream's own value wins "
@@ -73,7 +81,9 @@ def config_schema() -> dict[str, t.Any]:
     }
 
 
-def build_redactor(specs: t.Sequence[RequestSpec]) -> Redactor:
+def build_redactor(
+    specs: t.Sequence[RequestSpec], secrets: t.Mapping[str, t.Any] | None = None
+) -> Redactor:
     """One redactor that knows every secret in the config."""
     redactor = Redactor(
         secret_headers=[h for spec in specs for h in spec.secret_headers],
@@ -86,6 +96,9 @@ def build_redactor(specs: t.Sequence[RequestSpec]) -> Redactor:
             and spec.auth.name
         ],
     )
+    for value in (secrets or {}).values():
+        if isinstance(value, str) and value:
+            redactor.add_secret(value)
     for spec in specs:
         if spec.auth is not None:
             for secret in spec.auth.secrets():
@@ -131,7 +144,7 @@ class TapRHTTP(Tap):
                     "Config validation failed", errors=messages, schema=self.config_jsonschema
                 ) from None
             return messages
-        self._redactor = build_redactor(self._specs)
+        self._redactor = build_redactor(self._specs, self.config.get("secrets"))
         self._install_redaction()
         return super()._validate_config(raise_errors=raise_errors)
 
@@ -148,7 +161,7 @@ class TapRHTTP(Tap):
         """The validated specs (validated on first use when config checks were skipped)."""
         if not hasattr(self, "_specs"):
             self._specs = load_specs(self.config)
-            self._redactor = build_redactor(self._specs)
+            self._redactor = build_redactor(self._specs, self.config.get("secrets"))
         return self._specs
 
     @property

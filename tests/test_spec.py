@@ -210,3 +210,8 @@ def test_top_level_shape(config: dict[str, t.Any], fragment: str) -> None:
 def test_secret_values_are_not_quoted_in_auth_errors() -> None:
     (message,) = errors_of(one(auth={"type": "bearer", "token": 12345}))
     assert "12345" not in message
+
+
+def test_secrets_must_be_an_object_of_strings() -> None:
+    messages = errors_of({"secrets": {"a": 1}, "streams": [{"name": "s", "url": "http://h/"}]})
+    assert messages == ["secrets: `secrets` should be an object of strings (name -> secret value)."]
