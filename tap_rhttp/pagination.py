@@ -6,12 +6,24 @@ returning the next URL, params to merge, both, or null. RethinkDB itself defines
 exactly one paginator here: it evaluates a compiled expression (see ``expressions``),
 and ``'link-next'`` is that expression. The robustness real Link headers need (``rel=next``
 unquoted, any case, ``rel="next last"``) lives in :func:`parse_link_header`, which adds
-the canonical ``rel="next"`` key, so the seed page's own expression gains it too.
+the canonical ``rel="next"`` key, so the seed page's own expression gains it too. The Link
+header is parsed only when the expression can read it, so a malformed one fails only an
+expression that needs it.
 
 The paginator is a small state machine: :meth:`Paginator.first` sets up the first
-request, :meth:`Paginator.next` reads a response and returns the next request or None.
-It proves it terminates: ``page_limit`` counts requests, and a request equal to any
-earlier one of the same chain (A→B→A included) is an error naming both pages.
+request, :meth:`Paginator.next` reads a response and returns the next request or None,
+:meth:`Paginator.resume` continues a saved chain. It proves it terminates: ``page_limit``
+counts requests (``page`` is not even evaluated once it is reached), and a request equal to
+any earlier one of the same chain (A→B→A included) is an error naming both pages. An empty
+page does not stop it: only null or ``page_limit`` does, as in r.http.
+
+What ``page`` returns is checked with RethinkDB's own messages (``Expected `page` to return
+an OBJECT, but found NUMBER.``, ``Expected `params.a` to be a NUMBER, STRING or NULL ...``).
+Every error raised while evaluating or interpreting ``page`` is worded as r.http words it:
+``Error in HTTP GET of `<url>`: <what went wrong>`` then ``Error occurred during `page`
+called with:`` and the ``info``, redacted, with the body cut short. The inner message may
+quote ``info`` (the evaluator's excerpts are cut short, so a pattern could miss half a
+secret): values of sensitive fields are masked in it literally, whole or cut.
 
 Rejected: singer-sdk's paginators. Its ``HeaderLinkPaginator`` neither resolves relative
 links nor finds unquoted rels, its loop guard only compares two consecutive tokens, and
@@ -27,6 +39,7 @@ import orjson
 
 from tap_rhttp.errors import ExpressionError, PaginationError
 from tap_rhttp.expressions import reql_type_name
+from tap_rhttp.redact import MASK, MIN_LITERAL_LENGTH
 from tap_rhttp.request import PageRequest, resolve
 
 if t.TYPE_CHECKING:
@@ -125,7 +138,7 @@ class Paginator:
     """Drives one request chain: first request, then one `page` evaluation per page.
 
     Args:
-        spec: the stream's spec (its `page`, `page_limit`, `url`, `params`).
+        spec: the stream's spec (its `page`, `page_limit`, `url`, `params`, `method`).
         redactor: for error messages.
     """
 
@@ -177,9 +190,15 @@ class Paginator:
             )
         )
 
-    def resume(self, request: PageRequest, requests_made: int) -> PageRequest:
-        """Continue a chain at a saved request (after `requests_made` earlier ones)."""
+    def resume(self, request: PageRequest, requests_made: int) -> PageRequest | None:
+        """Continue a chain at a saved request, made after `requests_made` earlier ones.
+
+        Returns None when those requests already used up `page_limit`. The loop guard
+        starts afresh: the earlier requests are not known.
+        """
         self.requests = requests_made
+        if self.limit != -1 and requests_made >= self.limit:
+            return None
         return self._admit(request)
 
     @property
@@ -188,7 +207,11 @@ class Paginator:
         return self.expression is None or (self.limit != -1 and self.requests >= self.limit)
 
     def info(self, current: PageRequest, response: Response, body: JSON) -> dict[str, JSON]:
-        """The `info` object the page expression sees."""
+        """The `info` object the page expression sees.
+
+        Raises:
+            PaginationError: the expression reads the Link header and it is malformed.
+        """
         return {
             "params": dict(current.params),
             "header": header_info(response.headers, parse_link=self._needs_link),
@@ -196,19 +219,39 @@ class Paginator:
         }
 
     def next(self, current: PageRequest, response: Response, body: JSON) -> PageRequest | None:
-        """The next request after a page, or None when pagination is over."""
+        """The next request after a page, or None when pagination is over.
+
+        `page` is not evaluated at all once `page_limit` requests have been made.
+
+        Raises:
+            ExpressionError: `page` failed (its own type, e.g. NonExistenceError, kept).
+            PaginationError: `page` returned an unusable value, the next request repeats
+                an earlier one, or the Link header `page` reads is malformed.
+        """
         if self.exhausted or self.expression is None:
             return None
-        info = self.info(current, response, body)
+        try:
+            info = self.info(current, response, body)
+        except PaginationError as exc:
+            raw = {
+                "params": dict(current.params),
+                "header": header_info(response.headers, parse_link=False),
+                "body": body,
+            }
+            raise PaginationError(self._describe(current, str(exc), raw)) from None
         try:
             result = self.expression.evaluate({"info": info})
         except ExpressionError as exc:
             raise type(exc)(self._describe(current, str(exc), info)) from None
-        return self._interpret(result, current, response, info)
+        try:
+            return self._interpret(result, current, response)
+        except PaginationError as exc:
+            raise PaginationError(self._describe(current, str(exc), info)) from None
 
     def _interpret(
-        self, result: JSON, current: PageRequest, response: Response, info: dict[str, JSON]
+        self, result: JSON, current: PageRequest, response: Response
     ) -> PageRequest | None:
+        """Turn what `page` returned into the next request (RethinkDB's texts on errors)."""
         if result is None:
             return None
         if isinstance(result, str):
@@ -219,33 +262,14 @@ class Paginator:
             )
         if not isinstance(result, dict):
             raise PaginationError(
-                self._describe(
-                    current,
-                    f"Expected `page` to return an OBJECT, but found {reql_type_name(result)}.",
-                    info,
-                )
+                f"Expected `page` to return an OBJECT, but found {reql_type_name(result)}."
             )
         if "url" not in result and "params" not in result:
             raise PaginationError(
-                self._describe(
-                    current,
-                    "OBJECT returned by `page` must contain `url` and/or `params` fields.",
-                    info,
-                )
+                "OBJECT returned by `page` must contain `url` and/or `params` fields."
             )
-        new_params = result.get("params") or {}
-        if not isinstance(new_params, dict) or not all(
-            v is None or (isinstance(v, (str, int, float)) and not isinstance(v, bool))
-            for v in new_params.values()
-        ):
-            raise PaginationError(
-                self._describe(
-                    current,
-                    "`params` returned by `page` must be an OBJECT of numbers, strings or "
-                    f"null (got {reql_type_name(new_params)}).",
-                    info,
-                )
-            )
+        new_params = result.get("params", {})
+        _check_params(new_params)
         params = {**current.params, **new_params}
         if "url" in result:
             url = result["url"]
@@ -253,12 +277,8 @@ class Paginator:
                 return None
             if not isinstance(url, str):
                 raise PaginationError(
-                    self._describe(
-                        current,
-                        f"`url` returned by `page` must be a STRING or null "
-                        f"(got {reql_type_name(url)}).",
-                        info,
-                    )
+                    "Expected `url` in OBJECT returned by `page` to be a STRING or NULL, "
+                    f"but found {reql_type_name(url)}."
                 )
             return self._admit(
                 PageRequest(
@@ -272,13 +292,88 @@ class Paginator:
         )
 
     def _describe(self, current: PageRequest, message: str, info: dict[str, JSON]) -> str:
-        shown = dict(info)
-        body_text = orjson.dumps(shown.pop("body", None), default=str).decode()
+        """An error in `page`, worded as r.http words it, with every secret masked.
+
+        The inner message may quote values from `info` (an excerpt cut short, so a
+        pattern-based redactor could miss a secret cut in half): the values of sensitive
+        fields found in `info` are masked in it literally, whole or cut.
+        """
+        params_text = orjson.dumps(self.redactor.value(info.get("params")), default=str)
+        header_text = orjson.dumps(self.redactor.value(info.get("header")), default=str)
+        body_text = orjson.dumps(self.redactor.value(info.get("body")), default=str).decode()
         if len(body_text) > INFO_BODY_CHARS:
             body_text = body_text[:INFO_BODY_CHARS] + " ..."
-        rest = orjson.dumps(self.redactor.value(shown), default=str).decode()
+        inner = _mask_literals(self.redactor.text(message), _secrets_in(info, self.redactor))
         return (
             f"Error in HTTP {self.spec.method} of `{self.redactor.url(current.target)}`: "
-            f"in `page` ({self.spec.page_source}): {message}\n"
-            f'info: {rest[:-1]}, "body": {self.redactor.text(body_text)}}}'
+            f"{inner}\n"
+            f"Error occurred during `page` ({self.redactor.text(self.spec.page_source or '')}) "
+            "called with:\n"
+            f'{{"params":{params_text.decode()},"header":{header_text.decode()},'
+            f'"body":{body_text}}}'
         )
+
+
+def _check_params(params: JSON) -> None:
+    """`params` returned by `page`: an OBJECT of NUMBER, STRING or NULL values (r.http's)."""
+    if not isinstance(params, dict):
+        raise PaginationError(
+            f"Expected `params` to be an OBJECT, but found {reql_type_name(params)}:\n"
+            f"{orjson.dumps(params).decode()}"
+        )
+    for key, value in params.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (str, int, float))
+        ):
+            raise PaginationError(
+                f"Expected `params.{key}` to be a NUMBER, STRING or NULL, but found "
+                f"{reql_type_name(value)}:\n{orjson.dumps(value).decode()}"
+            )
+
+
+def _secrets_in(value: JSON, redactor: Redactor) -> set[str]:
+    """The texts of scalar values under sensitive keys anywhere in `value`."""
+    found: set[str] = set()
+    stack: list[tuple[JSON, bool]] = [(value, False)]
+    while stack:
+        item, sensitive = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(
+                (v, isinstance(k, str) and redactor.is_sensitive_field(k)) for k, v in item.items()
+            )
+        elif isinstance(item, list):
+            stack.extend((v, sensitive) for v in item)
+        elif sensitive and isinstance(item, (str, int, float)) and not isinstance(item, bool):
+            text = str(item)
+            if len(text) >= MIN_LITERAL_LENGTH:
+                found.add(text)
+                found.add(orjson.dumps(text).decode()[1:-1])
+    return found
+
+
+def _mask_literals(text: str, secrets: t.Collection[str]) -> str:
+    """Mask each secret in `text`, and the start of one that an excerpt cut short.
+
+    An excerpt ends in ``...``; the text right before it may be a secret's first
+    characters. Linear in the number of secrets for each ``...``, so a body full of
+    sensitive fields cannot make an error message slow.
+    """
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    longest = max(map(len, secrets), default=0)
+    end = text.rfind("...")
+    while end > 0:
+        window = max(0, end - longest)
+        cut = end
+        for secret in secrets:
+            start = text.find(secret[0], window, cut)
+            while start != -1:
+                if secret.startswith(text[start:end]):
+                    cut = start
+                    break
+                start = text.find(secret[0], start + 1, cut)
+        if cut < end:
+            text = text[:cut] + MASK + text[end:]
+        end = text.rfind("...", 0, cut)
+    return text
