@@ -264,6 +264,7 @@ def _install_default_routes(server: LocalServer) -> None:
                 "bare": "rel=next",
                 "upper": 'REL="NEXT"',
                 "multi": 'rel="next last"',
+                "relative": 'rel="next"',
             }[style]
             target = f"/pages/link?{q}" if style != "relative" else f"link?{q}"
             links.append(
