@@ -12,6 +12,7 @@ from singer_sdk.exceptions import ConfigValidationError
 
 from tap_rhttp.chain import Chain
 from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError
+from tap_rhttp.explain import add_explain_options
 from tap_rhttp.pagination import Paginator
 from tap_rhttp.redact import RedactingFilter, Redactor
 from tap_rhttp.schema import infer_schema, prepare_declared_schema
@@ -355,6 +356,12 @@ class TapRHTTP(Tap):
             super().cb_discover(ctx, param, value)
         except RHTTPError as exc:
             cls._fail(exc)
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``)."""
+        return add_explain_options(cls, super().get_singer_command())
 
 
 if __name__ == "__main__":

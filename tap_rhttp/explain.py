@@ -1,0 +1,500 @@
+"""Explain mode: what a run would request, see and infer, for a person debugging a config.
+
+``tap-rhttp --config c.json --explain [--pages N]`` makes the first N requests of every
+stream (default 3) and prints, per page, to stdout and for people (never Singer
+messages):
+
+- a ``curl`` command that repeats the request: method, headers, body and the exact URL,
+  every secret replaced by the redactor's mask;
+- the status, the `info` the page expression saw (``params``, ``header``, ``body`` cut
+  short), what `page` returned and the next request it chose, or why the chain stopped;
+- how many records the page held;
+
+and, after each stream, the schema a run would use: inferred from every record seen
+(with a note when the first page alone, which is what a run samples, infers a different
+one), or the declared ``schema``.
+
+It runs the very code a sync runs: the tap's validation and redactor, ``render_spec`` for
+templates, :class:`~tap_rhttp.chain.Chain` for requests and retries, the
+:class:`~tap_rhttp.pagination.Paginator`'s own ``info``. Requests are capped exactly: a
+chain yields a page before it fetches the next one, so stopping after N pages sends N
+requests. Errors end the run with the message and exit status a normal run gives.
+
+Rejected: a dry run that only prints planned requests. Pagination depends on responses,
+and the questions people have ("why does it stop after one page?", "why is this column a
+string?") are answered only by what the server actually sent.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import typing as t
+
+import click
+import orjson
+import requests.auth
+from urllib3.util import SKIP_HEADER
+
+from tap_rhttp.chain import Chain
+from tap_rhttp.errors import ConfigErrors, ExpressionError, PaginationError, RHTTPError
+from tap_rhttp.pagination import INFO_BODY_CHARS, Paginator
+from tap_rhttp.ratelimit import RateLimiter
+from tap_rhttp.redact import MASK
+from tap_rhttp.schema import infer_schema, prepare_declared_schema
+from tap_rhttp.streams import at_or_before, template_env
+from tap_rhttp.templates import render_spec
+
+if t.TYPE_CHECKING:
+    from tap_rhttp.chain import Page
+    from tap_rhttp.redact import Redactor
+    from tap_rhttp.request import PageRequest
+    from tap_rhttp.spec import RequestSpec
+    from tap_rhttp.tap import TapRHTTP
+
+JSON = t.Any
+#: Requests per stream when ``--pages`` is not given.
+DEFAULT_PAGES = 3
+
+
+def add_explain_options(tap_class: type[TapRHTTP], command: click.Command) -> click.Command:
+    """Give the tap's command ``--explain`` and ``--pages N``.
+
+    The options are read after every other option is parsed (``--config``, ``--state``),
+    by wrapping the command's callback: with ``--explain`` it runs an :class:`Explainer`
+    instead of a sync. Config errors raise ``ConfigValidationError`` from inside the
+    command, so singer-sdk reports them exactly as for a sync; r.http errors go through
+    the tap's own ``_fail``, as in ``TapRHTTP.invoke``.
+    """
+    command.params.extend(
+        [
+            click.Option(
+                ["--explain"],
+                is_flag=True,
+                help="Make the first requests of each stream and print, for people, what "
+                "was sent, received, paginated and inferred. No Singer messages.",
+            ),
+            click.Option(
+                ["--pages"],
+                type=click.IntRange(min=1),
+                default=None,
+                help=f"Requests per stream in --explain mode (default {DEFAULT_PAGES}).",
+            ),
+        ]
+    )
+    sync = command.callback
+    assert sync is not None
+
+    def callback(*, explain: bool = False, pages: int | None = None, **kwargs: t.Any) -> t.Any:
+        if not explain or kwargs.get("about"):
+            if pages is not None:
+                raise click.UsageError("--pages applies only with --explain.")
+            return sync(**kwargs)
+        config = kwargs.get("config")
+        state_file = kwargs.get("state")
+        state = orjson.loads(state_file.read()) if state_file is not None else {}
+        tap = tap_class(
+            config=config.config if config is not None else None,
+            parse_env_config=config.parse_env if config is not None else False,
+            validate_config=True,
+            setup_mapper=False,
+        )
+        try:
+            code = Explainer(tap, pages or DEFAULT_PAGES, state=state).run()
+        except RHTTPError as exc:
+            sys.stdout.flush()
+            tap_class._fail(exc)
+        sys.exit(code)
+
+    command.callback = callback
+    return command
+
+
+def _json(value: JSON) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def _cut(text: str, limit: int = INFO_BODY_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]} ... ({len(text)} characters)"
+
+
+def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
+    """A ``curl`` command line that sends what the chain sends for `request`, redacted.
+
+    Headers come from the request the client prepares (defaults, the spec's headers,
+    auth, cookies the session holds now), so call it right before the request is made.
+    Digest auth becomes ``--digest --user`` (its header needs the server's challenge).
+    """
+    spec = chain.spec
+    client = chain.client
+    url = chain.target(request)
+    auth = client.auth
+    digest = isinstance(auth, requests.auth.HTTPDigestAuth)
+    if digest:  # preparing would step the digest auth's nonce counter
+        client.auth = None
+    try:
+        prepared = client._prepare(url)
+    finally:
+        client.auth = auth
+    args = ["curl", "-i"]
+    if spec.method == "HEAD":
+        args.append("--head")
+    else:
+        args += ["-X", spec.method]
+    lines = [" ".join([*args, shlex.quote(redactor.url(url))])]
+    headers = redactor.headers(
+        [(k, v) for k, v in prepared.headers.items() if k.lower() != "content-length"]
+    )
+    compressed = False
+    for name, value in headers.items():
+        if value == SKIP_HEADER:  # the user removed a default header
+            lines.append(f"-H {shlex.quote(name + ':')}")
+            continue
+        if name.lower() == "accept-encoding" and ("gzip" in value or "deflate" in value):
+            compressed = True
+        lines.append(f"-H {shlex.quote(f'{name}: {value}')}")
+    if digest and spec.auth is not None:
+        user = f"{spec.auth.user or ''}:{MASK}"
+        lines.append(f"--digest --user {shlex.quote(user)}")
+    body = prepared.body
+    if body:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        lines.append(f"--data-binary {shlex.quote(redactor.text(text))}")
+    if compressed:
+        lines.append("--compressed")
+    if spec.redirects > 0:
+        lines.append(f"-L --max-redirs {spec.redirects}")
+    if spec.timeout > 0:
+        lines.append(f"--max-time {spec.timeout:g}")
+    if spec.verify is False:
+        lines.append("-k")
+    elif isinstance(spec.verify, str):
+        lines.append(f"--cacert {shlex.quote(spec.verify)}")
+    return " \\\n    ".join(lines)
+
+
+class Explainer:
+    """Runs the first requests of every stream of a tap and prints what happened.
+
+    Args:
+        tap: a tap built from the config (validated; streams not discovered).
+        pages: requests per stream.
+        state: a Singer STATE, for the bookmarks templates see (optional).
+        out: where the report goes (one string per line).
+    """
+
+    def __init__(
+        self,
+        tap: TapRHTTP,
+        pages: int,
+        *,
+        state: dict[str, JSON] | None = None,
+        out: t.Callable[[str], None] = click.echo,
+    ) -> None:
+        self.tap = tap
+        self.pages = pages
+        self.state = state or {}
+        self.out = out
+        self.redactor = tap.redactor
+        self.records: dict[str, list[dict[str, JSON]]] = {}
+        self.schemas: dict[str, dict[str, JSON]] = {}
+        self.problems = 0
+
+    def run(self) -> int:
+        """Explain every stream, parents before children; the exit status to use.
+
+        Raises:
+            RHTTPError: a request, format, expression or config error a run would fail on.
+        """
+        specs = self.tap._ordered_specs()
+        self.out(
+            f"tap-rhttp --explain: {len(specs)} stream(s), at most {self.pages} request(s) "
+            "each. This is a report, not Singer output; logs go to stderr."
+        )
+        for spec in specs:
+            self.stream(spec)
+        return 1 if self.problems else 0
+
+    # ------------------------------------------------------------------ one stream
+
+    def _bookmark(self, spec: RequestSpec) -> JSON:
+        if spec.replication_key is None:
+            return None
+        saved = self.state.get("bookmarks", {}).get(spec.name, {})
+        return saved.get("replication_key_value", spec.start_value)
+
+    def _chains(
+        self, spec: RequestSpec, bookmark: JSON
+    ) -> list[tuple[str, dict[str, JSON], dict[str, JSON] | None]]:
+        """(label, template names, parent row) of each chain a run would start, in order."""
+        context = self.tap.template_context()
+        if spec.parent is not None:
+            rows = self.records.get(spec.parent, [])
+            return [
+                (
+                    f"parent row {i + 1} of {len(rows)} seen",
+                    template_env(spec, context, row=row, bookmark=bookmark),
+                    row,
+                )
+                for i, row in enumerate(rows)
+            ]
+        if spec.for_each is not None:
+            return [
+                (
+                    f"for_each[{i}] = {_cut(_json(item), 80)}",
+                    template_env(spec, context, item=item, bookmark=bookmark),
+                    None,
+                )
+                for i, item in enumerate(spec.for_each)
+            ]
+        return [("", template_env(spec, context, bookmark=bookmark), None)]
+
+    def stream(self, spec: RequestSpec) -> None:
+        """Explain one stream: its first requests, then its schema."""
+        out = self.out
+        out("")
+        out(f"== stream {spec.name} ({spec.path}) ==")
+        paging = (
+            f"page: {spec.page_source}, page_limit: {spec.page_limit}"
+            if spec.page is not None
+            else "no `page`: one request per chain"
+        )
+        out(f"{spec.method} {self.redactor.url(spec.url)}; {paging}")
+        bookmark = self._bookmark(spec)
+        if spec.replication_key is not None:
+            out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
+        chains = self._chains(spec, bookmark)
+        if spec.parent is not None and not chains:
+            out(f"no request: the parent stream `{spec.parent}` gave no records here.")
+        limiter = (
+            RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
+        )
+        columns = self.tap.parent_columns(spec, {s.name: s for s in self.tap.specs})
+        seen: list[dict[str, JSON]] = []
+        first_page: list[dict[str, JSON]] | None = None
+        sent = 0
+        for index, (label, env, row) in enumerate(chains):
+            if sent >= self.pages:
+                out(f"not requested: {len(chains) - index} more chain(s) (--pages {self.pages}).")
+                break
+            if label:
+                out(f"-- chain {label}")
+            try:
+                rendered = render_spec(spec, env)
+            except RHTTPError as exc:
+                self._failed(spec, exc)
+                continue
+            self._learn_secrets(rendered)
+            chain = Chain(rendered, self.redactor, self.tap.logger, limiter=limiter)
+            try:
+                for page in self._pages(chain, rendered, self.pages - sent):
+                    sent += 1
+                    records = self._records(spec, page, bookmark, columns, row)
+                    if first_page is None:
+                        first_page = records
+                    seen += records
+            except RHTTPError as exc:
+                self._failed(spec, exc)
+            finally:
+                chain.close()
+        self.records[spec.name] = seen
+        out(f"== {spec.name}: {sent} request(s), {len(seen)} record(s)")
+        self._schema(spec, seen, first_page or [])
+
+    def _failed(self, spec: RequestSpec, exc: RHTTPError) -> None:
+        """A chain failed: a run skips it with `on_error: skip`, else stops with the error."""
+        first_line = self.redactor.text(str(exc)).split("\n", 1)[0]
+        if spec.on_error == "skip":
+            self.out(f"skipped (on_error: skip; a run goes on with the next chain): {first_line}")
+            return
+        self.out(f"error (a run stops here; the whole message is on stderr): {first_line}")
+        raise exc
+
+    def _learn_secrets(self, spec: RequestSpec) -> None:
+        """Secrets that exist only once rendered (from `env`) are masked too, as in a run."""
+        if spec.auth is not None:
+            for secret in spec.auth.secrets():
+                self.redactor.add_secret(secret)
+        for name, value in spec.header:
+            if value and self.redactor.is_sensitive_header(name):
+                self.redactor.add_secret(value)
+
+    def _pages(self, chain: Chain, spec: RequestSpec, budget: int) -> t.Iterator[Page]:
+        """The chain's first `budget` pages, each printed; no request beyond them.
+
+        Each request is printed (as curl) before it is sent, so a failing one is on
+        screen above its error.
+        """
+        first = Paginator(spec, self.redactor).first()
+        if first is None:
+            self.out("no request: page_limit is 0.")
+            return
+        self._announce(chain, first, 1)
+        pages = t.cast("t.Generator[Page, None, None]", chain.pages())
+        try:
+            for count, page in enumerate(pages, start=1):
+                last = count >= budget
+                self._page(chain, spec, page, capped=last)
+                yield page
+                if last:
+                    return
+                if page.next is not None:
+                    self._announce(chain, page.next, page.number + 1)
+        finally:
+            pages.close()
+
+    def _announce(self, chain: Chain, request: PageRequest, number: int) -> None:
+        self.out(f"-- request {number}")
+        self.out(f"$ {curl_command(chain, request, self.redactor)}")
+
+    def _page(self, chain: Chain, spec: RequestSpec, page: Page, *, capped: bool) -> None:
+        out = self.out
+        response = page.response
+        redacted_url = self.redactor.url(response.url)
+        tries = f", {page.tries} tries" if page.tries > 1 else ""
+        where = "" if response.url == chain.target(page.request) else f" from {redacted_url}"
+        out(
+            f"status: {response.status}{where}, {len(response.body)} bytes, "
+            f"{response.header('Content-Type') or 'no Content-Type'}, "
+            f"{response.elapsed:.3f} s{tries}"
+        )
+        if spec.page is not None:
+            info = Paginator(spec, self.redactor).info(page.request, response, page.body)
+            out("info seen by `page`:")
+            out(f"  params: {_json(self.redactor.value(dict(info['params'])))}")
+            out(f"  header: {_json(self._header(info['header']))}")
+            body = self.redactor.text(_cut(_json(info["body"])))
+            out(f"  body:   {body}")
+        out(f"next: {self._next(chain, spec, page, capped=capped)}")
+        out(f"records: {len(page.records)}")
+
+    def _header(self, header: dict[str, JSON]) -> dict[str, JSON]:
+        shown: dict[str, JSON] = {}
+        for name, value in header.items():
+            if isinstance(value, dict):  # the parsed Link header
+                shown[name] = {k: self.redactor.url(str(v)) for k, v in value.items()}
+            else:
+                shown[name] = self.redactor.headers({name: str(value)})[name]
+        return shown
+
+    def _next(self, chain: Chain, spec: RequestSpec, page: Page, *, capped: bool) -> str:
+        """Where the chain goes after a page, in words."""
+        if spec.page is None:
+            return "none: no `page` option, so one request."
+        limit = spec.page_limit if spec.page_limit is not None else 1
+        if limit != -1 and page.number >= limit:
+            return f"none: page_limit {limit} reached."
+        probe = Paginator(spec, self.redactor)  # the chain's own checks of the result
+        try:
+            probe.next(page.request, page.response, page.body)
+        except (ExpressionError, PaginationError) as exc:
+            first_line = self.redactor.text(str(exc)).split("\n", 1)[0]
+            return f"none: `page` failed (the whole error follows): {first_line}"
+        info = probe.info(page.request, page.response, page.body)
+        returned = spec.page.evaluate({"info": info})
+        shown = self.redactor.text(_cut(_json(returned), 200))
+        if page.next is None:
+            return f"none: `page` returned {shown}, so this was the last page."
+        target = self.redactor.url(chain.target(page.next))
+        text = f"`page` returned {shown} -> {spec.method} {target}"
+        return f"{text} (not sent: --pages {self.pages} reached)" if capped else text
+
+    def _records(
+        self,
+        spec: RequestSpec,
+        page: Page,
+        bookmark: JSON,
+        columns: tuple[tuple[str, str], ...],
+        row: dict[str, JSON] | None,
+    ) -> list[dict[str, JSON]]:
+        """The page's records as a run emits them (bookmark filter, parent columns)."""
+        records = page.records
+        key = spec.replication_key
+        if key and spec.filter_bookmark and bookmark is not None:
+            kept = [r for r in records if not at_or_before(r.get(key), bookmark)]
+            if len(kept) != len(records):
+                self.out(
+                    f"  ({len(records) - len(kept)} at or before the bookmark: a run drops them)"
+                )
+            records = kept
+        if columns and row is not None:
+            for record in records:
+                for field, column in columns:
+                    record.setdefault(column, row.get(field))
+        return records
+
+    # ------------------------------------------------------------------ schema
+
+    def _schema(
+        self,
+        spec: RequestSpec,
+        seen: list[dict[str, JSON]],
+        first_page: list[dict[str, JSON]],
+    ) -> None:
+        out = self.out
+        by_name = {s.name: s for s in self.tap.specs}
+        inferred = self.tap._with_parent_columns(spec, infer_schema(seen), by_name, self.schemas)
+        if spec.schema is not None:
+            schema = prepare_declared_schema(spec.schema)
+            out("schema, declared in the config (a run uses it as is):")
+            self._print_schema(schema)
+            differ = _differing(schema, inferred) if seen else []
+            if differ:
+                out(f"note: the records seen would infer differently for: {', '.join(differ)}")
+        else:
+            schema = inferred
+            out(f"schema a run would infer from the {len(seen)} record(s) seen:")
+            self._print_schema(schema)
+            sample = self.tap._with_parent_columns(
+                spec, infer_schema(first_page), by_name, self.schemas
+            )
+            differ = _differing(schema, sample)
+            if differ:
+                out(
+                    "note: a run infers from its first page only, which types these fields "
+                    f"differently: {', '.join(differ)}. Declare `schema` (the JSON above) "
+                    "to make the types stable."
+                )
+        self.schemas[spec.name] = schema
+        try:
+            self.tap._check_replication_key(spec, schema)
+        except ConfigErrors as exc:
+            self.problems += 1
+            out(f"problem: {exc}")
+
+    def _print_schema(self, schema: dict[str, JSON]) -> None:
+        for line in _field_lines(schema.get("properties", {}), "  "):
+            self.out(line)
+        self.out(f"  JSON: {_json(schema)}")
+
+
+def _type_text(node: dict[str, JSON]) -> str:
+    kinds = node.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+    words = []
+    for kind in kinds or ["any"]:
+        if kind == "array":
+            items = node.get("items") or {}
+            kind = f"array of {_type_text(items)}" if items else "array"
+        elif kind == "string" and node.get("format"):
+            kind = f"string ({node['format']})"
+        words.append(kind)
+    return " or ".join(words)
+
+
+def _field_lines(properties: dict[str, JSON], indent: str) -> t.Iterator[str]:
+    """One line per field, nested fields indented under their object."""
+    width = max((len(name) for name in properties), default=0)
+    for name, node in properties.items():
+        yield f"{indent}{name.ljust(width)}  {_type_text(node)}"
+        items = node.get("items") or {}
+        if node.get("properties"):
+            yield from _field_lines(node["properties"], indent + "  ")
+        elif items.get("properties"):
+            yield from _field_lines(items["properties"], indent + "  ")
+
+
+def _differing(a: dict[str, JSON], b: dict[str, JSON]) -> list[str]:
+    """Top-level fields whose schema differs between two object schemas."""
+    pa, pb = a.get("properties", {}), b.get("properties", {})
+    return sorted(k for k in set(pa) | set(pb) if pa.get(k) != pb.get(k))

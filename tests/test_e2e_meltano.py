@@ -1,0 +1,442 @@
+"""`meltano run tap-rhttp target-postgres` end to end: the real meltano CLI, the repo's
+meltano.yml, the loopback server of conftest, and the throwaway PostgreSQL of tests/pg.py.
+
+What a scheduled user job depends on, checked in the database itself: row counts across
+Link-header pages (one page failing once, then retried), the column types target-postgres
+creates from the inferred schema, upserts on `primary_keys` on a second run, appends without
+them, an incremental second run, and a failing API ending the run non-zero with r.http's
+readable envelope instead of a traceback.
+
+Isolation: meltano runs with the repo as its project (so the real meltano.yml is tested) but
+with ``MELTANO_SYS_DIR_ROOT`` in a per-test temporary directory, so the developer's
+``.meltano/meltano.db`` (state), catalog cache and run files are never touched and tests
+cannot see each other's state. The plugin virtualenvs are reused through symlinks to the
+repo's ``.meltano/{extractors,loaders}`` when ``meltano install`` has made them (0 s); if
+not, or with ``TAP_RHTTP_E2E_FRESH_PLUGINS=1``, they are installed once per session into a
+temporary directory (~7 s with a warm uv cache; needs PyPI). Settings come from the environment only (``TAP_RHTTP_STREAMS``,
+``TARGET_POSTGRES_*``), as the README tells users to give them. Meltano is looked up in
+``$MELTANO_BIN``, ``.venv-meltano/bin/meltano``, then ``PATH``; a missing one fails the
+test, it never skips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import typing as t
+import uuid
+from pathlib import Path
+
+import pytest
+from server import Reply, json_reply
+
+if t.TYPE_CHECKING:
+    from pg import PostgresServer
+    from server import LocalServer, Request
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_TIMEOUT = 120.0  # one `meltano run` here: ~4 s
+PLUGINS = (("extractors", "tap-rhttp"), ("loaders", "target-postgres"))
+# Settings of the developer's shell that must not leak into the runs.
+LEAKY_PREFIXES = ("MELTANO_", "TAP_RHTTP_", "TARGET_POSTGRES_")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# --------------------------------------------------------------------------- meltano
+
+
+def _meltano() -> str:
+    candidates = [
+        os.environ.get("MELTANO_BIN"),
+        str(REPO_ROOT / ".venv-meltano" / "bin" / "meltano"),
+        shutil.which("meltano"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        "meltano not found ($MELTANO_BIN, .venv-meltano/bin/meltano, PATH): the end-to-end "
+        "test needs the real CLI. Run scripts/bootstrap (or scripts/test, which runs it), or "
+        "python3.11 -m venv .venv-meltano && .venv-meltano/bin/pip install meltano==4.4.1",
+        pytrace=False,
+    )
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(LEAKY_PREFIXES)}
+    env["MELTANO_PROJECT_ROOT"] = str(REPO_ROOT)
+    env["MELTANO_ENVIRONMENT"] = "dev"
+    env["MELTANO_CLI_DISABLE_VERSION_CHECK"] = "true"
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    bundle = "/etc/ssl/certs/ca-certificates.crt"  # uv (installs) needs it behind TLS proxies
+    if "SSL_CERT_FILE" not in env and os.path.exists(bundle):
+        env["SSL_CERT_FILE"] = bundle
+    return env
+
+
+def _installed(plugin_dir: Path) -> bool:
+    venv = plugin_dir / "venv"
+    return (venv / ".meltano_plugin_fingerprint").is_file() and (venv / "bin").is_dir()
+
+
+@pytest.fixture(scope="session")
+def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`<kind>/<name>` -> an installed plugin directory (the repo's, else a fresh install)."""
+    repo_sys = REPO_ROOT / ".meltano"
+    found = {f"{kind}/{name}": repo_sys / kind / name for kind, name in PLUGINS}
+    fresh = os.environ.get("TAP_RHTTP_E2E_FRESH_PLUGINS") == "1"
+    if not fresh and all(_installed(path) for path in found.values()):
+        return found
+    sys_dir = tmp_path_factory.mktemp("meltano-plugins")
+    env = {**_base_env(), "MELTANO_SYS_DIR_ROOT": str(sys_dir)}
+    for kind, name in PLUGINS:
+        proc = subprocess.run(
+            [_meltano(), "install", kind.rstrip("s"), name],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert proc.returncode == 0, f"meltano install {name} failed:\n{proc.stderr[-4000:]}"
+    return {f"{kind}/{name}": sys_dir / kind / name for kind, name in PLUGINS}
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """`meltano run tap-rhttp target-postgres` into one schema, with its own system dir."""
+
+    sys_dir: Path
+    schema: str
+    target_env: dict[str, str]
+    pg: PostgresServer
+
+    def run(self, streams: list[dict[str, t.Any]], *args: str) -> subprocess.CompletedProcess[str]:
+        env = _base_env()
+        env.update(self.target_env)
+        env["MELTANO_SYS_DIR_ROOT"] = str(self.sys_dir)
+        env["TAP_RHTTP_STREAMS"] = json.dumps(streams)
+        return subprocess.run(
+            [_meltano(), "run", *args, "tap-rhttp", "target-postgres"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            check=False,
+        )
+
+    def run_ok(self, streams: list[dict[str, t.Any]]) -> str:
+        proc = self.run(streams)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, f"meltano run exited {proc.returncode}:\n{output[-8000:]}"
+        return output
+
+    def rows(self, sql: str) -> list[tuple[str | None, ...]]:
+        return self.pg.query(sql.replace("{schema}", self.schema))
+
+    def count(self, table: str) -> int:
+        return int(self.rows(f"SELECT count(*) FROM {{schema}}.{table}")[0][0] or 0)
+
+    def columns(self, table: str) -> dict[str, tuple[str | None, str | None]]:
+        return {
+            name or "": (data_type, udt)
+            for name, data_type, udt in self.rows(
+                "SELECT column_name, data_type, udt_name FROM information_schema.columns "
+                f"WHERE table_schema = '{{schema}}' AND table_name = '{table}'"
+            )
+            if name and not name.startswith("_sdc_")
+        }
+
+
+@pytest.fixture
+def pipeline(
+    tmp_path: Path,
+    plugin_dirs: dict[str, Path],
+    postgres_server: PostgresServer,
+    postgres_dsn: dict[str, t.Any],
+) -> t.Iterator[Pipeline]:
+    sys_dir = tmp_path / "meltano-sys"
+    for key, source in plugin_dirs.items():
+        link = sys_dir / key
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(source, target_is_directory=True)
+    schema = f"e2e_{uuid.uuid4().hex[:10]}"
+    target_env = {f"TARGET_POSTGRES_{k.upper()}": str(v) for k, v in postgres_dsn.items()}
+    target_env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = schema
+    yield Pipeline(sys_dir, schema, target_env, postgres_server)
+    postgres_server.psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _stream(server: LocalServer, path: str, name: str, **options: t.Any) -> dict[str, t.Any]:
+    return {"name": name, "url": server.url + path, **options}
+
+
+# --------------------------------------------------------------------------- data
+
+ORDERS_V1: list[dict[str, t.Any]] = [
+    {
+        "id": 1,
+        "total": 12.5,
+        "quantity": 3,
+        "paid": True,
+        "created_at": "2024-01-02T03:04:05Z",
+        "customer": {"name": "Ada", "tier": 2},
+        "tags": ["new", "web"],
+        "scores": [1, 2],
+        "lines": [{"sku": "A-1", "qty": 1}],
+        "note": "first",
+    },
+    {
+        "id": 2,
+        "total": 7.25,
+        "quantity": 1,
+        "paid": False,
+        "created_at": "2024-06-30T23:59:59.5+02:00",
+        "customer": {"name": "Grace", "tier": 1},
+        "tags": [],
+        "scores": [3],
+        "lines": [],
+        "note": None,
+    },
+    {
+        "id": 3,
+        "total": 100,
+        "quantity": 10,
+        "paid": True,
+        "created_at": "2024-07-01T00:00:00Z",
+        "customer": {"name": "Alan", "tier": 1},
+        "tags": ["bulk"],
+        "scores": [],
+        "lines": [{"sku": "B-2", "qty": 10}],
+        "note": "third",
+    },
+    {
+        "id": 4,
+        "total": 0.1,
+        "quantity": 0,
+        "paid": False,
+        "created_at": "2024-07-02T12:00:00Z",
+        "customer": {"name": "Edsger", "tier": 3},
+        "tags": ["web"],
+        "scores": [4, 5, 6],
+        "lines": [],
+        "note": "fourth",
+    },
+    {
+        "id": 5,
+        "total": 42.0,
+        "quantity": 2,
+        "paid": True,
+        "created_at": "2024-07-03T08:30:00Z",
+        "customer": {"name": "Barbara", "tier": 2},
+        "tags": ["web", "gift"],
+        "scores": [7],
+        "lines": [{"sku": "C-3", "qty": 2}],
+        "note": None,
+    },
+]
+PER_PAGE = 2  # 5 orders: pages of 2, 2 and 1
+
+# JSON Schema type -> (information_schema data_type, udt_name) in target-postgres 0.8.1.
+EXPECTED_ORDER_COLUMNS = {
+    "id": ("bigint", "int8"),
+    "total": ("numeric", "numeric"),
+    "quantity": ("bigint", "int8"),
+    "paid": ("boolean", "bool"),
+    "created_at": ("timestamp without time zone", "timestamp"),
+    "customer": ("jsonb", "jsonb"),
+    "tags": ("ARRAY", "_text"),
+    "scores": ("ARRAY", "_int8"),
+    "lines": ("ARRAY", "_jsonb"),
+    "note": ("text", "text"),
+}
+
+
+def _link_paged(server: LocalServer, path: str, data: list[dict[str, t.Any]]) -> None:
+    """`path?page=N`: PER_PAGE records and a Link rel="next"; page 2 fails once with a 503."""
+
+    @server.route(path)
+    def handler(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        if page == 2 and not server.state.get(f"{path}:flaked"):
+            server.state[f"{path}:flaked"] = True
+            return Reply(503, "busy, try again", (("Retry-After", "0.05"),), "text/plain")
+        chunk = data[(page - 1) * PER_PAGE : page * PER_PAGE]
+        headers = []
+        if page * PER_PAGE < len(data):
+            headers.append(("Link", f'<{path}?page={page + 1}>; rel="next"'))
+        return json_reply(chunk, headers=headers)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_run_lands_typed_rows_then_upserts_on_keys_and_appends_without(
+    server: LocalServer, pipeline: Pipeline
+) -> None:
+    orders = [dict(o) for o in ORDERS_V1]
+    events = [{"kind": "signup", "n": 1}, {"kind": "login", "n": 2}, {"kind": "logout", "n": 3}]
+    _link_paged(server, "/e2e/orders", orders)
+    server.route("/e2e/events")(lambda request: json_reply(events))
+    streams = [
+        _stream(
+            server,
+            "/e2e/orders",
+            "e2e_orders",
+            page="link-next",
+            page_limit=-1,
+            primary_keys=["id"],
+            reattempts=3,
+        ),
+        _stream(server, "/e2e/events", "e2e_events"),  # no primary_keys: appends
+    ]
+
+    output = pipeline.run_ok(streams)
+
+    assert "try 1 of 3 failed (status code 503)" in output  # page 2 was retried, once
+    assert pipeline.count("e2e_orders") == 5
+    assert pipeline.rows("SELECT count(DISTINCT id) FROM {schema}.e2e_orders") == [("5",)]
+    assert pipeline.columns("e2e_orders") == EXPECTED_ORDER_COLUMNS
+    assert pipeline.columns("e2e_events") == {"kind": ("text", "text"), "n": ("bigint", "int8")}
+    assert pipeline.count("e2e_events") == 3
+    # Values as a SQL user reads them: timestamps in UTC, numbers exact, JSON queryable.
+    assert pipeline.rows(
+        "SELECT id, total, paid, created_at, customer->>'name', tags, scores, "
+        "lines[1]->>'sku', note FROM {schema}.e2e_orders WHERE id IN (1, 2) ORDER BY id"
+    ) == [
+        ("1", "12.5", "t", "2024-01-02 03:04:05", "Ada", "{new,web}", "{1,2}", "A-1", "first"),
+        ("2", "7.25", "f", "2024-06-30 21:59:59.5", "Grace", "{}", "{3}", None, None),
+    ]
+
+    # Second run: two orders changed upstream (page 1 keeps its null `note`: see
+    # test_a_null_the_first_page_did_not_show_still_loads). Keyed rows are replaced, never duplicated;
+    # the keyless stream appends its records again.
+    orders[1].update(total=8.75, paid=True)
+    orders[4].update(tags=["web"], customer={"name": "Barbara L.", "tier": 3})
+    pipeline.run_ok(streams)
+
+    assert pipeline.count("e2e_orders") == 5
+    assert pipeline.rows(
+        "SELECT id, total, paid, note, tags, customer->>'name' FROM {schema}.e2e_orders "
+        "WHERE id IN (2, 5) ORDER BY id"
+    ) == [
+        ("2", "8.75", "t", None, "{}", "Grace"),
+        ("5", "42.0", "t", None, "{web}", "Barbara L."),
+    ]
+    assert pipeline.rows(
+        "SELECT total FROM {schema}.e2e_orders WHERE id IN (1, 3, 4) ORDER BY id"
+    ) == [("12.5",), ("100",), ("0.1",)]
+    assert pipeline.count("e2e_events") == 6
+
+
+@pytest.mark.parametrize(
+    ("failing_page", "stage"),
+    [(1, "Catalog discovery failed"), (2, "Extractor failed")],
+    ids=["first-page-fails-at-discovery", "second-page-fails-mid-sync"],
+)
+def test_failing_api_fails_the_run_with_the_rhttp_envelope(
+    server: LocalServer, pipeline: Pipeline, failing_page: int, stage: str
+) -> None:
+    @server.route("/e2e/broken")
+    def broken(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        if page >= failing_page:
+            return Reply(500, "upstream exploded", (("Retry-After", "0.01"),), "text/plain")
+        return json_reply(
+            [{"id": page}], headers=[("Link", f'</e2e/broken?page={page + 1}>; rel="next"')]
+        )
+
+    streams = [
+        _stream(server, "/e2e/broken", "e2e_broken", page="link-next", page_limit=-1, reattempts=2)
+    ]
+    proc = pipeline.run(streams)
+    output = proc.stdout + proc.stderr
+
+    assert proc.returncode != 0, output[-4000:]
+    url = f"{server.url}/e2e/broken" + ("" if failing_page == 1 else f"?page={failing_page}")
+    assert f"Error in HTTP GET of `{url}`: status code 500." in output, output[-4000:]
+    assert "upstream exploded" in output  # the start of the body, as r.http shows it
+    assert "try 1 of 2 failed (status code 500)" in output
+    assert stage in output
+    assert "Traceback (most recent call last)" not in output, output[-4000:]
+    assert len(server.requests_to("/e2e/broken")) == (2 if failing_page == 1 else 1 + 1 + 2)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the schema is inferred from the first page of each run and types a field "
+    "non-null when that page has no null; a later null then fails target-postgres",
+)
+def test_a_null_the_first_page_did_not_show_still_loads(
+    server: LocalServer, pipeline: Pipeline
+) -> None:
+    data = [{"id": 1, "tier": 2, "note": "a"}, {"id": 2, "tier": 1, "note": "b"}]
+    data.append({"id": 3, "tier": None, "note": None})  # page 2
+    _link_paged(server, "/e2e/tiers", data)
+    streams = [
+        _stream(server, "/e2e/tiers", "e2e_tiers", page="link-next", page_limit=-1, reattempts=3)
+    ]
+
+    pipeline.run_ok(streams)
+
+    assert pipeline.rows("SELECT id, tier, note FROM {schema}.e2e_tiers ORDER BY id") == [
+        ("1", "2", "a"),
+        ("2", "1", "b"),
+        ("3", None, None),
+    ]
+
+
+CHANGES: list[dict[str, t.Any]] = [
+    {"id": i, "value": f"v{i}", "updated_at": f"2024-02-0{i}T10:00:00Z"} for i in range(1, 6)
+]
+
+
+@pytest.mark.xfail(strict=False, reason="replication_key lands with issue 5")
+def test_incremental_second_run_adds_only_new_rows(server: LocalServer, pipeline: Pipeline) -> None:
+    visible = CHANGES[:3]
+
+    @server.route("/e2e/changes")
+    def changes(request: Request) -> Reply:
+        # Like many APIs, `since` is inclusive: the bookmarked record comes back again and
+        # the tap must drop it itself.
+        since = request.args.get("since") or "0000"
+        return json_reply([c for c in visible if _ts(c["updated_at"]) >= _ts(since)])
+
+    streams = [
+        _stream(
+            server,
+            "/e2e/changes",
+            "e2e_changes",  # no primary_keys: a re-sent record would be a duplicate row
+            params={"since": "{{ bookmark }}"},
+            replication_key="updated_at",
+            start_value="2024-01-01T00:00:00Z",
+        )
+    ]
+    pipeline.run_ok(streams)
+    assert pipeline.count("e2e_changes") == 3
+
+    visible = CHANGES
+    server.log.clear()
+    pipeline.run_ok(streams)
+
+    # The sync's request carries the bookmark (discovery, which has no state, samples the
+    # first page with `start_value` before it).
+    sent = [r.args.get("since") for r in server.requests_to("/e2e/changes")]
+    assert sent
+    assert _ts(sent[-1] or "0000") == _ts(CHANGES[2]["updated_at"]), sent
+    assert pipeline.rows("SELECT id FROM {schema}.e2e_changes ORDER BY id") == [
+        (str(i),) for i in range(1, 6)
+    ]
+
+
+def _ts(text: str) -> dt.datetime:
+    if text == "0000":
+        return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
