@@ -42,7 +42,7 @@ import re
 import threading
 import typing as t
 from collections.abc import Mapping
-from urllib.parse import quote, quote_plus, unquote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -174,10 +174,12 @@ _NOT_SECRET_COLLAPSED = frozenset(_collapse(k) for k in _NOT_SECRET_KEYS)
 _USERINFO_RE = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.\-]*:)?//)([^/?#]*)@")
 # user:password@ of a URL inside free text ("proxy http://u:pw@proxy:3128 refused").
 _TEXT_USERINFO_RE = re.compile(r"(//[^/?#\s:@\"'<>]*):([^/?#\s@\"'<>]+)@")
-# key=value in free text: an echoed URL, a form body, a cookie string.
+# key=value in free text: an echoed URL, a form body, a cookie string. An unquoted value
+# stops at a backtick, which never appears raw in a URL: r.http's envelope quotes the URL
+# in backticks ("of `http://h/x?token=***`: status code 500.").
 _KV_RE = re.compile(
     r"""(?<![A-Za-z0-9_.\-])(?P<k>[A-Za-z0-9_.\-]{1,100})=
-        (?P<v>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^&\s"'<>\#;,]+)""",
+        (?P<v>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^&\s"'<>\#;,`]+)""",
     re.VERBOSE,
 )
 # "key": "value" (JSON), 'key': 'value' (a Python repr), \"key\": \"value\" (JSON in JSON).
@@ -280,6 +282,34 @@ class Redactor:
         self.add_secret(password)
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self.add_secret(token)
+
+    def add_url_secrets(self, url: str) -> None:
+        """Register the secrets a URL carries: its userinfo password and sensitive params.
+
+        :meth:`url` masks these by position, but a server may echo them anywhere (an
+        HTML error page quoting the request, a JSON body). Call this with every URL
+        before it is requested, so a secret written in a config ``url``, or carried by
+        a redirect target or a next-page link, is known as a literal too. Each value is
+        registered as it appears and percent-decoded; short ones only structurally
+        (see :data:`MIN_LITERAL_LENGTH`).
+
+        Args:
+            url: an absolute or relative URL.
+        """
+        m = _USERINFO_RE.match(url)
+        if m and ":" in m.group(2):
+            user, _, password = m.group(2).partition(":")
+            for form in {password, unquote(password)}:
+                self.add_secret(form)
+            # requests turns URL userinfo into an Authorization: Basic header.
+            self.add_basic_credentials(unquote(user), unquote(password))
+        base, _, fragment = url.partition("#")
+        query = base.partition("?")[2]
+        for part in [*query.split("&"), *fragment.split("&")]:
+            key, eq, value = part.partition("=")
+            if eq and value and self.is_sensitive_param(unquote_plus(key)):
+                for form in {value, unquote_plus(value)}:
+                    self.add_secret(form)
 
     # -- predicates -------------------------------------------------------------------
 
@@ -435,7 +465,40 @@ class Redactor:
         """
         return self._walk(obj, sensitive=False)
 
+    def literals(self, obj: t.Any) -> t.Any:
+        """Return a deep copy of a JSON value with only the registered secrets masked.
+
+        This is the rule for records. A record is data the API returned, so nothing is
+        masked by name: a field called ``key``, ``token`` or ``signature`` in a response
+        is what the user asked for (an issue key, a cursor, a commit signature), and
+        :meth:`value` would destroy it. What is masked is every secret the tap holds
+        from its config (in all its encoded forms), wherever the server echoed it: the
+        user's own credentials never land in a warehouse. Object keys are masked too.
+
+        Args:
+            obj: a JSON value; tuples are treated as lists, other objects returned as is.
+
+        Returns:
+            The copy (``obj`` itself when no secret is registered).
+        """
+        pattern = self._literal_re
+        if pattern is None:
+            return obj
+        return self._walk_literals(obj, pattern)
+
     # -- internals ----------------------------------------------------------------------
+
+    def _walk_literals(self, obj: t.Any, pattern: re.Pattern[str]) -> t.Any:
+        if isinstance(obj, str):
+            return pattern.sub(MASK, obj)
+        if isinstance(obj, Mapping):
+            return {
+                (pattern.sub(MASK, k) if isinstance(k, str) else k): self._walk_literals(v, pattern)
+                for k, v in obj.items()
+            }
+        if isinstance(obj, (list, tuple)):
+            return [self._walk_literals(v, pattern) for v in obj]
+        return obj
 
     def _walk(self, obj: t.Any, *, sensitive: bool) -> t.Any:
         if isinstance(obj, Mapping):

@@ -13,7 +13,10 @@ and "here are the complete status, headers and body bytes":
   redirect to anything but http/https is refused;
 - ``timeout`` as one deadline per attempt, from connect to the last body byte: the
   body is read with ``read1`` and the socket timeout shrinks to what is left, so a
-  slow-drip body cannot hang past it;
+  slow-drip body cannot hang past it; and a watchdog shuts the attempt's sockets down
+  when the deadline passes, because ``requests`` timeouts bound each socket read, not
+  the whole exchange (a status line dripped a byte at a time would otherwise hang for
+  as long as the server likes);
 - mapping every failure to r.http's envelope, split into transient and permanent.
 
 Rejected: singer-sdk's ``RESTStream`` request path and authenticators. They rewrite the
@@ -23,15 +26,22 @@ treat ``timeout`` as a per-read limit of 300 s, and follow redirects without a h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import http.client
 import socket
+import threading
 import time
 import typing as t
+import weakref
 from urllib.parse import quote, unquote, urljoin
 
 import orjson
 import requests
+import requests.adapters
 import requests.auth
+import urllib3.connection
+import urllib3.connectionpool
 import urllib3.exceptions
 from urllib3.util import SKIP_HEADER
 
@@ -54,8 +64,13 @@ DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflat
 FORM = "application/x-www-form-urlencoded"
 #: How much of an error body goes into the envelope.
 ERROR_BODY_CHARS = 1024
+#: How much of an error body is decoded and redacted before it is cut to ERROR_BODY_CHARS
+#: (masking can shorten the text; the window keeps the cut away from unredacted text).
+ERROR_BODY_REDACT_WINDOW = 1 << 16
 READ_CHUNK = 1 << 16
 _SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
+#: Exceptions whose text says something about the exchange (see ``HttpClient._reason``).
+_TRANSPORT_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
 
 
 # --------------------------------------------------------------------------- URLs
@@ -232,6 +247,106 @@ def _read_with_deadline(raw: t.Any, deadline: float | None) -> bytes:
         chunks.append(chunk)
 
 
+class _Watchdog:
+    """Shuts down a client's sockets when an attempt's deadline passes.
+
+    ``requests`` and urllib3 apply a timeout to each socket operation, so a server that
+    drips its status line or headers one byte per second never trips it. The client's
+    connection classes register every socket they open here; :meth:`arm` starts a timer
+    for one attempt and, if it fires before :meth:`disarm`, every registered socket is
+    shut down, which wakes the blocked read. One client makes one request at a time, so
+    the sockets alive at the deadline belong to this attempt or are idle in the pool
+    (urllib3 notices a dead idle connection and opens a new one).
+
+    Each arming has a generation number, so a timer that fires late (after ``disarm``)
+    cannot touch the next attempt.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._timer: threading.Timer | None = None
+        self._generation = 0
+        self.fired = False
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is not None:
+            with self._lock:
+                self._sockets.add(sock)
+
+    def arm(self, seconds: float) -> None:
+        with self._lock:
+            self._generation += 1
+            self.fired = False
+            timer = threading.Timer(seconds, self._fire, args=(self._generation,))
+            timer.daemon = True
+            self._timer = timer
+        timer.start()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._generation += 1
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _fire(self, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def _pool_classes(watchdog: _Watchdog) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """Connection pools whose connections register their sockets with ``watchdog``."""
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            watchdog.add(sock)
+            return sock
+
+    class HTTPSConnection(urllib3.connection.HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            watchdog.add(sock)  # covers the TLS handshake
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            watchdog.add(self.sock)  # the TLS socket replaces the raw one
+
+    class Pool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+        ConnectionCls = HTTPSConnection
+
+    return {"http": Pool, "https": HTTPSPool}
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections the :class:`_Watchdog` can interrupt."""
+
+    def __init__(self, watchdog: _Watchdog) -> None:
+        self._pools = _pool_classes(watchdog)
+        super().__init__()
+
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: t.Any) -> t.Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools keep per-read timeouts
+            manager.pool_classes_by_scheme = self._pools
+        return manager
+
+
 def _header_block(headers: t.Iterable[tuple[str, str]]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in headers)
 
@@ -249,6 +364,9 @@ class HttpClient:
         self.session.max_redirects = max(spec.redirects, 0) + 1
         self.session.headers.clear()
         self.session.headers["Accept"] = "*/*"
+        self._watchdog = _Watchdog()
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, _DeadlineAdapter(self._watchdog))
         self.auth = make_auth(spec.auth)
         self._headers = self._build_headers()
         self._body, self._content_type = encode_body(spec.method, spec.data)
@@ -314,11 +432,35 @@ class HttpClient:
             TransientRequestError: worth another try.
             PermanentRequestError: not worth another try.
         """
-        method = self.spec.method
         timeout = self.spec.timeout
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
+        if deadline is None:
+            return self._attempt(url, started, None)
+        self._watchdog.arm(timeout)
+        try:
+            response = self._attempt(url, started, deadline)
+        except TransientRequestError as exc:
+            # The watchdog cut the exchange: whatever broke was the deadline.
+            if self._watchdog.fired and exc.status is None:
+                raise TransientRequestError(
+                    exc.method, exc.url, f"timed out after {timeout:.3f} seconds."
+                ) from None
+            raise
+        finally:
+            self._watchdog.disarm()
+        if self._watchdog.fired:
+            # A body delimited by the connection's close looks complete when the
+            # watchdog shuts the socket: never hand on what may be half a body.
+            raise self._timed_out(response.url, timeout)
+        return response
+
+    def _attempt(self, url: str, started: float, deadline: float | None) -> Response:
+        """One attempt (see :meth:`fetch`), every failure mapped to r.http's envelope."""
+        method = self.spec.method
+        timeout = self.spec.timeout
         current = url
+        self.redactor.add_url_secrets(current)
         try:
             self._check_scheme(current, url)
             prepared = self._prepare(current)
@@ -350,6 +492,7 @@ class HttpClient:
                     )
                 )
                 current = t.cast("str", next_prepared.url)
+                self.redactor.add_url_secrets(current)
                 self._check_scheme(current, url)
                 prepared = t.cast("requests.PreparedRequest", next_prepared)
                 settings = self._settings(current)
@@ -416,11 +559,14 @@ class HttpClient:
     def _reason(self, exc: BaseException) -> str:
         """The innermost useful text of an exception, redacted and on one line."""
         text = str(exc)
-        inner: BaseException | None = exc
+        inner: BaseException = exc
         for _ in range(6):
-            inner = inner.__context__ or getattr(inner, "reason", None) if inner else None
-            if not isinstance(inner, BaseException):
+            deeper = inner.__context__ or getattr(inner, "reason", None)
+            # Stop above parsing internals: a truncated chunk's innermost error is
+            # "invalid literal for int() with base 16: b''", which explains nothing.
+            if not isinstance(deeper, _TRANSPORT_ERRORS):
                 break
+            inner = deeper
             text = str(inner) or text
         text = " ".join(text.split())
         return self.redactor.text(text)[:300]
@@ -435,7 +581,11 @@ class HttpClient:
             raw = b""
         finally:
             response.close()
-        body_text = raw[: ERROR_BODY_CHARS * 4].decode("utf-8", errors="replace")
+        # Redact first, then cut: cutting first could keep the head of a secret that
+        # straddles the cut, which literal masking would no longer recognise.
+        body_text = self.redactor.text(
+            raw[:ERROR_BODY_REDACT_WINDOW].decode("utf-8", errors="replace")
+        )
         if len(body_text) > ERROR_BODY_CHARS:
             body_text = body_text[:ERROR_BODY_CHARS] + " ..."
         headers = self.redactor.headers(list(response.headers.items()))
@@ -448,7 +598,7 @@ class HttpClient:
             f"status code {status}.",
             status=status,
             header=_header_block(headers.items()),
-            body=self.redactor.text(body_text),
+            body=body_text,
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
