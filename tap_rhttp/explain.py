@@ -475,7 +475,8 @@ def _type_text(node: dict[str, JSON]) -> str:
     for kind in kinds or ["any"]:
         if kind == "array":
             items = node.get("items") or {}
-            kind = f"array of {_type_text(items)}" if items else "array"
+            inner = _type_text(items).removesuffix(" or null") if items else ""
+            kind = f"array of {inner}" if inner else "array"
         elif kind == "string" and node.get("format"):
             kind = f"string ({node['format']})"
         words.append(kind)

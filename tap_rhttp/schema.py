@@ -6,8 +6,9 @@ always give the same schema):
 
 - integer and number seen together widen to number (a float in an integer column
   makes target-postgres fail);
-- a field is nullable where a null was seen; a field seen only as null is typed
-  ``["string", "null"]`` (never a null-only type, which targets cannot map);
+- every field is nullable: a later page may carry a null the sample did not (a null in a
+  non-null column makes target-postgres reject the record); a field seen only as null
+  is typed ``["string", "null"]`` (never a null-only type, which targets cannot map);
 - strings that are all RFC 3339 date-times get ``format: date-time``;
 - objects keep ``additionalProperties: true``, so a field the sample missed is still
   emitted, never silently dropped; no ``required`` lists (a later page may omit a field);
@@ -75,6 +76,8 @@ def _normalise(node: dict[str, JSON]) -> dict[str, JSON]:
         types.remove("integer")
     if types == ["null"]:
         types = ["string", "null"]
+    if types and "null" not in types:
+        types.append("null")
     if types:
         out["type"] = types[0] if len(types) == 1 else sorted(types, key=_type_order)
     if "format" in node:
@@ -112,6 +115,8 @@ def _merge_any_of(options: list[dict[str, JSON]]) -> dict[str, JSON]:
                 merged.setdefault(key, norm[key])
     if "integer" in types and "number" in types:
         types.remove("integer")
+    if "null" not in types:
+        types.append("null")
     merged["type"] = sorted(types, key=_type_order) if len(types) > 1 else types[0]
     return merged
 
@@ -131,6 +136,7 @@ def infer_schema(records: t.Iterable[dict[str, JSON]]) -> dict[str, JSON]:
     for record in records:
         builder.add_object(record)
     schema = _normalise(builder.to_schema())
+    schema.pop("anyOf", None)
     schema["type"] = "object"
     schema.setdefault("properties", {})
     schema["additionalProperties"] = True

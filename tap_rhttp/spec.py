@@ -17,6 +17,7 @@ keywords would be filled into every stream, silently beating ``defaults``.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import difflib
 import json
 import math
@@ -1122,6 +1123,24 @@ def _merge(defaults: dict[str, JSON], stream: dict[str, JSON]) -> dict[str, JSON
     return merged
 
 
+def plain_json(value: JSON) -> JSON:
+    """The config as plain JSON values.
+
+    singer-sdk reads config files with ``parse_float=Decimal``; every number here is a
+    JSON number again (a Decimal becomes a float, or an int when it has no fraction
+    digits), so `timeout: 2.5` is a number and expressions only ever see JSON values.
+    """
+    if isinstance(value, decimal.Decimal):
+        if value == value.to_integral_value() and value.as_tuple().exponent == 0:
+            return int(value)
+        return float(value)
+    if isinstance(value, dict):
+        return {k: plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    return value
+
+
 def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
     """Validate the whole config and build one :class:`RequestSpec` per stream.
 
@@ -1135,6 +1154,7 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
         ConfigErrors: every problem found, each naming its config path.
     """
     errors: list[ConfigError] = []
+    config = plain_json(dict(config))
     streams = config.get("streams")
     if not isinstance(streams, list) or not streams:
         raise ConfigErrors(

@@ -16,7 +16,7 @@ from tap_rhttp.explain import add_explain_options
 from tap_rhttp.pagination import Paginator
 from tap_rhttp.redact import RedactingFilter, Redactor
 from tap_rhttp.schema import infer_schema, prepare_declared_schema
-from tap_rhttp.spec import OPTIONS, RequestSpec, load_specs
+from tap_rhttp.spec import OPTIONS, RequestSpec, load_specs, plain_json
 from tap_rhttp.streams import RHTTPStream, template_env
 from tap_rhttp.templates import render_spec
 
@@ -184,7 +184,9 @@ class TapRHTTP(Tap):
     def template_context(self) -> dict[str, t.Any]:
         """`config` (non-secret top-level settings) and `secrets` for templates."""
         config = {
-            k: v for k, v in self.config.items() if k not in ("streams", "defaults", "secrets")
+            k: plain_json(v)
+            for k, v in self.config.items()
+            if k not in ("streams", "defaults", "secrets")
         }
         return {"config": config, "secrets": dict(self.config.get("secrets") or {})}
 

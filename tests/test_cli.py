@@ -52,7 +52,7 @@ def test_discover_prints_a_catalog(server: t.Any, cli: t.Any) -> None:
     (entry,) = catalog["streams"]
     assert entry["tap_stream_id"] == "s"
     assert entry["key_properties"] == ["id"]
-    assert entry["schema"]["properties"]["id"] == {"type": "integer"}
+    assert entry["schema"]["properties"]["id"] == {"type": ["integer", "null"]}
 
 
 def test_about_lists_the_stream_options(cli: t.Any) -> None:

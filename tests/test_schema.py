@@ -36,16 +36,17 @@ def test_inference_widens_and_types_everything() -> None:
         ]
     )
     props = schema["properties"]
-    assert props["id"] == {"type": "integer"}
+    # every field nullable: a later page may carry a null the first page did not
+    assert props["id"] == {"type": ["integer", "null"]}
     assert props["price"] == {"type": ["number", "null"]}
-    assert props["ok"] == {"type": "boolean"}
-    assert props["at"] == {"type": "string", "format": "date-time"}
-    assert props["tags"] == {"type": "array", "items": {"type": "string"}}
-    assert props["nested"]["type"] == "object"
+    assert props["ok"] == {"type": ["boolean", "null"]}
+    assert props["at"] == {"type": ["string", "null"], "format": "date-time"}
+    assert props["tags"] == {"type": ["array", "null"], "items": {"type": ["string", "null"]}}
+    assert props["nested"]["type"] == ["object", "null"]
     assert props["nested"]["additionalProperties"] is True
     assert set(props["nested"]["properties"]) == {"x", "y"}
     assert props["maybe"] == {"type": ["integer", "null"]}
-    assert props["rows"]["items"]["type"] == "object"
+    assert props["rows"]["items"]["type"] == ["object", "null"]
     assert schema["additionalProperties"] is True
     assert "required" not in schema
 
@@ -56,7 +57,7 @@ def test_null_only_field_is_never_null_typed() -> None:
 
 def test_mixed_strings_are_not_date_times() -> None:
     props = infer_schema([{"a": "2024-01-01T00:00:00Z"}, {"a": "soon"}])["properties"]
-    assert props["a"] == {"type": "string"}
+    assert props["a"] == {"type": ["string", "null"]}
 
 
 def test_same_data_same_schema_regardless_of_order() -> None:

@@ -215,3 +215,20 @@ def test_secret_values_are_not_quoted_in_auth_errors() -> None:
 def test_secrets_must_be_an_object_of_strings() -> None:
     messages = errors_of({"secrets": {"a": 1}, "streams": [{"name": "s", "url": "http://h/"}]})
     assert messages == ["secrets: `secrets` should be an object of strings (name -> secret value)."]
+
+
+def test_decimal_numbers_from_a_config_file_are_numbers() -> None:
+    from decimal import Decimal
+
+    (spec,) = load_specs(
+        one(timeout=Decimal("2.5"), params={"f": Decimal("0.1"), "n": Decimal("3")}, backoff_base=Decimal("0.5"))
+    )
+    assert spec.timeout == 2.5
+    assert dict(spec.params) == {"f": 0.1, "n": 3}
+    assert isinstance(dict(spec.params)["n"], int)
+    assert spec.backoff_base == 0.5
+
+
+def test_decimal_config_through_the_cli(server: t.Any, cli: t.Any) -> None:
+    done = cli({"streams": [{"name": "s", "url": server.url + "/records?n=1", "timeout": 2.5, "rate_limit": 0.5}]})
+    assert done.code == 0, done.stderr
