@@ -501,7 +501,7 @@ class HttpClient:
             body = _read_with_deadline(response.raw, deadline)
             return Response(
                 status=response.status_code,
-                headers=list(response.headers.items()),
+                headers=list(response.raw.headers.items()),  # one pair per header line
                 body=body,
                 url=current,
                 elapsed=time.monotonic() - started,

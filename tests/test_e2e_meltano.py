@@ -369,11 +369,6 @@ def test_failing_api_fails_the_run_with_the_rhttp_envelope(
     assert len(server.requests_to("/e2e/broken")) == (2 if failing_page == 1 else 1 + 1 + 2)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the schema is inferred from the first page of each run and types a field "
-    "non-null when that page has no null; a later null then fails target-postgres",
-)
 def test_a_null_the_first_page_did_not_show_still_loads(
     server: LocalServer, pipeline: Pipeline
 ) -> None:
@@ -398,7 +393,6 @@ CHANGES: list[dict[str, t.Any]] = [
 ]
 
 
-@pytest.mark.xfail(strict=False, reason="replication_key lands with issue 5")
 def test_incremental_second_run_adds_only_new_rows(server: LocalServer, pipeline: Pipeline) -> None:
     visible = CHANGES[:3]
 

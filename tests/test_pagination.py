@@ -293,11 +293,6 @@ TOKEN_FROM_HEADER = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the request.py patch in the pagination report: requests joins a repeated "
-    "header into 'stale, t2' before `info.header` can keep the last value",
-)
 def test_repeated_header_keeps_its_last_value(api: LocalServer, sync: t.Any) -> None:
     """The server sends `X-Page-Token: stale` then `x-page-token: t2`: `page` sees `t2`."""
     result = sync(cfg(f"{api.url}/tokens", TOKEN_FROM_HEADER, -1))
