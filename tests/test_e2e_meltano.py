@@ -25,13 +25,13 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
+from meltano_cli import meltano_bin
 from server import Reply, json_reply
 
 if t.TYPE_CHECKING:
@@ -48,23 +48,6 @@ pytestmark = pytest.mark.timeout(300)
 
 
 # --------------------------------------------------------------------------- meltano
-
-
-def _meltano() -> str:
-    candidates = [
-        os.environ.get("MELTANO_BIN"),
-        str(REPO_ROOT / ".venv-meltano" / "bin" / "meltano"),
-        shutil.which("meltano"),
-    ]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        "meltano not found ($MELTANO_BIN, .venv-meltano/bin/meltano, PATH): the end-to-end "
-        "test needs the real CLI. Run scripts/bootstrap (or scripts/test, which runs it), or "
-        "python3.11 -m venv .venv-meltano && .venv-meltano/bin/pip install meltano==4.4.1",
-        pytrace=False,
-    )
 
 
 def _base_env() -> dict[str, str]:
@@ -96,7 +79,7 @@ def plugin_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     env = {**_base_env(), "MELTANO_SYS_DIR_ROOT": str(sys_dir)}
     for kind, name in PLUGINS:
         proc = subprocess.run(
-            [_meltano(), "install", kind.rstrip("s"), name],
+            [meltano_bin(), "install", kind.rstrip("s"), name],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
@@ -123,7 +106,7 @@ class Pipeline:
         env["MELTANO_SYS_DIR_ROOT"] = str(self.sys_dir)
         env["TAP_RHTTP_STREAMS"] = json.dumps(streams)
         return subprocess.run(
-            [_meltano(), "run", *args, "tap-rhttp", "target-postgres"],
+            [meltano_bin(), "run", *args, "tap-rhttp", "target-postgres"],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,

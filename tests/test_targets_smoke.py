@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import typing as t
 import uuid
 from pathlib import Path
 
 import pytest
+from meltano_cli import meltano_bin
 
 if t.TYPE_CHECKING:
     from pg import PostgresServer
@@ -109,23 +109,6 @@ def _singer_lines() -> str:
     return "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
 
 
-def _meltano() -> str:
-    candidates = [
-        os.environ.get("MELTANO_BIN"),
-        str(REPO_ROOT / ".venv-meltano" / "bin" / "meltano"),
-        shutil.which("meltano"),
-    ]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    pytest.fail(
-        "meltano not found ($MELTANO_BIN, .venv-meltano/bin/meltano, PATH). Install it apart "
-        "from the tap's venv: python3.11 -m venv .venv-meltano && "
-        ".venv-meltano/bin/pip install meltano==4.4.1",
-        pytrace=False,
-    )
-
-
 def _invoke(plugin: str, settings: dict[str, str], stdin: str) -> subprocess.CompletedProcess[str]:
     prefix = plugin.upper().replace("-", "_") + "_"
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
@@ -135,7 +118,7 @@ def _invoke(plugin: str, settings: dict[str, str], stdin: str) -> subprocess.Com
     if "SSL_CERT_FILE" not in env and os.path.exists(bundle):
         env["SSL_CERT_FILE"] = bundle
     proc = subprocess.run(
-        [_meltano(), "invoke", plugin],
+        [meltano_bin(), "invoke", plugin],
         input=stdin,
         cwd=REPO_ROOT,
         env=env,
