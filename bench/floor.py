@@ -1,0 +1,70 @@
+"""The raw floor: the least a Python program can do to turn the API into RECORD lines.
+
+``requests`` + ``orjson``, no Singer machinery: fetch a page, parse it, write one
+``{"type": "RECORD", "stream": ..., "record": ..., "time_extracted": ...}`` line per
+record (the line a Singer tap writes), follow ``Link: rel="next"``, and on a 429/5xx wait
+what ``Retry-After`` says and try again. With ``width`` > 1 the chains run on a thread
+pool of that width, each with its own session, and each page is written whole.
+
+Usage (run by ``bench/run.py``): ``python bench/floor.py '<job as JSON>'`` with keys
+``stream``, ``starts`` (the first URL of each chain) and ``width``; lines go to stdout.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import threading
+import time
+import typing as t
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+import requests
+
+
+def run_chain(url: str | None, stream: str, emit: t.Callable[[bytes], None]) -> None:
+    session = requests.Session()
+    while url:
+        while True:
+            response = session.get(url, timeout=60)
+            if response.status_code in (429, 500, 502, 503, 504):
+                time.sleep(float(response.headers.get("Retry-After") or 1))
+                continue
+            response.raise_for_status()
+            break
+        stamp = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        emit(
+            b"".join(
+                orjson.dumps(
+                    {"type": "RECORD", "stream": stream, "record": record, "time_extracted": stamp},
+                    option=orjson.OPT_APPEND_NEWLINE,
+                )
+                for record in orjson.loads(response.content)
+            )
+        )
+        url = response.links.get("next", {}).get("url")
+
+
+def main() -> None:
+    job = json.loads(sys.argv[1])
+    out = sys.stdout.buffer
+    lock = threading.Lock()
+
+    def emit(lines: bytes) -> None:
+        with lock:
+            out.write(lines)
+
+    if job["width"] <= 1:
+        for start in job["starts"]:
+            run_chain(start, job["stream"], emit)
+    else:
+        with ThreadPoolExecutor(job["width"]) as pool:
+            for future in [pool.submit(run_chain, s, job["stream"], emit) for s in job["starts"]]:
+                future.result()
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()
