@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 from tap_rhttp.formats import body_to_records, compile_records_path, read_body
 from tap_rhttp.pagination import Paginator
@@ -20,6 +21,7 @@ from tap_rhttp.retry import RetryPolicy, call_with_retries
 
 if t.TYPE_CHECKING:
     import logging
+    from concurrent.futures import Future
 
     from tap_rhttp.errors import RequestError
     from tap_rhttp.ratelimit import RateLimiter
@@ -72,6 +74,12 @@ class Chain:
         limiter: an optional client-side rate limit shared by the stream's chains.
         prefetched: responses already fetched for this run (discovery's sample), keyed
             by target URL, used once instead of a second identical request.
+        read_ahead: fetch and read the next page on a helper thread while the caller
+            handles the current one, so waiting for the server overlaps the caller's
+            work. Only for GET and HEAD (safe methods, RFC 9110 §9.2.1): a caller that
+            stops early may leave one request made whose page it never sees. Records
+            are still handed over page by page, in order, each page complete. All of
+            the chain's requests are then made on that one thread.
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class Chain:
         limiter: RateLimiter | None = None,
         prefetched: dict[str, Response] | None = None,
         stats: ChainStats | None = None,
+        read_ahead: bool = False,
     ) -> None:
         self.spec = spec
         self.redactor = redactor
@@ -96,9 +105,13 @@ class Chain:
         self.policy = retry_policy(spec)
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = self.client.query_auth()
+        self.read_ahead = read_ahead and spec.method in ("GET", "HEAD")
+        self._helper: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        """Release the chain's connections."""
+        """Release the chain's connections (after a request read ahead, if any, ends)."""
+        if self._helper is not None:
+            self._helper.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
     def target(self, request: PageRequest) -> str:
@@ -147,6 +160,20 @@ class Chain:
         body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
         return body, body_to_records(body, self.records_path)
 
+    def _get(self, request: PageRequest) -> tuple[Response, int, JSON, list[dict[str, JSON]]]:
+        response, tries = self.fetch(request)
+        body, records = self.read(response)
+        return response, tries, body, records
+
+    def _fetch_ahead(
+        self, request: PageRequest
+    ) -> Future[tuple[Response, int, JSON, list[dict[str, JSON]]]] | None:
+        if not self.read_ahead:
+            return None
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="rhttp-read-ahead")
+        return self._helper.submit(self._get, request)
+
     def pages(self, start: PageRequest | None = None, done: int = 0) -> t.Iterator[Page]:
         """Yield every page of the chain, in order.
 
@@ -156,9 +183,14 @@ class Chain:
         """
         paginator = Paginator(self.spec, self.redactor)
         request = paginator.resume(start, done) if start is not None else paginator.first()
+        # With read-ahead, every request of the chain is made on the helper thread: auth
+        # state that requests keeps per thread (a digest nonce) then carries over.
+        ahead = self._fetch_ahead(request) if request is not None else None
         while request is not None:
-            response, tries = self.fetch(request)
-            body, records = self.read(response)
+            if ahead is not None:
+                response, tries, body, records = ahead.result()
+            else:
+                response, tries, body, records = self._get(request)
             number = paginator.requests
             failure: Exception | None = None
             try:
@@ -167,6 +199,7 @@ class Chain:
                 following, failure = None, exc
             self.stats.pages += 1
             self.stats.records += len(records)
+            ahead = self._fetch_ahead(following) if following is not None else None
             yield Page(
                 number=number,
                 request=request,

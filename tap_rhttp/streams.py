@@ -22,9 +22,10 @@ from tap_rhttp.errors import RHTTPError
 from tap_rhttp.fanout import ChainTask, ResumeState, run_chains
 from tap_rhttp.ratelimit import RateLimiter
 from tap_rhttp.templates import render_spec
+from tap_rhttp.writer import RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
-    from singer_sdk import Tap
+    from singer_sdk import Tap, metrics
 
     from tap_rhttp.chain import Page
     from tap_rhttp.redact import Redactor
@@ -131,6 +132,10 @@ class RHTTPStream(Stream):
             self.replication_key = spec.replication_key
         self._started = 0.0
         self._last_progress = 0.0
+        self._fast_path: RecordFastPath | None = None
+        self._fast_path_known = False  # RecordFastPath.for_stream has been asked
+        self._writing = False  # inside a sync that writes RECORD messages
+        self._record_counter: metrics.Counter | None = None
 
     @property
     def is_sorted(self) -> bool:
@@ -154,6 +159,7 @@ class RHTTPStream(Stream):
             limiter=self.limiter,
             prefetched=self.prefetched,
             stats=self.stats,
+            read_ahead=self.ABORT_AT_RECORD_COUNT is None,  # a dry run stops early
         )
 
     def _task(self, key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
@@ -216,6 +222,64 @@ class RHTTPStream(Stream):
                     record.setdefault(column, task.row.get(field))
             yield record
 
+    # ------------------------------------------------------------------ output (see writer.py)
+
+    def _record_fast_path(self) -> RecordFastPath | None:
+        if not self._fast_path_known:
+            self._fast_path, reason = RecordFastPath.for_stream(self, self._tap.message_writer)
+            self._fast_path_known = True
+            self.logger.debug(
+                "stream %s: records are written %s",
+                self.name,
+                "by the fast path" if self._fast_path else f"the SDK's way: {reason}",
+            )
+        return self._fast_path
+
+    def _page_writer(self, context: t.Mapping[str, JSON] | None) -> RecordFastPath | None:
+        """The fast path, when whole pages may also skip the SDK's per-record loop."""
+        if not self._writing or self._record_counter is None:
+            return None
+        fast = self._record_fast_path()
+        if fast is None:
+            return None
+        reason = page_blocker(self, context)
+        if reason:
+            self.logger.debug("stream %s: records go through the SDK loop: %s", self.name, reason)
+        return None if reason else fast
+
+    @override
+    def get_record_counter(self, **kwargs: t.Any) -> metrics.Counter:
+        self._record_counter = super().get_record_counter(**kwargs)
+        return self._record_counter
+
+    @override
+    def _sync_records(
+        self, context: t.Mapping[str, JSON] | None = None, *, write_messages: bool = True
+    ) -> t.Generator[dict[str, JSON], t.Any, t.Any]:
+        self._writing = write_messages
+        try:
+            yield from super()._sync_records(context, write_messages=write_messages)
+        finally:
+            self._writing = False
+
+    @override
+    def _write_record_message(self, record: dict[str, JSON]) -> None:
+        """The SDK's RECORD output, through the fast path where it is provably the same."""
+        fast = self._record_fast_path()
+        if fast is not None and fast.write(record):
+            self.state_manager.is_flushed = False
+            return
+        super()._write_record_message(record)
+
+    @override
+    def generate_child_contexts(
+        self, record: dict[str, JSON], context: t.Mapping[str, JSON] | None
+    ) -> t.Iterable[t.Mapping[str, JSON] | None]:
+        """No child streams, no child contexts (the SDK would copy every record for none)."""
+        if not self.child_streams:
+            return ()
+        return super().generate_child_contexts(record, context)
+
     @override
     def get_child_context(
         self, record: dict[str, JSON], context: t.Mapping[str, JSON] | None
@@ -245,6 +309,7 @@ class RHTTPStream(Stream):
                         self.redactor.url(task.start.target),
                     )
         columns = self.parent_columns
+        page_writer = self._page_writer(context)
         if not self._started:
             self._started = self._last_progress = time.monotonic()
         for event in run_chains(tasks, self.make_chain, spec.max_concurrency):
@@ -264,7 +329,19 @@ class RHTTPStream(Stream):
                 resume.finish(task.key)
             else:
                 assert task.spec is not None
-                yield from self._records_of(event.page, task, bookmark, columns)
+                if self._fast_path is not None:
+                    self._fast_path.new_page()
+                records = self._records_of(event.page, task, bookmark, columns)
+                if page_writer is None:
+                    yield from records
+                else:
+                    page = list(records)
+                    if page_writer.write_page(page):
+                        assert self._record_counter is not None
+                        self._record_counter.increment(len(page))
+                        self.state_manager.is_flushed = False
+                    else:
+                        yield from page
                 resume.advance(task.key, event.page, task.spec)
             if resumable:
                 self._save_resume(resume.to_state())

@@ -7,7 +7,6 @@ import sys
 import typing as t
 
 from singer_sdk import Tap
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_rhttp.chain import Chain
@@ -19,6 +18,7 @@ from tap_rhttp.schema import infer_schema, prepare_declared_schema
 from tap_rhttp.spec import OPTIONS, RequestSpec, load_specs, plain_json
 from tap_rhttp.streams import RHTTPStream, template_env
 from tap_rhttp.templates import render_spec
+from tap_rhttp.writer import BufferedMsgSpecWriter
 
 if t.TYPE_CHECKING:
     import click
@@ -123,7 +123,7 @@ class TapRHTTP(Tap):
 
     name = "tap-rhttp"
     dynamic_catalog = True
-    message_writer_class = MsgSpecWriter
+    message_writer_class = BufferedMsgSpecWriter
     config_jsonschema = config_schema()
 
     _specs: list[RequestSpec]
