@@ -126,6 +126,8 @@ class Chain:
         target = self.target(request)
         cached = self.prefetched.pop(target, None)
         if cached is not None:
+            if cached.auth is not None:  # keep the sample's digest nonce going
+                self.client.auth = cached.auth
             return cached, 1
         tries = 0
 
@@ -154,11 +156,20 @@ class Chain:
         return response, tries
 
     def read(self, response: Response) -> tuple[JSON, list[dict[str, JSON]]]:
-        """A page's body as `result_format` reads it, and its records."""
+        """A page's body as `result_format` reads it, and its records.
+
+        The records have every secret of the config masked (a server may echo our URL
+        or headers back); nothing is masked by field name, since a record is the API's
+        data. The body, which only the page expression sees, is kept whole so that a
+        next link carrying a token still works.
+        """
         if self.spec.method == "HEAD" or not response.body:
             return None, []
         body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
-        return body, body_to_records(body, self.records_path)
+        records = body_to_records(body, self.records_path)
+        if self.redactor.mentions_secret(response.body):
+            records = [self.redactor.literals(record) for record in records]
+        return body, records
 
     def _get(self, request: PageRequest) -> tuple[Response, int, JSON, list[dict[str, JSON]]]:
         response, tries = self.fetch(request)

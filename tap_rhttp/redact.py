@@ -486,6 +486,18 @@ class Redactor:
             return obj
         return self._walk_literals(obj, pattern)
 
+    def mentions_secret(self, data: bytes | str) -> bool:
+        """Whether a text (or UTF-8 bytes) contains any registered secret, in any form.
+
+        A cheap test before :meth:`literals`: one regex search over a whole page instead
+        of a copy of every record.
+        """
+        pattern = self._literal_re
+        if pattern is None:
+            return False
+        text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+        return pattern.search(text) is not None
+
     # -- internals ----------------------------------------------------------------------
 
     def _walk_literals(self, obj: t.Any, pattern: re.Pattern[str]) -> t.Any:

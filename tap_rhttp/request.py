@@ -32,6 +32,7 @@ import http.client
 import socket
 import threading
 import time
+import types
 import typing as t
 import weakref
 from urllib.parse import quote, unquote, urljoin
@@ -156,6 +157,20 @@ class _HeaderAuth(requests.auth.AuthBase):
         return request
 
 
+class _ChainDigestAuth(requests.auth.HTTPDigestAuth):
+    """Digest auth (RFC 7616) whose nonce state belongs to one chain, not to a thread.
+
+    requests keeps the nonce and its count per thread. A chain makes its requests one
+    at a time, but read-ahead makes them on a helper thread and the discovery sample on
+    the main one; with per-thread state each new thread would pay one more 401
+    challenge. One chain's object is never used by two requests at once.
+    """
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__(username, password)
+        self._thread_local = types.SimpleNamespace()
+
+
 def make_auth(auth: Auth | None) -> requests.auth.AuthBase | None:
     """A `requests` auth object for a spec's `auth` (query API keys go in the URL)."""
     if auth is None:
@@ -163,7 +178,7 @@ def make_auth(auth: Auth | None) -> requests.auth.AuthBase | None:
     if auth.type == "basic":
         return requests.auth.HTTPBasicAuth(auth.user or "", auth.password or "")
     if auth.type == "digest":
-        return requests.auth.HTTPDigestAuth(auth.user or "", auth.password or "")
+        return _ChainDigestAuth(auth.user or "", auth.password or "")
     if auth.type == "bearer":
         return _HeaderAuth("Authorization", f"Bearer {auth.token}")
     if auth.location == "header":
@@ -201,6 +216,9 @@ class Response:
     body: bytes
     url: str
     elapsed: float
+    #: The auth object that made the request; a chain that reuses this response (the
+    #: discovery sample) adopts it, so a digest nonce carries over to the next page.
+    auth: requests.auth.AuthBase | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The last value of a header (names compared case-insensitively)."""
@@ -505,6 +523,7 @@ class HttpClient:
                 body=body,
                 url=current,
                 elapsed=time.monotonic() - started,
+                auth=self.auth,
             )
         except RequestError:
             raise

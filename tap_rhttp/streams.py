@@ -11,7 +11,9 @@ catalog and selection, bookmarks, stream maps, type conformance and message writ
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import sys
 import time
 import typing as t
 
@@ -136,6 +138,18 @@ class RHTTPStream(Stream):
         self._fast_path_known = False  # RecordFastPath.for_stream has been asked
         self._writing = False  # inside a sync that writes RECORD messages
         self._record_counter: metrics.Counter | None = None
+
+    @override
+    def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
+        """Log through the SDK, but never a second ERROR line for an r.http error.
+
+        singer-sdk logs "An unhandled error occurred while syncing" at ERROR before it
+        re-raises; for an :class:`RHTTPError` the tap then reports the error itself, as
+        one ERROR line with r.http's envelope. The SDK's line is kept, at INFO.
+        """
+        if level >= logging.ERROR and isinstance(sys.exc_info()[1], RHTTPError):
+            level = logging.INFO
+        super().log(message, *args, level=level, **kwargs)
 
     @property
     def is_sorted(self) -> bool:

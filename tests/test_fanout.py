@@ -200,7 +200,8 @@ def test_env_and_secrets_in_templates(
     }
     (record,) = sync(config).records("s")
     assert record["target"] == "/echo?region=eu-1&d=us"
-    assert record["headers"]["Authorization"] == "Bearer s3cr3t-T0KEN-value"
+    assert server.requests_to("/echo")[-1].headers["Authorization"] == "Bearer s3cr3t-T0KEN-value"
+    assert "s3cr3t-T0KEN-value" not in repr(record)  # a secret never reaches a record
     assert "s3cr3t-T0KEN-value" not in caplog.text
 
 

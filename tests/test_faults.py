@@ -663,7 +663,6 @@ def test_cli_fails_fast_with_one_request(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="needs streams-one-error-line patch")
 def test_cli_final_failure_is_one_error_line(fault: FaultServer, cli: t.Any) -> None:
     """singer-sdk adds "An unhandled error occurred while syncing 's'" at ERROR."""
     fault.route("/x")(lambda hit: reply(404, "nope", (), "text/plain"))

@@ -155,4 +155,4 @@ def test_formats_through_the_tap(
 def test_png_through_the_tap(server: t.Any, sync: t.Any) -> None:
     result = sync({"streams": [{"name": "s", "url": server.url + "/png"}]})
     assert result.records("s") == [{"value": base64.b64encode(PNG).decode()}]
-    assert result.schema("s")["properties"]["value"]["type"] == "string"
+    assert result.schema("s")["properties"]["value"]["type"] == ["string", "null"]

@@ -109,17 +109,21 @@ def test_json_body_is_compact_utf8(server: t.Any, sync: t.Any) -> None:
 
 
 def test_bearer_and_api_key_auth(server: t.Any, sync: t.Any) -> None:
+    """What was sent is read at the server; the echo in the record is masked."""
     record = echo(sync, server, auth={"type": "bearer", "token": "tok-123456"})
-    assert record["headers"]["Authorization"] == "Bearer tok-123456"
+    assert server.log[-1].headers["Authorization"] == "Bearer tok-123456"
+    assert record["headers"]["Authorization"] == "Bearer ***REDACTED***"
     record = echo(sync, server, auth={"type": "api_key", "name": "X-Api-Key", "value": "k-9876"})
-    assert record["headers"]["X-Api-Key"] == "k-9876"
+    assert server.log[-1].headers["X-Api-Key"] == "k-9876"
+    assert record["headers"]["X-Api-Key"] == "***REDACTED***"
     record = echo(
         sync,
         server,
         "/echo?a=1",
         auth={"type": "api_key", "name": "api_key", "value": "k-9876", "in": "query"},
     )
-    assert record["target"] == "/echo?a=1&api_key=k-9876"
+    assert server.log[-1].target == "/echo?a=1&api_key=k-9876"
+    assert record["target"] == "/echo?a=1&api_key=***REDACTED***"
 
 
 def test_redirect_to_other_protocol_is_refused(server: t.Any, sync: t.Any) -> None:
@@ -168,3 +172,41 @@ def test_gzip_from_local_server(server: t.Any, sync: t.Any) -> None:
     records = sync(cfg(server.url + "/gzip")).records("s")
     assert len(records) == 50
     assert records[0] == {"gzipped": True, "n": 0}
+
+
+def test_digest_nonce_is_reused_across_pages(server: t.Any, sync: t.Any) -> None:
+    import hashlib
+    import re
+
+    from server import Reply, Request, json_reply
+
+    realm, nonce, user, password = "r", "n0nce", "fred", "mxyzptlk"
+
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    @server.route("/digest")
+    def digest(request: Request) -> Reply:
+        header = request.headers.get("Authorization", "")
+        fields = dict(re.findall(r'(\w+)="?([^",]+)"?', header))
+        if header.startswith("Digest ") and fields.get("nonce") == nonce:
+            ha1 = md5(f"{user}:{realm}:{password}")
+            ha2 = md5(f"{request.method}:{fields['uri']}")
+            expected = md5(f"{ha1}:{nonce}:{fields['nc']}:{fields['cnonce']}:auth:{ha2}")
+            if fields.get("response") == expected:
+                return json_reply([{"page": request.args.get("p"), "nc": fields["nc"]}])
+        challenge = f'Digest realm="{realm}", nonce="{nonce}", qop="auth", algorithm=MD5'
+        return Reply(401, "", (("WWW-Authenticate", challenge),), "text/plain")
+
+    config = cfg(
+        server.url + "/digest",
+        auth={"type": "digest", "user": user, "pass": password},
+        params={"p": 1},
+        page="{'params': {'p': info['params']['p'] + 1}}",
+        page_limit=3,
+    )
+    records = sync(config).records("s")
+    assert [r["page"] for r in records] == ["1", "2", "3"]
+    assert [r["nc"] for r in records] == ["00000001", "00000002", "00000003"]
+    statuses = [r.headers.get("Authorization", "").startswith("Digest") for r in server.log]
+    assert statuses == [False, True, True, True]  # one challenge, then the nonce is reused

@@ -212,7 +212,6 @@ def echo_everything(hit: Hit) -> Action:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="needs chain-redact-records patch")
 def test_records_never_carry_config_secrets(leaky: FaultServer, sync: t.Any) -> None:
     leaky.route("/start")(echo_everything)
     streams = []

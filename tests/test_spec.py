@@ -221,7 +221,11 @@ def test_decimal_numbers_from_a_config_file_are_numbers() -> None:
     from decimal import Decimal
 
     (spec,) = load_specs(
-        one(timeout=Decimal("2.5"), params={"f": Decimal("0.1"), "n": Decimal("3")}, backoff_base=Decimal("0.5"))
+        one(
+            timeout=Decimal("2.5"),
+            params={"f": Decimal("0.1"), "n": Decimal("3")},
+            backoff_base=Decimal("0.5"),
+        )
     )
     assert spec.timeout == 2.5
     assert dict(spec.params) == {"f": 0.1, "n": 3}
@@ -230,5 +234,11 @@ def test_decimal_numbers_from_a_config_file_are_numbers() -> None:
 
 
 def test_decimal_config_through_the_cli(server: t.Any, cli: t.Any) -> None:
-    done = cli({"streams": [{"name": "s", "url": server.url + "/records?n=1", "timeout": 2.5, "rate_limit": 0.5}]})
+    done = cli(
+        {
+            "streams": [
+                {"name": "s", "url": server.url + "/records?n=1", "timeout": 2.5, "rate_limit": 0.5}
+            ]
+        }
+    )
     assert done.code == 0, done.stderr
