@@ -84,3 +84,27 @@ def test_python_dash_m_and_console_script_agree(cli: t.Any) -> None:
     done = cli(None, "--version")
     assert done.code == 0
     assert "tap-rhttp" in done.stdout
+
+
+def test_progress_line_at_the_end_of_each_stream(server: t.Any, cli: t.Any) -> None:
+    config = {
+        "streams": [
+            {
+                "name": "linked",
+                "url": server.url + "/pages/link?per_page=2&total=5",
+                "page": "link-next",
+                "page_limit": -1,
+            }
+        ]
+    }
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    import re
+
+    line = re.search(
+        r"stream linked done: (\d+) pages, (\d+) records, (\d+) retries, "
+        r"(\d+) skipped, \d+ records/s, [\d.]+ s",
+        done.stderr,
+    )
+    assert line is not None, done.stderr
+    assert line.groups() == ("3", "5", "0", "0")
