@@ -14,6 +14,7 @@ import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
+from tap_rhttp import streaming
 from tap_rhttp.formats import body_to_records, compile_records_path, read_body
 from tap_rhttp.pagination import Paginator
 from tap_rhttp.request import HttpClient, PageRequest, Response, merge_query
@@ -31,9 +32,17 @@ if t.TYPE_CHECKING:
 JSON = t.Any
 
 
+#: A page's records: a list, or for a streamed body a :class:`~streaming.SpooledRecords`.
+Records = list[dict[str, JSON]] | streaming.SpooledRecords
+
+
 @dataclasses.dataclass
 class Page:
-    """One completely read page."""
+    """One completely read page.
+
+    A streamed page (see ``tap_rhttp.streaming``) has its records in ``spooled``, an empty
+    ``records`` list and no ``body``: read them with :meth:`iter_records`.
+    """
 
     number: int
     request: PageRequest
@@ -42,6 +51,11 @@ class Page:
     records: list[dict[str, JSON]]
     next: PageRequest | None
     tries: int
+    spooled: streaming.SpooledRecords | None = None
+
+    def iter_records(self) -> t.Iterable[dict[str, JSON]]:
+        """The page's records, in order, whether held in memory or spooled."""
+        return self.spooled if self.spooled is not None else self.records
 
 
 @dataclasses.dataclass
@@ -80,6 +94,8 @@ class Chain:
             stops early may leave one request made whose page it never sees. Records
             are still handed over page by page, in order, each page complete. All of
             the chain's requests are then made on that one thread.
+        stream_bodies: read large bodies in flat memory when their records are an
+            array (see ``tap_rhttp.streaming``).
     """
 
     def __init__(
@@ -93,6 +109,7 @@ class Chain:
         prefetched: dict[str, Response] | None = None,
         stats: ChainStats | None = None,
         read_ahead: bool = False,
+        stream_bodies: bool = False,
     ) -> None:
         self.spec = spec
         self.redactor = redactor
@@ -106,6 +123,8 @@ class Chain:
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = self.client.query_auth()
         self.read_ahead = read_ahead and spec.method in ("GET", "HEAD")
+        self._prefix = streaming.ijson_prefix(spec, self.records_path) if stream_bodies else None
+        self._capture = streaming.BodyCapture(self.client) if self._prefix is not None else None
         self._helper: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
@@ -134,6 +153,8 @@ class Chain:
         def attempt(number: int) -> Response:
             nonlocal tries
             tries = number
+            if self._capture is not None:
+                self._capture.begin()
             if self.limiter is None:
                 return self.client.fetch(target)
             with self.limiter:
@@ -152,10 +173,13 @@ class Chain:
                 error.url,
             )
 
-        response = call_with_retries(attempt, self.policy, on_retry=on_retry, sleep=self.sleep)
-        return response, tries
+        try:
+            response = call_with_retries(attempt, self.policy, on_retry=on_retry, sleep=self.sleep)
+        finally:
+            spool = self._capture.take() if self._capture is not None else None
+        return streaming.attach(response, spool), tries
 
-    def read(self, response: Response) -> tuple[JSON, list[dict[str, JSON]]]:
+    def read(self, response: Response) -> tuple[JSON, Records]:
         """A page's body as `result_format` reads it, and its records.
 
         The records have every secret of the config masked (a server may echo our URL
@@ -163,6 +187,8 @@ class Chain:
         data. The body, which only the page expression sees, is kept whole so that a
         next link carrying a token still works.
         """
+        if isinstance(response, streaming.SpooledResponse):
+            return self._read_spooled(response)
         if self.spec.method == "HEAD" or not response.body:
             return None, []
         body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
@@ -171,14 +197,24 @@ class Chain:
             records = [self.redactor.literals(record) for record in records]
         return body, records
 
-    def _get(self, request: PageRequest) -> tuple[Response, int, JSON, list[dict[str, JSON]]]:
+    def _read_spooled(self, response: streaming.SpooledResponse) -> tuple[JSON, Records]:
+        """A spilled body: streamed into spooled records, or else parsed whole (once)."""
+        if response.parsed is None:
+            spooled = streaming.stream_records(response, self.spec, self._prefix, self.redactor)
+            response.parsed = (
+                (None, spooled) if spooled is not None else self.read(streaming.whole(response))
+            )
+            response.spool.close()
+        return t.cast("tuple[JSON, Records]", response.parsed)
+
+    def _get(self, request: PageRequest) -> tuple[Response, int, JSON, Records]:
         response, tries = self.fetch(request)
         body, records = self.read(response)
         return response, tries, body, records
 
     def _fetch_ahead(
         self, request: PageRequest
-    ) -> Future[tuple[Response, int, JSON, list[dict[str, JSON]]]] | None:
+    ) -> Future[tuple[Response, int, JSON, Records]] | None:
         if not self.read_ahead:
             return None
         if self._helper is None:
@@ -216,9 +252,10 @@ class Chain:
                 request=request,
                 response=response,
                 body=body,
-                records=records,
+                records=records if isinstance(records, list) else [],
                 next=following,
                 tries=tries,
+                spooled=None if isinstance(records, list) else records,
             )
             if failure is not None:
                 raise failure

@@ -170,6 +170,11 @@ class RecordsPath:
             self._expr = jsonpath_parse(text)
             self.singular = not any(ch in text for ch in "*?:,") and ".." not in text
 
+    @property
+    def keys(self) -> tuple[str, ...] | None:
+        """The keys of a simple path (``()`` for ``$``), or None for a jsonpath-ng one."""
+        return self._keys
+
     def find(self, body: JSON) -> list[JSON]:
         """The items the path selects in a body (empty when nothing matches)."""
         if self._keys is not None:

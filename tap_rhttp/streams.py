@@ -11,6 +11,8 @@ catalog and selection, bookmarks, stream maps, type conformance and message writ
 from __future__ import annotations
 
 import datetime
+import functools
+import itertools
 import logging
 import os
 import sys
@@ -42,6 +44,8 @@ except ImportError:  # Python < 3.12
 JSON = t.Any
 #: Seconds between two progress lines of one stream.
 PROGRESS_INTERVAL = 30.0
+#: Records the fast path writes at once (a page larger than this goes in batches).
+PAGE_BATCH = 2000
 
 
 def _as_datetime(value: JSON) -> datetime.datetime | None:
@@ -164,8 +168,14 @@ class RHTTPStream(Stream):
         """The names a `{{ }}` template of this spec sees."""
         return template_env(self.spec, self.template_context, item=item, row=row, bookmark=bookmark)
 
-    def make_chain(self, spec: RequestSpec) -> Chain:
-        """A new request chain for a (rendered) spec."""
+    def make_chain(self, spec: RequestSpec, *, read_ahead: bool = True) -> Chain:
+        """A new request chain for a (rendered) spec.
+
+        `read_ahead` is for chains the caller runs one after another: on fan-out workers
+        the next page is already fetched while the stream writes the last one, and a
+        helper thread per chain only adds a hand-over per page. A dry run stops early,
+        so it never reads ahead.
+        """
         return Chain(
             spec,
             self.redactor,
@@ -173,7 +183,8 @@ class RHTTPStream(Stream):
             limiter=self.limiter,
             prefetched=self.prefetched,
             stats=self.stats,
-            read_ahead=self.ABORT_AT_RECORD_COUNT is None,  # a dry run stops early
+            read_ahead=read_ahead and self.ABORT_AT_RECORD_COUNT is None,
+            stream_bodies=True,
         )
 
     def _task(self, key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
@@ -228,7 +239,7 @@ class RHTTPStream(Stream):
     ) -> t.Iterator[dict[str, JSON]]:
         key = self.spec.replication_key or ""
         drop = bool(key) and self.spec.filter_bookmark and bookmark is not None
-        for record in page.records:
+        for record in page.iter_records():
             if drop and at_or_before(record.get(key), bookmark):
                 continue
             if columns and task.row is not None:
@@ -326,7 +337,9 @@ class RHTTPStream(Stream):
         page_writer = self._page_writer(context)
         if not self._started:
             self._started = self._last_progress = time.monotonic()
-        for event in run_chains(tasks, self.make_chain, spec.max_concurrency):
+        inline = spec.max_concurrency <= 1 or len(tasks) <= 1  # as run_chains decides
+        make_chain = functools.partial(self.make_chain, read_ahead=inline)
+        for event in run_chains(tasks, make_chain, spec.max_concurrency):
             task = event.task
             if event.error is not None:
                 if spec.on_error != "skip":
@@ -348,14 +361,14 @@ class RHTTPStream(Stream):
                 records = self._records_of(event.page, task, bookmark, columns)
                 if page_writer is None:
                     yield from records
-                else:
-                    page = list(records)
-                    if page_writer.write_page(page):
-                        assert self._record_counter is not None
-                        self._record_counter.increment(len(page))
-                        self.state_manager.is_flushed = False
-                    else:
-                        yield from page
+                else:  # in batches: a streamed page is never all in memory at once
+                    while batch := list(itertools.islice(records, PAGE_BATCH)):
+                        if page_writer.write_page(batch):
+                            assert self._record_counter is not None
+                            self._record_counter.increment(len(batch))
+                            self.state_manager.is_flushed = False
+                        else:
+                            yield from batch
                 resume.advance(task.key, event.page, task.spec)
             if resumable:
                 self._save_resume(resume.to_state())
