@@ -136,7 +136,8 @@ def make_server(fixture: Fixture) -> ThreadingHTTPServer:
             segments = parts.path.strip("/").split("/")
             kind, run = segments[0], segments[1] if len(segments) > 1 else "-"
             if kind == "stats":
-                self.reply(200, orjson.dumps(fixture.stats.get(run, {})))
+                stats = {**fixture.stats.get(run, {}), "s4_bytes": len(fixture.s4)}
+                self.reply(200, orjson.dumps(stats))
                 return
             fixture.count(run, "requests")
             if kind == "s1":

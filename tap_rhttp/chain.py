@@ -175,8 +175,11 @@ class Chain:
 
         try:
             response = call_with_retries(attempt, self.policy, on_retry=on_retry, sleep=self.sleep)
-        finally:
-            spool = self._capture.take() if self._capture is not None else None
+        except BaseException:
+            if self._capture is not None:
+                self._capture.discard()
+            raise
+        spool = self._capture.take() if self._capture is not None else None
         return streaming.attach(response, spool), tries
 
     def read(self, response: Response) -> tuple[JSON, Records]:
