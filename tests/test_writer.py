@@ -545,3 +545,30 @@ def test_whole_syncs_write_the_same_lines_with_and_without_the_fast_path(
     records = [json.loads(line) for line in fast if line.startswith(b'{"type":"RECORD"')]
     assert len([r for r in records if r["stream"] == "items"]) == 12
     assert {r["record"]["flag"] for r in records if r["stream"] == "details"} == {False}
+
+
+def test_stream_maps_and_deselection_still_apply_in_a_whole_sync(server: t.Any) -> None:
+    _serve(server)
+    spec = {
+        "name": "items",
+        "url": server.url + "/w/items",
+        "page": "link-next",
+        "page_limit": 2,
+        "schema": {"properties": {"id": {"type": "integer"}, "n": {"type": "number"}}},
+    }
+    mapped = _sync({"streams": [spec], "stream_maps": {"items": {"double": "id * 2"}}}, Capture())
+    records = [json.loads(line)["record"] for line in mapped if b'"RECORD"' in line]
+    assert [r["double"] for r in records] == [r["id"] * 2 for r in records]
+
+    tap = TapRHTTP(config={"streams": [spec]}, parse_env_config=False, message_writer=Capture())
+    catalog = tap.catalog_dict
+    for entry in catalog["streams"][0]["metadata"]:
+        if entry["breadcrumb"] == ["properties", "n"]:
+            entry["metadata"]["selected"] = False
+    capture = Capture()
+    TapRHTTP(
+        config={"streams": [spec]}, catalog=catalog, parse_env_config=False, message_writer=capture
+    ).sync_all()
+    records = [json.loads(line)["record"] for line in capture.take() if b'"RECORD"' in line]
+    assert records
+    assert all("n" not in r and "id" in r for r in records)
