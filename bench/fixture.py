@@ -35,12 +35,12 @@ import orjson
 #: Padding so S4's 200,000 records make a body of about 63 MB.
 BIO = (
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
-    "incididunt ut labore."
+    "incididunt ut labore et dolore."
 )
 
 
 def record(i: int) -> dict[str, t.Any]:
-    """Record number ``i``: the shape every scenario serves (about 315 bytes as JSON)."""
+    """Record number ``i``: the shape every scenario serves (about 316 bytes as JSON)."""
     return {
         "id": i,
         "name": f"user {i}",
