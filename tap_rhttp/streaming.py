@@ -245,8 +245,16 @@ class BodyCapture:
     def _on_response(self, response: requests.Response, *args: t.Any, **kwargs: t.Any) -> None:
         if self._spool is None or response.is_redirect:
             return
-        if 200 <= response.status_code < 300:
-            response.raw = _SpoolingBody(response.raw, self._spool, self._deadline)
+        if not 200 <= response.status_code < 300 or self._known_small(response):
+            return
+        response.raw = _SpoolingBody(response.raw, self._spool, self._deadline)
+
+    def _known_small(self, response: requests.Response) -> bool:
+        """An uncompressed body whose Content-Length fits in memory: the client reads it."""
+        length = response.headers.get("Content-Length", "")
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        threshold = SPOOL_THRESHOLD if self.threshold is None else self.threshold
+        return encoding == "identity" and length.isdigit() and int(length) <= threshold
 
 
 @dataclasses.dataclass

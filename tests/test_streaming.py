@@ -20,7 +20,7 @@ from tap_rhttp import streaming
 from tap_rhttp.chain import Chain
 from tap_rhttp.errors import ResponseFormatError, TransientRequestError
 from tap_rhttp.redact import MASK, Redactor
-from tap_rhttp.request import Response
+from tap_rhttp.request import PageRequest, Response
 from tap_rhttp.spec import load_specs
 from tap_rhttp.tap import TapRHTTP
 from tap_rhttp.writer import BufferedMsgSpecWriter
@@ -394,3 +394,26 @@ def test_a_slow_large_body_times_out_as_any_body_does(fault: FaultServer, sync: 
 
     with pytest.raises(TransientRequestError, match=r"timed out after 0\.300 seconds"):
         sync(_fault_config(fault.url + "/slow", timeout=0.3, reattempts=1))
+
+
+@pytest.mark.usefixtures("spill")
+def test_a_compressed_body_is_spooled_decoded(server: t.Any, sync: t.Any) -> None:
+    """Content-Length counts compressed bytes: a gzip body is always spooled, then decoded."""
+    config = {"streams": [{"name": "s", "url": server.url + "/gzip", "result_format": "json"}]}
+    records = _records(sync(config))
+    assert records == [{"gzipped": True, "n": i} for i in range(50)]
+
+
+def test_a_body_known_to_be_small_is_left_to_the_client(
+    server: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_specs({"streams": [{"name": "s", "url": server.url + "/records?n=3"}]})[0]
+    chain = Chain(spec, Redactor(), logging.getLogger("test"), stream_bodies=True)
+    spooled: list[bytes] = []
+    monkeypatch.setattr(streaming.BodySpool, "write", lambda self, chunk: spooled.append(chunk))
+    try:
+        response, _ = chain.fetch(PageRequest(url=spec.url, params={}, override=frozenset()))
+    finally:
+        chain.close()
+    assert spooled == []  # a Content-Length under the threshold: the client reads it
+    assert json.loads(response.body) == [{"id": i, "name": f"r{i}"} for i in (1, 2, 3)]
