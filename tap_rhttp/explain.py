@@ -284,7 +284,7 @@ class Explainer:
             except RHTTPError as exc:
                 self._failed(spec, exc)
                 continue
-            self._learn_secrets(rendered)
+            self.redactor.learn(rendered)  # secrets that exist only once rendered
             chain = Chain(rendered, self.redactor, self.tap.logger, limiter=limiter)
             try:
                 for page in self._pages(chain, rendered, self.pages - sent):
@@ -309,15 +309,6 @@ class Explainer:
             return
         self.out(f"error (a run stops here; the whole message is on stderr): {first_line}")
         raise exc
-
-    def _learn_secrets(self, spec: RequestSpec) -> None:
-        """Secrets that exist only once rendered (from `env`) are masked too, as in a run."""
-        if spec.auth is not None:
-            for secret in spec.auth.secrets():
-                self.redactor.add_secret(secret)
-        for name, value in spec.header:
-            if value and self.redactor.is_sensitive_header(name):
-                self.redactor.add_secret(value)
 
     def _pages(self, chain: Chain, spec: RequestSpec, budget: int) -> t.Iterator[Page]:
         """The chain's first `budget` pages, each printed; no request beyond them.

@@ -47,6 +47,8 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from tap_rhttp.spec import RequestSpec
+
 __all__ = [
     "MASK",
     "MIN_LITERAL_LENGTH",
@@ -310,6 +312,28 @@ class Redactor:
             if eq and value and self.is_sensitive_param(unquote_plus(key)):
                 for form in {value, unquote_plus(value)}:
                     self.add_secret(form)
+
+    def learn(self, spec: RequestSpec) -> None:
+        """Register every secret a spec carries (call it again once templates render).
+
+        Auth values (and, for basic/digest, the base64 credentials as sent), sensitive
+        header values (and the credential after an auth scheme, ``Bearer <token>``),
+        and the values of sensitive params.
+        """
+        if spec.auth is not None:
+            for secret in spec.auth.secrets():
+                self.add_secret(secret)
+            if spec.auth.type in ("basic", "digest"):
+                self.add_basic_credentials(spec.auth.user or "", spec.auth.password or "")
+        for name, value in spec.header:
+            if value and self.is_sensitive_header(name):
+                self.add_secret(value)
+                scheme, _, credential = value.partition(" ")
+                if credential.strip() and scheme.isalpha():
+                    self.add_secret(credential.strip())
+        for key, value in spec.params.items():
+            if isinstance(value, str) and value and self.is_sensitive_param(key):
+                self.add_secret(value)
 
     # -- predicates -------------------------------------------------------------------
 

@@ -197,14 +197,8 @@ class RHTTPStream(Stream):
 
     def _learn_secrets(self, spec: RequestSpec) -> None:
         """Secrets that only exist once rendered (from `env` or `secrets`) get redacted too."""
-        if spec is self.spec:
-            return
-        if spec.auth is not None:
-            for secret in spec.auth.secrets():
-                self.redactor.add_secret(secret)
-        for name, value in spec.header:
-            if value and self.redactor.is_sensitive_header(name):
-                self.redactor.add_secret(value)
+        if spec is not self.spec:
+            self.redactor.learn(spec)
 
     def bookmark(self, context: t.Mapping[str, JSON] | None) -> JSON:
         """The current bookmark, or the spec's `start_value`."""

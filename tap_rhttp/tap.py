@@ -107,20 +107,7 @@ def build_redactor(
         if isinstance(value, str) and value:
             redactor.add_secret(value)
     for spec in specs:
-        if spec.auth is not None:
-            for secret in spec.auth.secrets():
-                redactor.add_secret(secret)
-            if spec.auth.type in ("basic", "digest"):
-                redactor.add_basic_credentials(spec.auth.user or "", spec.auth.password or "")
-        for name, value in spec.header:
-            if value and redactor.is_sensitive_header(name):
-                redactor.add_secret(value)
-                scheme, _, credential = value.partition(" ")
-                if credential.strip() and scheme.isalpha():
-                    redactor.add_secret(credential.strip())
-        for key, value in spec.params.items():
-            if isinstance(value, str) and value and redactor.is_sensitive_param(key):
-                redactor.add_secret(value)
+        redactor.learn(spec)
     return redactor
 
 
