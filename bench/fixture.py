@@ -80,11 +80,12 @@ class Fixture:
         self.s4 = render(range(sizes["s4_records"]))
         self.lock = threading.Lock()
         self.failed: set[tuple[str, int]] = set()
-        self.stats: dict[str, dict[str, int]] = {}
+        self.stats: dict[str, dict[str, float]] = {}
 
     def count(self, run: str, key: str) -> None:
+        now = time.time()
         with self.lock:
-            entry = self.stats.setdefault(run, {"requests": 0, "faults": 0})
+            entry = self.stats.setdefault(run, {"requests": 0, "faults": 0, "first_at": now})
             entry[key] += 1
 
     def fail_once(self, run: str, page: int) -> bool:

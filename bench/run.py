@@ -1,6 +1,6 @@
 """tap-rhttp's benchmark: four scenarios, three contenders, one run, one table.
 
-    .venv/bin/python bench/run.py            # the whole benchmark (about 2-3 minutes)
+    .venv/bin/python bench/run.py            # the whole benchmark (about 3 minutes)
     .venv/bin/python bench/run.py --quick    # smaller sizes, for a smoke test
     .venv/bin/python bench/run.py --only s1 s4 --repeat 1
 
@@ -16,9 +16,11 @@ pre-rendered bodies, on 127.0.0.1 only), then runs for each scenario:
 Every contender is a fresh subprocess of the same interpreter, with stdout going to a file,
 so wall time includes interpreter start-up and imports for all three alike. Peak RSS is
 the child's own high-water mark (``os.wait4``'s rusage), CPU is its user + system time.
-Each contender's output is then read back and every record checked: the ids must be
-exactly the expected set, each once. Floor and tap-rhttp run ``--repeat`` times (best
-wall kept, as usual for noise on a shared machine); the SDK tap runs once.
+The "1st req" column is how long each took to make its first request (start-up:
+interpreter, imports, config, discovery). Each contender's output is then read back and
+every record checked: the ids must be exactly the expected set, each once. Floor and
+tap-rhttp run ``--repeat`` times, taking turns (best wall kept, as usual for noise on a
+shared machine); the SDK tap runs once.
 
 Scenarios (full size): S1 throughput (200 pages x 500 records, Link pagination);
 S2 latency-bound fan-out (5 ``for_each`` values x 20 pages x 100 records, 20 ms per
@@ -81,6 +83,7 @@ class Result:
     problem: str = ""
     requests: int = 0
     faults: int = 0
+    first_request: float = 0.0  # seconds from start to the first request the API saw
 
     @property
     def rate(self) -> float:
@@ -171,16 +174,20 @@ def warm_up(work: Path) -> None:
     subprocess.run([PYTHON, "-c", code], env=child_env(work), cwd=HERE.parent, check=True)
 
 
-def run_child(argv: list[str], out: Path, err: Path, work: Path) -> tuple[float, float, float, int]:
-    """Run one contender; its wall time, peak RSS (MB), CPU seconds and exit code."""
+def run_child(
+    argv: list[str], out: Path, err: Path, work: Path
+) -> tuple[float, float, float, int, float]:
+    """Run one contender: wall time, peak RSS (MB), CPU seconds, exit code, start time."""
     env = child_env(work)
     with out.open("wb") as stdout, err.open("wb") as stderr:
+        started_at = time.time()
         started = time.perf_counter()
         child = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env, cwd=HERE.parent)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, child.returncode
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024, cpu, child.returncode, started_at
 
 
 def verify(out: Path, scenario: str, expected: set[int]) -> tuple[int, str]:
@@ -220,7 +227,7 @@ class Fixture:
             raise RuntimeError("the fixture server did not start")
         self.base = f"http://127.0.0.1:{line[1]}"
 
-    def stats(self, run: str) -> dict[str, int]:
+    def stats(self, run: str) -> dict[str, float]:
         import requests
 
         return dict(requests.get(f"{self.base}/stats/{run}", timeout=10).json())
@@ -246,7 +253,7 @@ def measure(
     run = f"{scenario}-{contender}-{attempt}"
     argv = argv_for(contender, scenario, fixture.base, run, sizes, work)
     out, err = work / f"{run}.out", work / f"{run}.err"
-    wall, rss, cpu, code = run_child(argv, out, err, work)
+    wall, rss, cpu, code, started_at = run_child(argv, out, err, work)
     count, problem = verify(out, scenario, expected_ids(scenario, sizes))
     if code != 0:
         tail = err.read_text(errors="replace").strip().splitlines()[-3:]
@@ -261,8 +268,9 @@ def measure(
         count,
         ok=not problem,
         problem=problem,
-        requests=stats.get("requests", 0),
-        faults=stats.get("faults", 0),
+        requests=int(stats.get("requests", 0)),
+        faults=int(stats.get("faults", 0)),
+        first_request=stats.get("first_at", started_at) - started_at,
     )
 
 
@@ -297,7 +305,7 @@ def target_met(scenario: str, rhttp: Result, floor: Result) -> tuple[bool, str]:
 def print_table(results: list[Result]) -> None:
     header = (
         f"{'scenario':<15} {'contender':<10} {'wall s':>7} {'records':>8} {'rec/s':>9} "
-        f"{'peak RSS':>9} {'CPU s':>6} {'reqs':>5} {'x floor':>8}  verified"
+        f"{'peak RSS':>9} {'CPU s':>6} {'reqs':>5} {'1st req':>7} {'x floor':>8}  verified"
     )
     print(header)
     print("-" * len(header))
@@ -308,7 +316,8 @@ def print_table(results: list[Result]) -> None:
         check = "exactly once" if r.ok else f"FAILED: {r.problem}"
         print(
             f"{TITLES[r.scenario]:<15} {r.contender:<10} {r.wall:>7.2f} {r.records:>8} "
-            f"{r.rate:>9,.0f} {r.rss_mb:>6.0f} MB {r.cpu:>6.2f} {r.requests:>5} {ratio:>8}  "
+            f"{r.rate:>9,.0f} {r.rss_mb:>6.0f} MB {r.cpu:>6.2f} {r.requests:>5} "
+            f"{r.first_request:>6.2f}s {ratio:>8}  "
             f"{check}"
         )
 
@@ -317,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
     parser.add_argument("--only", nargs="+", choices=["s1", "s2", "s3", "s4"], help="scenarios")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of floor and tap-rhttp")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of floor and tap-rhttp")
     parser.add_argument("--no-sdk", action="store_true", help="skip the singer-sdk tap")
     parser.add_argument("--keep", action="store_true", help="keep the outputs (path printed)")
     args = parser.parse_args(argv)
