@@ -270,53 +270,68 @@ class _Watchdog:
 
     ``requests`` and urllib3 apply a timeout to each socket operation, so a server that
     drips its status line or headers one byte per second never trips it. The client's
-    connection classes register every socket they open here; :meth:`arm` starts a timer
-    for one attempt and, if it fires before :meth:`disarm`, every registered socket is
-    shut down, which wakes the blocked read. One client makes one request at a time, so
-    the sockets alive at the deadline belong to this attempt or are idle in the pool
+    connection classes register every socket they open here; :meth:`arm` sets the
+    attempt's deadline and, if it passes before :meth:`disarm`, every registered socket
+    is shut down, which wakes the blocked read. One client makes one request at a time,
+    so the sockets alive at the deadline belong to this attempt or are idle in the pool
     (urllib3 notices a dead idle connection and opens a new one).
 
-    Each arming has a generation number, so a timer that fires late (after ``disarm``)
-    cannot touch the next attempt.
+    One long-lived thread per client waits on a condition for the current deadline (a
+    new timer thread per request cost up to a few milliseconds each). ``disarm`` clears
+    the deadline under the lock, so a deadline can never fire into the next attempt.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-        self._timer: threading.Timer | None = None
-        self._generation = 0
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
         self.fired = False
 
     def add(self, sock: socket.socket | None) -> None:
         if sock is not None:
-            with self._lock:
+            with self._cond:
                 self._sockets.add(sock)
 
     def arm(self, seconds: float) -> None:
-        with self._lock:
-            self._generation += 1
+        with self._cond:
             self.fired = False
-            timer = threading.Timer(seconds, self._fire, args=(self._generation,))
-            timer.daemon = True
-            self._timer = timer
-        timer.start()
+            self._deadline = time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="rhttp-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
 
     def disarm(self) -> None:
-        with self._lock:
-            self._generation += 1
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        with self._cond:
+            self._deadline = None
+            self._cond.notify()
 
-    def _fire(self, generation: int) -> None:
-        with self._lock:
-            if generation != self._generation:
-                return
-            self.fired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
+    def close(self) -> None:
+        """End the watching thread (the client is done)."""
+        with self._cond:
+            self._closed = True
+            self._deadline = None
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                self._deadline = None
+                self.fired = True
+                for sock in list(self._sockets):
+                    with contextlib.suppress(OSError):  # already closed
+                        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _pool_classes(watchdog: _Watchdog) -> dict[str, type[urllib3.HTTPConnectionPool]]:
@@ -405,7 +420,8 @@ class HttpClient:
         return headers
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections and the deadline watcher."""
+        self._watchdog.close()
         self.session.close()
 
     def query_auth(self) -> dict[str, str]:
