@@ -10,6 +10,7 @@ its position: a retry replays the request, never the records.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
@@ -60,11 +61,25 @@ class Page:
 
 @dataclasses.dataclass
 class ChainStats:
-    """Counters a stream reports in its progress lines."""
+    """Counters a stream reports in its progress lines.
+
+    Shared by a stream's chains, which fan-out runs on several threads: every update
+    goes through :meth:`add`, under a lock, so no count is lost.
+    """
 
     pages: int = 0
     records: int = 0
     retries: int = 0
+    _lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, repr=False, compare=False
+    )
+
+    def add(self, *, pages: int = 0, records: int = 0, retries: int = 0) -> None:
+        """Count pages, records and retries."""
+        with self._lock:
+            self.pages += pages
+            self.records += records
+            self.retries += retries
 
 
 def retry_policy(spec: RequestSpec) -> RetryPolicy:
@@ -161,7 +176,7 @@ class Chain:
                 return self.client.fetch(target)
 
         def on_retry(failed: int, wait: float, error: RequestError) -> None:
-            self.stats.retries += 1
+            self.stats.add(retries=1)
             self.logger.warning(
                 "stream %s: try %d of %d failed (%s); retrying in %.2f s: %s %s",
                 self.spec.name,
@@ -247,8 +262,7 @@ class Chain:
                 following = paginator.next(request, response, body)
             except Exception as exc:  # emit this complete page first, then fail
                 following, failure = None, exc
-            self.stats.pages += 1
-            self.stats.records += len(records)
+            self.stats.add(pages=1, records=len(records))
             ahead = self._fetch_ahead(following) if following is not None else None
             yield Page(
                 number=number,

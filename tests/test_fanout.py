@@ -15,7 +15,7 @@ import pytest
 from server import Reply, Request, json_reply
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_rhttp.errors import PermanentRequestError
+from tap_rhttp.errors import ConfigError, ConfigErrors, PermanentRequestError
 
 
 def stream(name: str, url: str, **spec: t.Any) -> dict[str, t.Any]:
@@ -207,7 +207,7 @@ def test_env_and_secrets_in_templates(
 
 def test_rendered_values_are_checked(server: t.Any, sync: t.Any) -> None:
     config = {"streams": [stream("s", "{{ item }}", for_each=["ftp://127.0.0.1/x"])]}
-    with pytest.raises(Exception, match="Unsupported protocol"):
+    with pytest.raises(ConfigError, match=r"streams\[0\]\.url: Unsupported protocol `ftp`"):
         sync(config)
 
 
@@ -254,7 +254,7 @@ def _incremental_server(server: t.Any) -> None:
 
     @server.route("/changes")
     def changes(request: Request) -> Reply:
-        # a server that ignores `since` half the time: the client-side filter must hold
+        # a server that ignores `since`: the client-side bookmark filter must hold
         return json_reply(server.state["rows"])
 
 
@@ -307,7 +307,7 @@ def test_filter_bookmark_off_keeps_everything(server: t.Any, sync: t.Any) -> Non
 def test_replication_key_must_be_in_the_schema(server: t.Any, sync: t.Any) -> None:
     _incremental_server(server)
     config = {"streams": [stream("changes", server.url + "/changes", replication_key="modified")]}
-    with pytest.raises(Exception, match="replication key `modified` is not a field"):
+    with pytest.raises(ConfigErrors, match="replication key `modified` is not a field"):
         sync(config)
 
 
