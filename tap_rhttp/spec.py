@@ -81,6 +81,14 @@ def _is_number(value: JSON) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_finite(value: JSON) -> bool:
+    """A number that fits a float (an integer literal may be far larger)."""
+    try:
+        return _is_number(value) and math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _int_at_least(minimum: int) -> t.Callable[[JSON, str, str], int]:
     def check(value: JSON, path: str, name: str) -> int:
         if not _is_int(value):
@@ -103,7 +111,7 @@ def _int_at_least(minimum: int) -> t.Callable[[JSON, str, str], int]:
 
 def _seconds(*, allow_zero: bool = True) -> t.Callable[[JSON, str, str], float]:
     def check(value: JSON, path: str, name: str) -> float:
-        if not _is_number(value) or not math.isfinite(value):
+        if not _is_finite(value):
             raise ConfigError(
                 path,
                 f"`{name}` should be a number of seconds (got {_quote(value)}).",
@@ -187,7 +195,11 @@ def _check_url(value: JSON, path: str, name: str) -> str:
 
 
 def _check_method(value: JSON, path: str, name: str) -> str:
-    if isinstance(value, str) and value.upper() in METHODS:
+    if (
+        isinstance(value, str)
+        and value.upper() in METHODS
+        and value in (value.upper(), value.lower())
+    ):
         return value.upper()
     raise ConfigError(
         path,
@@ -259,15 +271,12 @@ def _check_header(value: JSON, path: str, name: str) -> Header:
         for key, item in value.items():
             _check_header_name(key, f"{path}.{key}")
             if item is not None and not isinstance(item, str):
-                if _is_number(item):
-                    item = json.dumps(item)
-                else:
-                    raise ConfigError(
-                        f"{path}.{key}",
-                        f"`header` values should be strings or null "
-                        f"(got {_type_name(item)} {_quote(item)}).",
-                        value=item,
-                    )
+                raise ConfigError(
+                    f"{path}.{key}",
+                    f"`header` values should be strings or null "
+                    f"(got {_type_name(item)} {_quote(item)}).",
+                    value=item,
+                )
             if item is not None:
                 _check_header_value(item, f"{path}.{key}")
             pairs.append((key, item))
@@ -364,7 +373,7 @@ def _check_schema(value: JSON, path: str, name: str) -> dict[str, JSON]:
 
 
 def _check_rate(value: JSON, path: str, name: str) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+    if not _is_finite(value) or value <= 0:
         raise ConfigError(
             path,
             f"`{name}` should be a number of requests per second greater than 0 "
@@ -1123,16 +1132,31 @@ def _merge(defaults: dict[str, JSON], stream: dict[str, JSON]) -> dict[str, JSON
     return merged
 
 
+#: singer-sdk's built-in top-level settings. The SDK checks them itself, after
+#: :func:`load_specs`; ``tests/test_config_agreement.py`` keeps this list in step.
+SDK_SETTINGS = frozenset(
+    {
+        "batch_config",
+        "faker_config",
+        "flattening_enabled",
+        "flattening_max_depth",
+        "flattening_max_key_length",
+        "flattening_separator",
+        "stream_map_config",
+        "stream_maps",
+    }
+)
+
+
 def plain_json(value: JSON) -> JSON:
     """The config as plain JSON values.
 
     singer-sdk reads config files with ``parse_float=Decimal``; every number here is a
-    JSON number again (a Decimal becomes a float, or an int when it has no fraction
-    digits), so `timeout: 2.5` is a number and expressions only ever see JSON values.
+    JSON number again (a Decimal, which only a literal with a fraction or an exponent
+    becomes, is a float), so `timeout: 2.5` is a number and expressions only ever see
+    JSON values. `3e0` stays a float, as singer-sdk's schema check sees it: not an integer.
     """
     if isinstance(value, decimal.Decimal):
-        if value == value.to_integral_value() and value.as_tuple().exponent == 0:
-            return int(value)
         return float(value)
     if isinstance(value, dict):
         return {k: plain_json(v) for k, v in value.items()}
@@ -1179,7 +1203,8 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
                 value="<redacted>",
             )
         )
-    defaults = config.get("defaults") or {}
+    defaults = config.get("defaults")
+    defaults = {} if defaults is None else defaults
     if not isinstance(defaults, dict):
         raise ConfigErrors(
             [ConfigError("defaults", "`defaults` should be an object.", value=defaults)]

@@ -37,17 +37,32 @@ except ImportError:  # Python < 3.12
 SAMPLE_RECORDS = 5000
 
 
+def _or_null(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    """`schema`, or null (an option set to null is not set, as the tap's checks read it)."""
+    kind = schema.get("type")
+    if kind is not None and "enum" not in schema:
+        kinds = [kind] if isinstance(kind, str) else list(kind)
+        return {**schema, "type": [*kinds, "null"]}
+    if not schema:
+        return schema
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def _spec_properties(*, stream: bool) -> dict[str, t.Any]:
     props: dict[str, t.Any] = {}
     for name, option in OPTIONS.items():
         if not stream and name == "name":
             continue
-        prop = dict(option.jsonschema)
+        prop = dict(option.jsonschema) if name in ("name", "url") else _or_null(option.jsonschema)
         prop["description"] = option.description
         if option.default not in (None, ()):
             prop["description"] += f" Default: {option.default!r}."
         props[name] = prop
-    props["attempts"] = {"type": "integer", "minimum": 1, "description": "Alias of `reattempts`."}
+    props["attempts"] = {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "description": "Alias of `reattempts`.",
+    }
     return props
 
 
@@ -70,7 +85,7 @@ def config_schema() -> dict[str, t.Any]:
                 },
             },
             "secrets": {
-                "type": "object",
+                "type": ["object", "null"],
                 "description": "Named secret values for `{{ secrets['name'] }}` templates; "
                 "redacted everywhere.",
                 "additionalProperties": {"type": "string"},
@@ -78,7 +93,7 @@ def config_schema() -> dict[str, t.Any]:
                 "writeOnly": True,
             },
             "defaults": {
-                "type": "object",
+                "type": ["object", "null"],
                 "description": "Options applied to every stream; a stream's own value wins "
                 "(`params` merge key by key).",
                 "properties": _spec_properties(stream=False),
