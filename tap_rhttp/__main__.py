@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tap_rhttp.tap import TapRHTTP
+from tap_rhttp.main import main
 
-TapRHTTP.cli()
+main()

@@ -42,8 +42,8 @@ from tap_rhttp.pagination import INFO_BODY_CHARS, Paginator
 from tap_rhttp.ratelimit import RateLimiter
 from tap_rhttp.redact import MASK
 from tap_rhttp.schema import infer_schema, prepare_declared_schema
-from tap_rhttp.streams import at_or_before, template_env
-from tap_rhttp.templates import render_spec
+from tap_rhttp.streams import at_or_before
+from tap_rhttp.templates import render_spec, template_env
 
 if t.TYPE_CHECKING:
     from tap_rhttp.chain import Page

@@ -24,6 +24,7 @@ import orjson
 
 from tap_rhttp.errors import RHTTPError
 from tap_rhttp.request import PageRequest
+from tap_rhttp.templates import render_spec, template_env
 
 if t.TYPE_CHECKING:
     from tap_rhttp.chain import Chain, Page
@@ -56,6 +57,44 @@ class Event:
     error: Exception | None = None
 
 
+def chain_tasks(
+    spec: RequestSpec,
+    context: t.Mapping[str, JSON],
+    redactor: Redactor,
+    *,
+    bookmark: JSON = None,
+    row: dict[str, JSON] | None = None,
+) -> list[ChainTask]:
+    """The chains a sync of `spec` runs: one for a parent row, one per `for_each` value,
+    or one. Each gets its rendered spec (or the error rendering raised); secrets that only
+    exist once rendered (from `env` or `secrets`) are taught to `redactor`.
+    """
+
+    def task(key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
+        try:
+            rendered = render_spec(spec, env)
+        except RHTTPError as exc:
+            return ChainTask(key=key, label=label, error=exc, row=row)
+        if rendered is not spec:
+            redactor.learn(rendered)
+        return ChainTask(key=key, label=label, spec=rendered, row=row)
+
+    if spec.parent is not None:
+        parent_row = dict(row or {})
+        env = template_env(spec, context, row=parent_row, bookmark=bookmark)
+        return [task("row", "parent row", env, parent_row)]
+    if spec.for_each is not None:
+        return [
+            task(
+                str(index),
+                f"for_each[{index}]",
+                template_env(spec, context, item=item, bookmark=bookmark),
+            )
+            for index, item in enumerate(spec.for_each)
+        ]
+    return [task("-", "", template_env(spec, context, bookmark=bookmark))]
+
+
 def _run_one(task: ChainTask, make_chain: t.Callable[[RequestSpec], Chain]) -> t.Iterator[Event]:
     if task.error is not None:
         yield Event(task, error=task.error)
@@ -77,7 +116,7 @@ def run_chains(
     tasks: t.Sequence[ChainTask],
     make_chain: t.Callable[[RequestSpec], Chain],
     max_concurrency: int = 1,
-) -> t.Iterator[Event]:
+) -> t.Generator[Event, None, None]:
     """Run every task's chain and feed their events, in order per chain.
 
     A chain's RHTTPError arrives as an event (the caller decides: fail or skip); any

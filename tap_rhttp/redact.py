@@ -690,3 +690,26 @@ class RedactingFilter(logging.Filter):
 
 
 _FORMATTER = logging.Formatter()
+
+
+def build_redactor(
+    specs: t.Sequence[t.Any], secrets: t.Mapping[str, t.Any] | None = None
+) -> Redactor:
+    """One redactor that knows every secret of a config: its specs' and its `secrets`."""
+    redactor = Redactor(
+        secret_headers=[h for spec in specs for h in spec.secret_headers],
+        secret_params=[
+            spec.auth.name
+            for spec in specs
+            if spec.auth
+            and spec.auth.type == "api_key"
+            and spec.auth.location == "query"
+            and spec.auth.name
+        ],
+    )
+    for value in (secrets or {}).values():
+        if isinstance(value, str) and value:
+            redactor.add_secret(value)
+    for spec in specs:
+        redactor.learn(spec)
+    return redactor

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import difflib
+import hashlib
 import json
 import math
 import re
@@ -913,6 +914,28 @@ class RequestSpec:
     def has_data(self) -> bool:
         """True when a request body is configured."""
         return self.data is not None
+
+    def fingerprint(self) -> str:
+        """A digest of everything that shapes this spec's requests and records.
+
+        Two specs with the same fingerprint make the same requests and read them the same
+        way (the page expression counts by its source text). A digest, so no secret is
+        kept in it.
+        """
+        fields: dict[str, JSON] = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("page", "templates", "raw")
+        }
+        fields["auth"] = dataclasses.asdict(self.auth) if self.auth is not None else None
+        text = json.dumps(fields, sort_keys=True, default=_fingerprint_value)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fingerprint_value(value: JSON) -> JSON:
+    if isinstance(value, t.Mapping):
+        return dict(value)
+    return repr(value)
 
 
 def _suggest(key: str, known: t.Iterable[str]) -> str:

@@ -14,18 +14,17 @@ import datetime
 import functools
 import itertools
 import logging
-import os
 import sys
 import time
 import typing as t
 
 from singer_sdk.streams import Stream
 
+from tap_rhttp import headstart
 from tap_rhttp.chain import Chain, ChainStats
 from tap_rhttp.errors import RHTTPError
-from tap_rhttp.fanout import ChainTask, ResumeState, run_chains
+from tap_rhttp.fanout import ChainTask, Event, ResumeState, chain_tasks, run_chains
 from tap_rhttp.ratelimit import RateLimiter
-from tap_rhttp.templates import render_spec
 from tap_rhttp.writer import RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
@@ -73,28 +72,6 @@ def at_or_before(value: JSON, bookmark: JSON) -> bool:
     if isinstance(value, str) and isinstance(bookmark, str):
         return value <= bookmark
     return False
-
-
-def template_env(
-    spec: RequestSpec,
-    context: t.Mapping[str, JSON],
-    *,
-    item: JSON = None,
-    row: JSON = None,
-    bookmark: JSON = None,
-) -> dict[str, JSON]:
-    """The names a `{{ }}` template of `spec` sees (`context` has `config`, `secrets`)."""
-    env: dict[str, JSON] = dict(context)
-    names = spec.template_names
-    if "item" in names:
-        env["item"] = item
-    if "row" in names:
-        env["row"] = row
-    if "bookmark" in names:
-        env["bookmark"] = bookmark
-    if "env" in names:
-        env["env"] = dict(os.environ)
-    return env
 
 
 class RHTTPStream(Stream):
@@ -162,12 +139,6 @@ class RHTTPStream(Stream):
 
     # ------------------------------------------------------------------ building chains
 
-    def template_env(
-        self, *, item: JSON = None, row: JSON = None, bookmark: JSON = None
-    ) -> dict[str, JSON]:
-        """The names a `{{ }}` template of this spec sees."""
-        return template_env(self.spec, self.template_context, item=item, row=row, bookmark=bookmark)
-
     def make_chain(self, spec: RequestSpec, *, read_ahead: bool = True) -> Chain:
         """A new request chain for a (rendered) spec.
 
@@ -187,19 +158,6 @@ class RHTTPStream(Stream):
             stream_bodies=True,
         )
 
-    def _task(self, key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
-        try:
-            spec = render_spec(self.spec, env)
-        except RHTTPError as exc:
-            return ChainTask(key=key, label=label, error=exc, row=row)
-        self._learn_secrets(spec)
-        return ChainTask(key=key, label=label, spec=spec, row=row)
-
-    def _learn_secrets(self, spec: RequestSpec) -> None:
-        """Secrets that only exist once rendered (from `env` or `secrets`) get redacted too."""
-        if spec is not self.spec:
-            self.redactor.learn(spec)
-
     def bookmark(self, context: t.Mapping[str, JSON] | None) -> JSON:
         """The current bookmark, or the spec's `start_value`."""
         if not self.spec.replication_key:
@@ -209,22 +167,10 @@ class RHTTPStream(Stream):
 
     def tasks(self, context: t.Mapping[str, JSON] | None, bookmark: JSON) -> list[ChainTask]:
         """The chains this sync runs."""
-        spec = self.spec
-        if spec.parent is not None:
-            row = dict((context or {}).get("row") or {})
-            return [
-                self._task("row", "parent row", self.template_env(row=row, bookmark=bookmark), row)
-            ]
-        if spec.for_each is not None:
-            return [
-                self._task(
-                    str(index),
-                    f"for_each[{index}]",
-                    self.template_env(item=item, bookmark=bookmark),
-                )
-                for index, item in enumerate(spec.for_each)
-            ]
-        return [self._task("-", "", self.template_env(bookmark=bookmark))]
+        row = (context or {}).get("row") if self.spec.parent is not None else None
+        return chain_tasks(
+            self.spec, self.template_context, self.redactor, bookmark=bookmark, row=row
+        )
 
     # ------------------------------------------------------------------ records
 
@@ -331,9 +277,12 @@ class RHTTPStream(Stream):
         page_writer = self._page_writer(context)
         if not self._started:
             self._started = self._last_progress = time.monotonic()
-        inline = spec.max_concurrency <= 1 or len(tasks) <= 1  # as run_chains decides
-        make_chain = functools.partial(self.make_chain, read_ahead=inline)
-        for event in run_chains(tasks, make_chain, spec.max_concurrency):
+        events = self._head_start(tasks) if resumable else None
+        if events is None:
+            inline = spec.max_concurrency <= 1 or len(tasks) <= 1  # as run_chains decides
+            make_chain = functools.partial(self.make_chain, read_ahead=inline)
+            events = run_chains(tasks, make_chain, spec.max_concurrency)
+        for event in events:
             task = event.task
             if event.error is not None:
                 if spec.on_error != "skip":
@@ -371,6 +320,22 @@ class RHTTPStream(Stream):
             self._save_resume(None)
         if spec.parent is None:  # a child reports once, after all its parent rows
             self._progress(final=True)
+
+    def _head_start(self, tasks: list[ChainTask]) -> t.Iterator[Event] | None:
+        """The events of chains started before the tap (see ``tap_rhttp.headstart``)."""
+        taken = headstart.take(self.name, tasks, self.logger)
+        if taken is None:
+            return None
+        head, events = taken
+        self.stats, self.limiter = head.stats, head.limiter
+        self.logger.info(
+            "stream %s: taking over %d chain(s) started while the tap loaded (%d page(s) "
+            "already fetched)",
+            self.name,
+            len(tasks),
+            head.stats.pages,
+        )
+        return events
 
     @override
     def log_sync_costs(self) -> None:

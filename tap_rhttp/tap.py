@@ -11,20 +11,22 @@ import typing as t
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_rhttp import headstart
 from tap_rhttp.chain import Chain
 from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.pagination import Paginator
-from tap_rhttp.redact import RedactingFilter, Redactor
+from tap_rhttp.redact import RedactingFilter, Redactor, build_redactor
 from tap_rhttp.schema import infer_schema, prepare_declared_schema
-from tap_rhttp.spec import OPTIONS, RequestSpec, load_specs, plain_json
-from tap_rhttp.streams import RHTTPStream, template_env
-from tap_rhttp.templates import render_spec
+from tap_rhttp.spec import OPTIONS, RequestSpec, load_specs
+from tap_rhttp.streams import RHTTPStream
+from tap_rhttp.templates import render_spec, template_context, template_env
 from tap_rhttp.writer import BufferedMsgSpecWriter
 
 if t.TYPE_CHECKING:
     import click
 
+    from tap_rhttp.chain import Records
     from tap_rhttp.request import Response
 
 try:
@@ -103,29 +105,6 @@ def config_schema() -> dict[str, t.Any]:
     }
 
 
-def build_redactor(
-    specs: t.Sequence[RequestSpec], secrets: t.Mapping[str, t.Any] | None = None
-) -> Redactor:
-    """One redactor that knows every secret in the config."""
-    redactor = Redactor(
-        secret_headers=[h for spec in specs for h in spec.secret_headers],
-        secret_params=[
-            spec.auth.name
-            for spec in specs
-            if spec.auth
-            and spec.auth.type == "api_key"
-            and spec.auth.location == "query"
-            and spec.auth.name
-        ],
-    )
-    for value in (secrets or {}).values():
-        if isinstance(value, str) and value:
-            redactor.add_secret(value)
-    for spec in specs:
-        redactor.learn(spec)
-    return redactor
-
-
 class TapRHTTP(Tap):
     """Singer tap for RethinkDB r.http request specs."""
 
@@ -155,7 +134,12 @@ class TapRHTTP(Tap):
             return messages
         self._redactor = build_redactor(self._specs, self.config.get("secrets"))
         self._install_redaction()
-        return super()._validate_config(raise_errors=raise_errors)
+        errors = super()._validate_config(raise_errors=raise_errors)
+        if errors:
+            headstart.discard("the config has errors", self.logger)
+        else:
+            headstart.confirm(self.config, self.logger)
+        return errors
 
     def _install_redaction(self) -> None:
         """Redact every log line, whoever writes it (the SDK, requests, urllib3)."""
@@ -191,12 +175,7 @@ class TapRHTTP(Tap):
 
     def template_context(self) -> dict[str, t.Any]:
         """`config` (non-secret top-level settings) and `secrets` for templates."""
-        config = {
-            k: plain_json(v)
-            for k, v in self.config.items()
-            if k not in ("streams", "defaults", "secrets")
-        }
-        return {"config": config, "secrets": dict(self.config.get("secrets") or {})}
+        return template_context(self.config)
 
     def _sample(
         self, spec: RequestSpec, prefetched: dict[str, Response], parent_rows: list[t.Any]
@@ -221,16 +200,24 @@ class TapRHTTP(Tap):
             bookmark=bookmark,
         )
         rendered = render_spec(spec, env)
-        chain = Chain(rendered, self.redactor, self.logger, stream_bodies=True)
-        try:
-            first = Paginator(rendered, self.redactor).first()
-            if first is None:
-                return []
-            response, _ = chain.fetch(first)
-            _, records = chain.read(response)
-            prefetched[chain.target(first)] = response
-        finally:
-            chain.close()
+        head = headstart.current()
+        page = (
+            head.first_page(rendered) if head is not None and head.spec.name == spec.name else None
+        )
+        records: Records
+        if page is not None:  # the head start's first page; it stays for the sync
+            records = page.spooled if page.spooled is not None else page.records
+        else:
+            chain = Chain(rendered, self.redactor, self.logger, stream_bodies=True)
+            try:
+                first = Paginator(rendered, self.redactor).first()
+                if first is None:
+                    return []
+                response, _ = chain.fetch(first)
+                _, records = chain.read(response)
+                prefetched[chain.target(first)] = response
+            finally:
+                chain.close()
         if not isinstance(records, list):  # a streamed first page: infer from its head
             records = list(itertools.islice(records, SAMPLE_RECORDS))
         if not records:

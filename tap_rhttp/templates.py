@@ -29,6 +29,7 @@ sandbox story; users already write ReQL for ``page``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing as t
 from urllib.parse import quote
@@ -211,3 +212,46 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         changes["auth"] = dataclasses.replace(spec.auth, **values)
         assert isinstance(changes["auth"], Auth)
     return dataclasses.replace(spec, **changes)
+
+
+# --------------------------------------------------------------------------- environments
+
+
+def template_context(config: t.Mapping[str, JSON]) -> dict[str, JSON]:
+    """`config` (the non-secret top-level settings) and `secrets`, for every template."""
+    from tap_rhttp.spec import plain_json
+
+    settings = {
+        k: plain_json(v) for k, v in config.items() if k not in ("streams", "defaults", "secrets")
+    }
+    return {"config": settings, "secrets": dict(config.get("secrets") or {})}
+
+
+def template_env(
+    spec: RequestSpec,
+    context: t.Mapping[str, JSON],
+    *,
+    item: JSON = None,
+    row: JSON = None,
+    bookmark: JSON = None,
+) -> dict[str, JSON]:
+    """The names a `{{ }}` template of `spec` sees (`context` has `config`, `secrets`)."""
+    env: dict[str, JSON] = dict(context)
+    names = spec.template_names
+    if "item" in names:
+        env["item"] = item
+    if "row" in names:
+        env["row"] = row
+    if "bookmark" in names:
+        env["bookmark"] = bookmark
+    if "env" in names:
+        env["env"] = dict(os.environ)
+    return env
+
+
+def spec_reads(spec: RequestSpec, name: str) -> bool:
+    """Whether any `{{ }}` template of `spec` could read `name` (e.g. ``bookmark``)."""
+    compiled = dict(spec.templates)
+    if "header" in compiled:
+        compiled["header"] = dict(compiled["header"])
+    return name in referenced_names(compiled)
