@@ -73,9 +73,9 @@ if t.TYPE_CHECKING:
 JSON = t.Any
 
 #: Pages a head start holds before its stream takes them over.
-MAX_PAGES = 256
+MAX_PAGES = 64
 #: Body bytes a head start holds before its stream takes them over.
-MAX_BYTES = 16 * 1024 * 1024
+MAX_BYTES = 4 * 1024 * 1024
 #: Options of a plain sync, each followed by a file path.
 _PATH_OPTIONS = ("--config", "--state", "--catalog")
 
@@ -284,10 +284,17 @@ class _EarlyLog(logging.Handler):
 
 
 class _End:
-    """The pump's last item."""
+    """The pump's last item when the chains ended before the stream took them over."""
 
 
-def _size(item: Event | BaseException | _End) -> int:
+class _Handover:
+    """The pump's last item once the stream took over: the chains' events, to go on with."""
+
+    def __init__(self, events: t.Generator[Event, None, None]) -> None:
+        self.events = events
+
+
+def _size(item: Event | BaseException | _End | _Handover) -> int:
     if isinstance(item, Event) and item.page is not None:
         return len(item.page.response.body) + 1
     return 1
@@ -325,13 +332,14 @@ class HeadStart:
         self._max_pages = max_pages
         self._max_bytes = max_bytes
         self._cond = threading.Condition()
-        self._buffer: collections.deque[tuple[Event | BaseException | _End, int]] = (
+        self._buffer: collections.deque[tuple[Event | BaseException | _End | _Handover, int]] = (
             collections.deque()
         )
         self._bytes = 0
         self._firsts: dict[str, Event] = {}
         self._wanted = 0  # discovery is waiting for a chain's first event
         self._stopped = False
+        self._claimed = False
         self._thread = threading.Thread(target=self._pump, name="rhttp-head-start", daemon=True)
 
     # ------------------------------------------------------------------ running
@@ -354,22 +362,27 @@ class HeadStart:
 
     def _pump(self) -> None:
         events = run_chains(self.tasks, self._make_chain, self.spec.max_concurrency)
+        handed = False
         try:
             for event in events:
                 if not self._put(event):
                     return
+                if self._claimed:  # the stream's thread goes on with `events` itself
+                    handed = self._put(_Handover(events), force=True)
+                    return
         except BaseException as exc:  # a bug, not an HTTP failure: the stream raises it
             self._put(exc, force=True)
         finally:
-            events.close()
-            self._put(_End(), force=True)
+            if not handed:
+                events.close()
+                self._put(_End(), force=True)
 
     def _full(self, size: int) -> bool:
         return bool(self._buffer) and (
             len(self._buffer) >= self._max_pages or self._bytes + size > self._max_bytes
         )
 
-    def _put(self, item: Event | BaseException | _End, *, force: bool = False) -> bool:
+    def _put(self, item: Event | BaseException | _End | _Handover, *, force: bool = False) -> bool:
         size = _size(item)
         with self._cond:
             if isinstance(item, Event):
@@ -421,10 +434,12 @@ class HeadStart:
     def claim(self) -> Iterator[Event]:
         """Hand the chains over: the held events, then the rest as they come.
 
-        From then on the usual bound of the fan-out applies to pages in waiting.
+        The pump thread stops after the next event and hands the chains' event feed to
+        the caller's thread, which then reads it as a stream without a head start does
+        (no extra hand-over between threads per page).
         """
         with self._cond:
-            self._max_pages = max(2, 2 * self.spec.max_concurrency)
+            self._claimed = True
             self._cond.notify_all()
         return self._events()
 
@@ -446,6 +461,13 @@ class HeadStart:
                     self._cond.notify_all()
                 if isinstance(item, _End):
                     finished = True
+                    return
+                if isinstance(item, _Handover):
+                    finished = True
+                    try:
+                        yield from item.events
+                    finally:
+                        item.events.close()
                     return
                 if isinstance(item, BaseException):
                     raise item
