@@ -40,7 +40,7 @@ class _DateTimeString(String):
 
     def add_object(self, obj: str) -> None:
         self.seen = True
-        if self.all_date_time and not _DATE_TIME_RE.match(obj):
+        if self.all_date_time and not _DATE_TIME_RE.fullmatch(obj):
             self.all_date_time = False
 
     def add_schema(self, schema: dict[str, JSON]) -> None:

@@ -153,7 +153,7 @@ def _check_bool(value: JSON, path: str, name: str) -> bool:
 
 
 def _check_name(value: JSON, path: str, name: str) -> str:
-    if not isinstance(value, str) or not STREAM_NAME_RE.match(value):
+    if not isinstance(value, str) or not STREAM_NAME_RE.fullmatch(value):
         raise ConfigError(
             path,
             f"`name` {_quote(value)} is not a valid stream name: it becomes a table name, "
@@ -247,7 +247,7 @@ Header = tuple[tuple[str, str | None], ...]
 
 
 def _check_header_name(name: str, path: str) -> None:
-    if not HEADER_NAME_RE.match(name):
+    if not HEADER_NAME_RE.fullmatch(name):
         raise ConfigError(
             path,
             f"`header` name {_quote(name)} is not a valid HTTP header name.",
@@ -489,7 +489,7 @@ def _check_parent_keys(value: JSON, path: str, name: str) -> tuple[tuple[str, st
     if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
         return tuple((v, v) for v in value)
     if isinstance(value, dict) and all(
-        isinstance(v, str) and STREAM_NAME_RE.match(v) for v in value.values()
+        isinstance(v, str) and STREAM_NAME_RE.fullmatch(v) for v in value.values()
     ):
         return tuple(value.items())
     raise ConfigError(

@@ -60,6 +60,11 @@ def test_mixed_strings_are_not_date_times() -> None:
     assert props["a"] == {"type": ["string", "null"]}
 
 
+def test_a_date_time_with_a_trailing_newline_is_just_a_string() -> None:
+    props = infer_schema([{"a": "2024-01-01T00:00:00Z\n"}])["properties"]
+    assert props["a"] == {"type": ["string", "null"]}
+
+
 def test_same_data_same_schema_regardless_of_order() -> None:
     rows = [{"b": 1, "a": "x"}, {"a": "y", "c": [1.5]}]
     assert infer_schema(rows) == infer_schema(list(reversed(rows)))

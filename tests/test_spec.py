@@ -117,6 +117,7 @@ def test_unknown_key_suggests_the_option() -> None:
         ({"header": {"X-A": "a\r\nX-Injected: 1"}}, "streams[0].header.X-A", "CR or LF"),
         ({"header": ["no colon here"]}, "streams[0].header[0]", "has no `:`"),
         ({"header": ["Bad Name: x"]}, "streams[0].header[0]", "not a valid HTTP header name"),
+        ({"header": {"X-A\n": "x"}}, "streams[0].header.X-A\n", "not a valid HTTP header name"),
         ({"header": 5}, "streams[0].header", "object or an array of strings"),
         ({"method": "POST", "data": [1, 2]}, "streams[0].data", "object or a string (got array"),
         (
@@ -156,12 +157,14 @@ def test_each_bad_value_names_path_value_and_rule(
     assert fragment in message
 
 
-def test_method_is_case_insensitive_and_normalised() -> None:
+def test_method_in_lower_case_is_normalised_and_mixed_case_is_an_error() -> None:
     (spec,) = load_specs(one(method="post", data="x"))
     assert spec.method == "POST"
+    (message,) = errors_of(one(method="Post", data="x"))
+    assert "`method` (Post) is not recognized" in message
 
 
-@pytest.mark.parametrize("name", ["bad-name", "1st", "", "a b", None, 5])
+@pytest.mark.parametrize("name", ["bad-name", "1st", "", "a b", None, 5, "s\n"])
 def test_stream_names_must_make_good_table_names(name: t.Any) -> None:
     (message,) = errors_of({"streams": [{"name": name, "url": "http://h/"}]})
     assert message.startswith("streams[0].name: ")
