@@ -112,6 +112,12 @@ def _run_one(task: ChainTask, make_chain: t.Callable[[RequestSpec], Chain]) -> t
     yield Event(task)
 
 
+def runs_inline(tasks: t.Sized, max_concurrency: int) -> bool:
+    """Whether :func:`run_chains` runs the tasks one after another on the caller's thread
+    (its chains may then read ahead; on fan-out workers they need not)."""
+    return max_concurrency <= 1 or len(tasks) <= 1
+
+
 def run_chains(
     tasks: t.Sequence[ChainTask],
     make_chain: t.Callable[[RequestSpec], Chain],
@@ -122,7 +128,7 @@ def run_chains(
     A chain's RHTTPError arrives as an event (the caller decides: fail or skip); any
     other exception propagates. Closing the iterator stops the workers.
     """
-    if max_concurrency <= 1 or len(tasks) <= 1:
+    if runs_inline(tasks, max_concurrency):
         for task in tasks:
             yield from _run_one(task, make_chain)
         return

@@ -58,7 +58,14 @@ from pathlib import Path
 
 from tap_rhttp.chain import Chain, ChainStats
 from tap_rhttp.errors import ConfigErrors
-from tap_rhttp.fanout import ChainTask, Event, ResumeState, chain_tasks, run_chains
+from tap_rhttp.fanout import (
+    ChainTask,
+    Event,
+    ResumeState,
+    chain_tasks,
+    run_chains,
+    runs_inline,
+)
 from tap_rhttp.ratelimit import RateLimiter
 from tap_rhttp.redact import RedactingFilter, build_redactor
 from tap_rhttp.spec import SDK_SETTINGS, RequestSpec, load_specs, plain_json
@@ -328,7 +335,7 @@ class HeadStart:
         self.tasks: list[ChainTask] = chain_tasks(
             spec, template_context(plan.config), self.redactor
         )
-        self._inline = spec.max_concurrency <= 1 or len(self.tasks) <= 1  # as run_chains
+        self._inline = runs_inline(self.tasks, spec.max_concurrency)
         self._max_pages = max_pages
         self._max_bytes = max_bytes
         self._cond = threading.Condition()

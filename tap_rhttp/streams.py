@@ -23,7 +23,14 @@ from singer_sdk.streams import Stream
 from tap_rhttp import headstart
 from tap_rhttp.chain import Chain, ChainStats
 from tap_rhttp.errors import RHTTPError
-from tap_rhttp.fanout import ChainTask, Event, ResumeState, chain_tasks, run_chains
+from tap_rhttp.fanout import (
+    ChainTask,
+    Event,
+    ResumeState,
+    chain_tasks,
+    run_chains,
+    runs_inline,
+)
 from tap_rhttp.ratelimit import RateLimiter
 from tap_rhttp.writer import RecordFastPath, page_blocker
 
@@ -279,7 +286,7 @@ class RHTTPStream(Stream):
             self._started = self._last_progress = time.monotonic()
         events = self._head_start(tasks) if resumable else None
         if events is None:
-            inline = spec.max_concurrency <= 1 or len(tasks) <= 1  # as run_chains decides
+            inline = runs_inline(tasks, spec.max_concurrency)
             make_chain = functools.partial(self.make_chain, read_ahead=inline)
             events = run_chains(tasks, make_chain, spec.max_concurrency)
         for event in events:
