@@ -1,4 +1,4 @@
-"""Print the README's stream-settings table from the option table in tap_rhttp/spec.py.
+"""Print the README's stream-settings table from the option table in tap_rhttp/config/options.py.
 
     .venv/bin/python scripts/settings_table.py
 
@@ -8,7 +8,7 @@ cannot drift from the code.
 
 from __future__ import annotations
 
-from tap_rhttp.spec import ALIASES, OPTIONS
+from tap_rhttp.config.options import ALIASES, OPTIONS
 
 
 def _default(value: object) -> str:

@@ -14,11 +14,13 @@ and, after each stream, the schema a run would use: inferred from every record s
 (with a note when the first page alone, which is what a run samples, infers a different
 one), or the declared ``schema``.
 
-It runs the very code a sync runs: the tap's validation and redactor, ``render_spec`` for
-templates, :class:`~tap_rhttp.chain.Chain` for requests and retries, the
-:class:`~tap_rhttp.pagination.Paginator`'s own ``info``. Requests are capped exactly: a
-chain yields a page before it fetches the next one, so stopping after N pages sends N
-requests. Errors end the run with the message and exit status a normal run gives.
+It runs the very code a sync runs: the tap's validation, then the run's
+:class:`~tap_rhttp.run.context.RunContext` (its redactor, each stream's
+:class:`~tap_rhttp.run.context.StreamRun`: the same chain tasks, chains, record shaping
+and schema rules), and it prints what each :class:`~tap_rhttp.run.chain.Page` recorded
+(what ``page`` saw and returned), so nothing is evaluated twice. Requests are capped
+exactly: a chain yields a page before it fetches the next one, so stopping after N pages
+sends N requests. Errors end the run with the message and exit status a normal run gives.
 
 Rejected: a dry run that only prints planned requests. Pagination depends on responses,
 and the questions people have ("why does it stop after one page?", "why is this column a
@@ -36,35 +38,43 @@ import orjson
 import requests.auth
 from urllib3.util import SKIP_HEADER
 
-from tap_rhttp.chain import Chain
-from tap_rhttp.errors import ConfigErrors, ExpressionError, PaginationError, RHTTPError
-from tap_rhttp.pagination import INFO_BODY_CHARS, Paginator
-from tap_rhttp.ratelimit import RateLimiter
+from tap_rhttp.errors import ConfigErrors, RHTTPError
+from tap_rhttp.paging.paginator import INFO_BODY_CHARS, Paginator
 from tap_rhttp.redact import MASK
-from tap_rhttp.schema import infer_schema, prepare_declared_schema
-from tap_rhttp.streams import at_or_before
-from tap_rhttp.templates import render_spec, template_env
+from tap_rhttp.run import graph
+from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema
 
 if t.TYPE_CHECKING:
-    from tap_rhttp.chain import Page
+    from tap_rhttp.config.spec import RequestSpec
+    from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
-    from tap_rhttp.request import PageRequest
-    from tap_rhttp.spec import RequestSpec
-    from tap_rhttp.tap import TapRHTTP
+    from tap_rhttp.run.chain import Chain, Page
+    from tap_rhttp.run.context import RunContext, StreamRun
+    from tap_rhttp.run.fanout import ChainTask
+    from tap_rhttp.types import JSON
 
-JSON = t.Any
 #: Requests per stream when ``--pages`` is not given.
 DEFAULT_PAGES = 3
 
 
-def add_explain_options(tap_class: type[TapRHTTP], command: click.Command) -> click.Command:
+def add_explain_options(
+    command: click.Command,
+    *,
+    make_run: t.Callable[[dict[str, t.Any]], RunContext],
+    fail: t.Callable[[RHTTPError], t.NoReturn],
+) -> click.Command:
     """Give the tap's command ``--explain`` and ``--pages N``.
 
     The options are read after every other option is parsed (``--config``, ``--state``),
     by wrapping the command's callback: with ``--explain`` it runs an :class:`Explainer`
-    instead of a sync. Config errors raise ``ConfigValidationError`` from inside the
-    command, so singer-sdk reports them exactly as for a sync; r.http errors go through
-    the tap's own ``_fail``, as in ``TapRHTTP.invoke``.
+    instead of a sync.
+
+    Args:
+        command: the tap's command.
+        make_run: builds the run's context from the command's parsed options; config
+            errors raise ``ConfigValidationError`` there, so singer-sdk reports them
+            exactly as for a sync.
+        fail: reports an r.http error and exits, as a sync does.
     """
     command.params.extend(
         [
@@ -90,20 +100,14 @@ def add_explain_options(tap_class: type[TapRHTTP], command: click.Command) -> cl
             if pages is not None:
                 raise click.UsageError("--pages applies only with --explain.")
             return sync(**kwargs)
-        config = kwargs.get("config")
         state_file = kwargs.get("state")
         state = orjson.loads(state_file.read()) if state_file is not None else {}
-        tap = tap_class(
-            config=config.config if config is not None else None,
-            parse_env_config=config.parse_env if config is not None else False,
-            validate_config=True,
-            setup_mapper=False,
-        )
+        run = make_run(kwargs)
         try:
-            code = Explainer(tap, pages or DEFAULT_PAGES, state=state).run()
+            code = Explainer(run, pages or DEFAULT_PAGES, state=state).run()
         except RHTTPError as exc:
             sys.stdout.flush()
-            tap_class._fail(exc)
+            fail(exc)
         sys.exit(code)
 
     command.callback = callback
@@ -126,16 +130,10 @@ def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
     Digest auth becomes ``--digest --user`` (its header needs the server's challenge).
     """
     spec = chain.spec
-    client = chain.client
     url = chain.target(request)
-    auth = client.auth
-    digest = isinstance(auth, requests.auth.HTTPDigestAuth)
-    if digest:  # preparing would step the digest auth's nonce counter
-        client.auth = None
-    try:
-        prepared = client._prepare(url)
-    finally:
-        client.auth = auth
+    digest = isinstance(chain.client.auth, requests.auth.HTTPDigestAuth)
+    # Preparing would step the digest auth's nonce counter: its header is left out.
+    prepared = chain.client.prepare(url, auth=not digest)
     args = ["curl", "-i"]
     if spec.method == "HEAD":
         args.append("--head")
@@ -174,10 +172,10 @@ def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
 
 
 class Explainer:
-    """Runs the first requests of every stream of a tap and prints what happened.
+    """Runs the first requests of every stream of a run and prints what happened.
 
     Args:
-        tap: a tap built from the config (validated; streams not discovered).
+        run: the run's context, built from a validated config.
         pages: requests per stream.
         state: a Singer STATE, for the bookmarks templates see (optional).
         out: where the report goes (one string per line).
@@ -185,17 +183,17 @@ class Explainer:
 
     def __init__(
         self,
-        tap: TapRHTTP,
+        run: RunContext,
         pages: int,
         *,
         state: dict[str, JSON] | None = None,
         out: t.Callable[[str], None] = click.echo,
     ) -> None:
-        self.tap = tap
+        self.run_context = run
         self.pages = pages
         self.state = state or {}
         self.out = out
-        self.redactor = tap.redactor
+        self.redactor = run.redactor
         self.records: dict[str, list[dict[str, JSON]]] = {}
         self.schemas: dict[str, dict[str, JSON]] = {}
         self.problems = 0
@@ -206,7 +204,7 @@ class Explainer:
         Raises:
             RHTTPError: a request, format, expression or config error a run would fail on.
         """
-        specs = self.tap._ordered_specs()
+        specs = self.run_context.ordered_specs()
         self.out(
             f"tap-rhttp --explain: {len(specs)} stream(s), at most {self.pages} request(s) "
             "each. This is a report, not Singer output; logs go to stderr."
@@ -217,41 +215,28 @@ class Explainer:
 
     # ------------------------------------------------------------------ one stream
 
-    def _bookmark(self, spec: RequestSpec) -> JSON:
-        if spec.replication_key is None:
-            return None
-        saved = self.state.get("bookmarks", {}).get(spec.name, {})
-        return saved.get("replication_key_value", spec.start_value)
-
-    def _chains(
-        self, spec: RequestSpec, bookmark: JSON
-    ) -> list[tuple[str, dict[str, JSON], dict[str, JSON] | None]]:
-        """(label, template names, parent row) of each chain a run would start, in order."""
-        context = self.tap.template_context()
+    def _tasks(self, stream: StreamRun, bookmark: JSON) -> list[tuple[str, ChainTask]]:
+        """(label, task) of each chain a run would start, in order."""
+        spec = stream.spec
         if spec.parent is not None:
             rows = self.records.get(spec.parent, [])
             return [
-                (
-                    f"parent row {i + 1} of {len(rows)} seen",
-                    template_env(spec, context, row=row, bookmark=bookmark),
-                    row,
-                )
+                (f"parent row {i + 1} of {len(rows)} seen", task)
                 for i, row in enumerate(rows)
+                for task in stream.tasks(bookmark=bookmark, row=row)
             ]
+        tasks = stream.tasks(bookmark=bookmark)
         if spec.for_each is not None:
             return [
-                (
-                    f"for_each[{i}] = {_cut(_json(item), 80)}",
-                    template_env(spec, context, item=item, bookmark=bookmark),
-                    None,
-                )
-                for i, item in enumerate(spec.for_each)
+                (f"{task.label} = {_cut(_json(item), 80)}", task)
+                for task, item in zip(tasks, spec.for_each, strict=True)
             ]
-        return [("", template_env(spec, context, bookmark=bookmark), None)]
+        return [("", task) for task in tasks]
 
     def stream(self, spec: RequestSpec) -> None:
         """Explain one stream: its first requests, then its schema."""
         out = self.out
+        stream = self.run_context.stream(spec.name)
         out("")
         out(f"== stream {spec.name} ({spec.path}) ==")
         paging = (
@@ -260,36 +245,30 @@ class Explainer:
             else "no `page`: one request per chain"
         )
         out(f"{spec.method} {self.redactor.url(spec.url)}; {paging}")
-        bookmark = self._bookmark(spec)
+        bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
-        chains = self._chains(spec, bookmark)
-        if spec.parent is not None and not chains:
+        tasks = self._tasks(stream, bookmark)
+        if spec.parent is not None and not tasks:
             out(f"no request: the parent stream `{spec.parent}` gave no records here.")
-        limiter = (
-            RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
-        )
-        columns = self.tap.parent_columns(spec, {s.name: s for s in self.tap.specs})
         seen: list[dict[str, JSON]] = []
         first_page: list[dict[str, JSON]] | None = None
         sent = 0
-        for index, (label, env, row) in enumerate(chains):
+        for index, (label, task) in enumerate(tasks):
             if sent >= self.pages:
-                out(f"not requested: {len(chains) - index} more chain(s) (--pages {self.pages}).")
+                out(f"not requested: {len(tasks) - index} more chain(s) (--pages {self.pages}).")
                 break
             if label:
                 out(f"-- chain {label}")
-            try:
-                rendered = render_spec(spec, env)
-            except RHTTPError as exc:
-                self._failed(spec, exc)
+            if task.error is not None:
+                self._failed(spec, task.error)
                 continue
-            self.redactor.learn(rendered)  # secrets that exist only once rendered
-            chain = Chain(rendered, self.redactor, self.tap.logger, limiter=limiter)
+            assert task.spec is not None
+            chain = stream.make_chain(task.spec, read_ahead=False)
             try:
-                for page in self._pages(chain, rendered, self.pages - sent):
+                for page in self._pages(chain, task.spec, self.pages - sent):
                     sent += 1
-                    records = self._records(spec, page, bookmark, columns, row)
+                    records = self._records(stream, page, task, bookmark)
                     if first_page is None:
                         first_page = records
                     seen += records
@@ -299,9 +278,9 @@ class Explainer:
                 chain.close()
         self.records[spec.name] = seen
         out(f"== {spec.name}: {sent} request(s), {len(seen)} record(s)")
-        self._schema(spec, seen, first_page or [])
+        self._schema(stream, seen, first_page or [])
 
-    def _failed(self, spec: RequestSpec, exc: RHTTPError) -> None:
+    def _failed(self, spec: RequestSpec, exc: Exception) -> None:
         """A chain failed: a run skips it with `on_error: skip`, else stops with the error."""
         first_line = self.redactor.text(str(exc)).split("\n", 1)[0]
         if spec.on_error == "skip":
@@ -344,13 +323,16 @@ class Explainer:
         redacted_url = self.redactor.url(response.url)
         tries = f", {page.tries} tries" if page.tries > 1 else ""
         where = "" if response.url == chain.target(page.request) else f" from {redacted_url}"
+        size = response.spool.size if response.spool is not None else len(response.body)
         out(
-            f"status: {response.status}{where}, {len(response.body)} bytes, "
+            f"status: {response.status}{where}, {size} bytes, "
             f"{response.header('Content-Type') or 'no Content-Type'}, "
             f"{response.elapsed:.3f} s{tries}"
         )
         if spec.page is not None:
-            info = Paginator(spec, self.redactor).info(page.request, response, page.body)
+            info = page.step.info
+            if info is None:  # `page` did not run (page_limit reached): what it would see
+                info = Paginator(spec, self.redactor).info(page.request, response, page.body)
             out("info seen by `page`:")
             out(f"  params: {_json(self.redactor.value(dict(info['params'])))}")
             out(f"  header: {_json(self._header(info['header']))}")
@@ -369,21 +351,16 @@ class Explainer:
         return shown
 
     def _next(self, chain: Chain, spec: RequestSpec, page: Page, *, capped: bool) -> str:
-        """Where the chain goes after a page, in words."""
+        """Where the chain goes after a page, in words (from what the page recorded)."""
         if spec.page is None:
             return "none: no `page` option, so one request."
         limit = spec.page_limit if spec.page_limit is not None else 1
         if limit != -1 and page.number >= limit:
             return f"none: page_limit {limit} reached."
-        probe = Paginator(spec, self.redactor)  # the chain's own checks of the result
-        try:
-            probe.next(page.request, page.response, page.body)
-        except (ExpressionError, PaginationError) as exc:
-            first_line = self.redactor.text(str(exc)).split("\n", 1)[0]
+        if page.failure is not None:
+            first_line = self.redactor.text(str(page.failure)).split("\n", 1)[0]
             return f"none: `page` failed (the whole error follows): {first_line}"
-        info = probe.info(page.request, page.response, page.body)
-        returned = spec.page.evaluate({"info": info})
-        shown = self.redactor.text(_cut(_json(returned), 200))
+        shown = self.redactor.text(_cut(_json(page.step.returned), 200))
         if page.next is None:
             return f"none: `page` returned {shown}, so this was the last page."
         target = self.redactor.url(chain.target(page.next))
@@ -391,40 +368,27 @@ class Explainer:
         return f"{text} (not sent: --pages {self.pages} reached)" if capped else text
 
     def _records(
-        self,
-        spec: RequestSpec,
-        page: Page,
-        bookmark: JSON,
-        columns: tuple[tuple[str, str], ...],
-        row: dict[str, JSON] | None,
+        self, stream: StreamRun, page: Page, task: ChainTask, bookmark: JSON
     ) -> list[dict[str, JSON]]:
         """The page's records as a run emits them (bookmark filter, parent columns)."""
-        records = page.records
-        key = spec.replication_key
-        if key and spec.filter_bookmark and bookmark is not None:
-            kept = [r for r in records if not at_or_before(r.get(key), bookmark)]
-            if len(kept) != len(records):
-                self.out(
-                    f"  ({len(records) - len(kept)} at or before the bookmark: a run drops them)"
-                )
-            records = kept
-        if columns and row is not None:
-            for record in records:
-                for field, column in columns:
-                    record.setdefault(column, row.get(field))
+        records = list(stream.shape(page, task, bookmark))
+        dropped = len(page.records) - len(records)
+        if dropped:
+            self.out(f"  ({dropped} at or before the bookmark: a run drops them)")
         return records
 
     # ------------------------------------------------------------------ schema
 
     def _schema(
         self,
-        spec: RequestSpec,
+        stream: StreamRun,
         seen: list[dict[str, JSON]],
         first_page: list[dict[str, JSON]],
     ) -> None:
         out = self.out
-        by_name = {s.name: s for s in self.tap.specs}
-        inferred = self.tap._with_parent_columns(spec, infer_schema(seen), by_name, self.schemas)
+        spec = stream.spec
+        parent_schema = self.schemas.get(spec.parent or "")
+        inferred = graph.with_parent_columns(infer_schema(seen), stream.columns, parent_schema)
         if spec.schema is not None:
             schema = prepare_declared_schema(spec.schema)
             out("schema, declared in the config (a run uses it as is):")
@@ -436,8 +400,8 @@ class Explainer:
             schema = inferred
             out(f"schema a run would infer from the {len(seen)} record(s) seen:")
             self._print_schema(schema)
-            sample = self.tap._with_parent_columns(
-                spec, infer_schema(first_page), by_name, self.schemas
+            sample = graph.with_parent_columns(
+                infer_schema(first_page), stream.columns, parent_schema
             )
             differ = _differing(schema, sample)
             if differ:
@@ -448,7 +412,7 @@ class Explainer:
                 )
         self.schemas[spec.name] = schema
         try:
-            self.tap._check_replication_key(spec, schema)
+            graph.check_replication_key(spec, schema)
         except ConfigErrors as exc:
             self.problems += 1
             out(f"problem: {exc}")

@@ -44,10 +44,36 @@ import typing as t
 from collections.abc import Mapping
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
+import orjson
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from tap_rhttp.spec import RequestSpec
+    from tap_rhttp.types import JSON, HeaderPairs
+
+
+class _Credentials(t.Protocol):
+    """What :meth:`Redactor.learn` reads of credentials (``http.auth.Credentials``)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    def secrets(self) -> tuple[str, ...]: ...
+
+
+class _Secretive(t.Protocol):
+    """What :meth:`Redactor.learn` reads of a spec (the config layer's ``RequestSpec``)."""
+
+    @property
+    def auth(self) -> _Credentials | None: ...
+    @property
+    def header(self) -> HeaderPairs: ...
+    @property
+    def params(self) -> t.Mapping[str, JSON]: ...
+
 
 __all__ = [
     "MASK",
@@ -313,7 +339,7 @@ class Redactor:
                 for form in {value, unquote_plus(value)}:
                     self.add_secret(form)
 
-    def learn(self, spec: RequestSpec) -> None:
+    def learn(self, spec: _Secretive) -> None:
         """Register every secret a spec carries (call it again once templates render).
 
         Auth values (and, for basic/digest, the base64 credentials as sent), sensitive
@@ -471,6 +497,38 @@ class Redactor:
             out = _sub_sensitive(_PAIR_RE, out, self._pair_sub)
             out = _sub_sensitive(_HEADER_LINE_RE, out, self._header_line_sub)
         return out
+
+    def text_quoting(self, text: str, quoted: JSON) -> str:
+        """Like :meth:`text`, for a message that may quote parts of the JSON `quoted`.
+
+        An expression's error message quotes excerpts of the ``info`` it ran on, cut
+        short with ``...``: a secret the server sent under a sensitive key (an echoed
+        ``access_token``) may appear there whole or cut in half, where no pattern finds
+        it. The values of sensitive fields in `quoted` are masked in the text literally,
+        whole, and the start of one right before a ``...``. Linear in the number of those
+        values for each ``...``, so a body full of sensitive fields cannot make a message
+        slow.
+        """
+        return _mask_quoted(self.text(text), self._sensitive_values(quoted))
+
+    def _sensitive_values(self, value: JSON) -> set[str]:
+        """The texts of scalar values under sensitive keys anywhere in `value`."""
+        found: set[str] = set()
+        stack: list[tuple[JSON, bool]] = [(value, False)]
+        while stack:
+            item, sensitive = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(
+                    (v, isinstance(k, str) and self.is_sensitive_field(k)) for k, v in item.items()
+                )
+            elif isinstance(item, list):
+                stack.extend((v, sensitive) for v in item)
+            elif sensitive and isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                text = str(item)
+                if len(text) >= MIN_LITERAL_LENGTH:
+                    found.add(text)
+                    found.add(orjson.dumps(text).decode()[1:-1])
+        return found
 
     def value(self, obj: t.Any) -> t.Any:
         """Return a redacted deep copy of a JSON value.
@@ -630,6 +688,33 @@ def _sub_sensitive(
         return text
     out.append(text[last:])
     return "".join(out)
+
+
+def _mask_quoted(text: str, secrets: t.Collection[str]) -> str:
+    """Mask each secret in `text`, and the start of one that an excerpt cut short.
+
+    An excerpt ends in ``...``; the text right before it may be a secret's first
+    characters.
+    """
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    longest = max(map(len, secrets), default=0)
+    end = text.rfind("...")
+    while end > 0:
+        window = max(0, end - longest)
+        cut = end
+        for secret in secrets:
+            start = text.find(secret[0], window, cut)
+            while start != -1:
+                if secret.startswith(text[start:end]):
+                    cut = start
+                    break
+                start = text.find(secret[0], start + 1, cut)
+        if cut < end:
+            text = text[:cut] + MASK + text[end:]
+        end = text.rfind("...", 0, cut)
+    return text
 
 
 def _mask_credential(value: str) -> str:

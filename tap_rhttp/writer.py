@@ -48,22 +48,26 @@ import typing as t
 import weakref
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
-from singer_sdk.helpers._typing import (
-    _is_exclusive_boolean_type,
-    is_object_type,
-    is_uniform_list,
-)
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 from singer_sdk.streams.core import Stream
 
+from tap_rhttp.sdk_compat import (
+    generates_own_record_messages,
+    is_exclusive_boolean_type,
+    is_object_type,
+    is_uniform_list,
+    state_partition_context,
+    stream_version,
+    utc_now,
+)
+
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
-JSON = t.Any
+    from tap_rhttp.types import JSON
 #: Buffered RECORD bytes that trigger a write even before the next STATE.
 FLUSH_BYTES = 1 << 20
 
@@ -195,12 +199,12 @@ class ConformPlan:
                 item_fields = ConformPlan(item_schema)
                 if not item_fields.has_properties:
                     item_fields = _RAISES  # the SDK reads item_schema["properties"]
-            items = _Items(item_fields, _safe(_is_exclusive_boolean_type, item_schema))
+            items = _Items(item_fields, _safe(is_exclusive_boolean_type, item_schema))
         is_object = _safe(is_object_type, prop)
         fields = None
         if is_object is not _RAISES and is_object and "properties" in prop:
             fields = ConformPlan(prop)
-        boolean = _safe(_is_exclusive_boolean_type, prop)
+        boolean = _safe(is_exclusive_boolean_type, prop)
         if not boolean:
             # With a non-boolean field, a value that a plan below always lets through
             # would also pass as a primitive: drop the plan, skip the lookup.
@@ -280,7 +284,7 @@ def _why_not(stream: Stream, writer: object) -> str | None:
     """Why a stream's records cannot take the fast path (None: they can)."""
     if not isinstance(writer, BufferedMsgSpecWriter):
         return "the tap writes with another message writer"
-    if type(stream)._generate_record_messages is not Stream._generate_record_messages:
+    if generates_own_record_messages(stream):
         return "the stream generates its own record messages"
     maps = stream.stream_maps
     if len(maps) != 1 or type(maps[0]) is not SameRecordTransform:
@@ -297,7 +301,7 @@ def _why_not(stream: Stream, writer: object) -> str | None:
 def page_blocker(stream: Stream, context: t.Mapping[str, JSON] | None) -> str | None:
     """Why a page's records cannot skip the SDK's per-record loop (None: they can).
 
-    For each record, ``Stream._sync_records`` checks the dry-run record limit, calls
+    For each record, the SDK's record loop checks the dry-run record limit, calls
     ``post_process``, adds state partition keys, syncs child streams, writes the RECORD,
     advances the bookmark, writes a STATE every ``STATE_MSG_FREQUENCY`` records and counts
     it. Under the conditions below all of that but the writing and the counting is a
@@ -316,7 +320,7 @@ def page_blocker(stream: Stream, context: t.Mapping[str, JSON] | None) -> str | 
         return "the stream has child streams"
     if not stream.selected:
         return "the stream is not selected"
-    if stream._get_state_partition_context(context):
+    if state_partition_context(stream, context):
         return "the SDK adds state partition keys to records"
     return None
 
@@ -355,7 +359,7 @@ class RecordFastPath:
     def _messages(self, records: t.Iterable[dict[str, JSON]]) -> list[dict[str, JSON]]:
         stamp = self._stamp()
         alias = self.alias
-        version = self.stream._stream_version
+        version = stream_version(self.stream)
         if version is None:
             return [
                 {"type": "RECORD", "stream": alias, "record": r, "time_extracted": stamp}

@@ -1,11 +1,11 @@
 """Every config `load_specs` accepts also passes singer-sdk's JSON Schema validation.
 
-The tap validates config twice: first with its own checks (`load_specs`), then singer-sdk
-validates the same config against the tap's JSON Schema (plus the SDK's built-in
-settings). Starting HTTP requests as soon as `load_specs` accepts a config, before
-singer-sdk is imported, is only correct when the second check can never reject what the
-first one accepted. These tests check that over a corpus generated from the option
-table: every option with probe values of every JSON type (and the `Decimal` numbers
+The tap validates config twice: first with its own checks (`load_specs`, whose messages
+name the option the way r.http does), then singer-sdk validates the same config against
+the tap's JSON Schema (plus the SDK's built-in settings). A user should meet one set of
+errors, worded one way: the second check must never reject what the first one accepted,
+and the first must fail only with config errors. These tests check that over a corpus
+generated from the option table: every option with probe values of every JSON type (and the `Decimal` numbers
 singer-sdk parses config files into), in a stream and in `defaults`, with the companion
 options some need, plus odd `streams`, `secrets`, `defaults` and unknown top-level keys.
 """
@@ -21,9 +21,11 @@ import typing as t
 
 from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR, extend_validator_with_defaults
 
+from tap_rhttp.config.jsonschema import config_schema
+from tap_rhttp.config.load import load_specs
+from tap_rhttp.config.options import ALIASES, NOT_IN_DEFAULTS, OPTIONS
 from tap_rhttp.errors import ConfigErrors
-from tap_rhttp.spec import ALIASES, NOT_IN_DEFAULTS, OPTIONS, SDK_SETTINGS, load_specs
-from tap_rhttp.tap import TapRHTTP, config_schema
+from tap_rhttp.tap import TapRHTTP
 
 URL = "http://127.0.0.1:9/x"
 D = decimal.Decimal
@@ -298,6 +300,20 @@ def outcomes() -> tuple[tuple[Case, Outcome, str], ...]:
 #: In `defaults` these apply to every stream, so a non-null value is always rejected:
 #: some stream must lack a parent, or the parent links form a cycle.
 NEVER_IN_DEFAULTS = frozenset({"parent", "parent_keys"})
+#: singer-sdk's built-in top-level settings (the SDK checks them itself, after load_specs);
+#: the last test keeps this list equal to what the SDK appends to the tap's schema.
+SDK_SETTINGS = frozenset(
+    {
+        "batch_config",
+        "faker_config",
+        "flattening_enabled",
+        "flattening_max_depth",
+        "flattening_max_key_length",
+        "flattening_separator",
+        "stream_map_config",
+        "stream_maps",
+    }
+)
 
 
 def test_sdk_accepts_every_config_load_specs_accepts() -> None:

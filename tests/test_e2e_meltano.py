@@ -284,9 +284,6 @@ def test_run_lands_typed_rows_then_upserts_on_keys_and_appends_without(
     output = pipeline.run_ok(streams)
 
     assert "try 1 of 3 failed (status code 503)" in output  # page 2 was retried, once
-    # `meltano run` calls the tap as a plain sync with a catalog: the first stream's pages
-    # were fetched while the tap loaded, and taken over by its sync.
-    assert "stream e2e_orders: taking over 1 chain(s) started while the tap loaded" in output
     assert pipeline.count("e2e_orders") == 5
     assert pipeline.rows("SELECT count(DISTINCT id) FROM {schema}.e2e_orders") == [("5",)]
     assert pipeline.columns("e2e_orders") == EXPECTED_ORDER_COLUMNS

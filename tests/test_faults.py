@@ -37,12 +37,13 @@ from fault_server import (
     short_body,
 )
 
-from tap_rhttp import chain as chain_module
-from tap_rhttp.chain import Chain
 from tap_rhttp.errors import PermanentRequestError, TransientRequestError
+from tap_rhttp.http.client import ERROR_BODY_CHARS
+from tap_rhttp.http.retry import RetryAfterTooLong
 from tap_rhttp.redact import MASK
-from tap_rhttp.request import ERROR_BODY_CHARS
-from tap_rhttp.retry import RetryAfterTooLong
+from tap_rhttp.run import chain as chain_module
+from tap_rhttp.run.chain import Chain
+from tap_rhttp.run.context import RunContext
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -73,11 +74,13 @@ def fault() -> Iterator[FaultServer]:
 def naps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the waits between tries of in-process runs instead of sleeping them.
 
-    ``Chain(sleep=time.sleep)`` binds its default when chain.py is imported, and the
-    stream builds chains without a ``sleep``; patching ``time.sleep`` in chain.py or
-    retry.py would reach neither. The default itself is the seam.
+    ``RunContext(sleep=time.sleep)`` binds its default when context.py is imported, and
+    the tap builds its run context without a ``sleep``; patching ``time.sleep`` in a
+    module would not reach it. The default itself is the seam (direct ``Chain`` users
+    get the same through ``Chain``'s own default).
     """
     waits: list[float] = []
+    monkeypatch.setitem(RunContext.__init__.__kwdefaults__, "sleep", waits.append)
     monkeypatch.setitem(Chain.__init__.__kwdefaults__, "sleep", waits.append)
     return waits
 

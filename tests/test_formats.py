@@ -10,13 +10,8 @@ import pytest
 from server import PNG
 
 from tap_rhttp.errors import ResponseFormatError
-from tap_rhttp.formats import (
-    auto_format,
-    body_to_records,
-    compile_records_path,
-    parse_jsonp,
-    read_body,
-)
+from tap_rhttp.formats.readers import auto_format, parse_jsonp, read_body
+from tap_rhttp.formats.records import body_to_records, compile_records_path
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import pytest
 from pagination_server import TOTAL, expected_ids, install
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
+from tap_rhttp.config.load import load_specs
 from tap_rhttp.errors import (
     ExpressionError,
     NonExistenceError,
@@ -24,10 +25,10 @@ from tap_rhttp.errors import (
     PermanentRequestError,
     RHTTPError,
 )
-from tap_rhttp.pagination import INFO_BODY_CHARS, Paginator, header_info, parse_link_header
+from tap_rhttp.http.client import Response
+from tap_rhttp.paging.link import header_info, parse_link_header
+from tap_rhttp.paging.paginator import INFO_BODY_CHARS, PageRequest, Paginator
 from tap_rhttp.redact import MASK, Redactor
-from tap_rhttp.request import PageRequest, Response
-from tap_rhttp.spec import load_specs
 from tap_rhttp.tap import TapRHTTP
 
 if t.TYPE_CHECKING:

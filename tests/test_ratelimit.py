@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tap_rhttp.ratelimit import RateLimiter
+from tap_rhttp.http.ratelimit import RateLimiter
 
 
 class FakeTime:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tap_rhttp.spec import OPTIONS, load_specs
+from tap_rhttp.config.load import load_specs
+from tap_rhttp.config.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -7,7 +7,7 @@ import typing as t
 import pytest
 
 from tap_rhttp.errors import PermanentRequestError, TransientRequestError
-from tap_rhttp.request import encode_pairs, format_param, merge_query
+from tap_rhttp.http.urls import encode_pairs, format_param, merge_query
 
 
 def cfg(url: str, **spec: t.Any) -> dict[str, t.Any]:

@@ -10,7 +10,7 @@ from email.utils import format_datetime
 import pytest
 
 from tap_rhttp import errors
-from tap_rhttp.retry import (
+from tap_rhttp.http.retry import (
     RETRIABLE_STATUSES,
     RetryAfterTooLong,
     RetryPolicy,

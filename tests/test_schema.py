@@ -6,7 +6,7 @@ import typing as t
 
 from server import json_reply
 
-from tap_rhttp.schema import infer_schema, prepare_declared_schema
+from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema
 
 
 def test_inference_widens_and_types_everything() -> None:

@@ -6,8 +6,8 @@ import typing as t
 
 import pytest
 
+from tap_rhttp.config.load import load_specs
 from tap_rhttp.errors import ConfigErrors
-from tap_rhttp.spec import load_specs
 
 
 def one(**spec: t.Any) -> dict[str, t.Any]:

@@ -36,13 +36,15 @@ from urllib.parse import quote
 
 import orjson
 
-from tap_rhttp.errors import ConfigError
+from tap_rhttp.config.checks import check_data, plain_json
+from tap_rhttp.config.options import OPTIONS
+from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expressions import Expression, compile_expression
+from tap_rhttp.http.auth import Credentials
 
 if t.TYPE_CHECKING:
-    from tap_rhttp.spec import RequestSpec
-
-JSON = t.Any
+    from tap_rhttp.config.spec import RequestSpec
+    from tap_rhttp.types import JSON
 
 _PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
 TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth")
@@ -167,8 +169,6 @@ def referenced_names(value: JSON) -> set[str]:
 
 
 def _render_field(compiled: JSON, env: t.Mapping[str, JSON], path: str) -> JSON:
-    from tap_rhttp.errors import ExpressionError
-
     try:
         return render_value(compiled, env)
     except ExpressionError as exc:
@@ -183,8 +183,6 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         ConfigError: a rendered value is not allowed where it lands (bad URL scheme,
             a header with CR/LF, form data that is not flat...).
     """
-    from tap_rhttp.spec import OPTIONS, Auth, check_data
-
     compiled = spec.templates
     if not compiled:
         return spec
@@ -210,7 +208,7 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
             k: as_text(v) if v is not None else None for k, v in fields.items()
         }
         changes["auth"] = dataclasses.replace(spec.auth, **values)
-        assert isinstance(changes["auth"], Auth)
+        assert isinstance(changes["auth"], Credentials)
     return dataclasses.replace(spec, **changes)
 
 
@@ -219,8 +217,6 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
 
 def template_context(config: t.Mapping[str, JSON]) -> dict[str, JSON]:
     """`config` (the non-secret top-level settings) and `secrets`, for every template."""
-    from tap_rhttp.spec import plain_json
-
     settings = {
         k: plain_json(v) for k, v in config.items() if k not in ("streams", "defaults", "secrets")
     }

@@ -23,7 +23,8 @@ import typing as t
 from genson import SchemaBuilder
 from genson.schema.strategies import String
 
-JSON = t.Any
+if t.TYPE_CHECKING:
+    from tap_rhttp.types import JSON
 
 _DATE_TIME_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})?$"

@@ -1,9 +1,7 @@
-"""Reading a response body by `result_format`, and turning a body into records.
+"""Reading a response body by `result_format`: ``json``, ``jsonp``, ``text``, ``binary``, ``auto``.
 
-r.http reads a body as ``json``, ``jsonp``, ``text``, ``binary`` or ``auto`` (by
-Content-Type), then splices an array body into its stream element by element. A Singer
-RECORD must be an object, so any other item is wrapped as ``{"value": item}``; binary
-bodies travel base64-encoded.
+``auto`` picks by the Content-Type as r.http does; binary bodies travel base64-encoded.
+Turning a read body into records is ``records``' job.
 
 JSON is parsed with orjson (strict: no NaN, no trailing commas); only when orjson
 refuses a document does the standard library try, for the integers past 64 bits that
@@ -14,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import codecs
-import functools
 import json
 import re
 import typing as t
@@ -23,7 +20,8 @@ import orjson
 
 from tap_rhttp.errors import ResponseFormatError
 
-JSON = t.Any
+if t.TYPE_CHECKING:
+    from tap_rhttp.types import JSON
 
 BINARY_PREFIXES = ("audio/", "image/", "video/")
 BINARY_TYPES = frozenset({"application/octet-stream"})
@@ -136,79 +134,3 @@ def read_body(body: bytes, content_type: str | None, result_format: str) -> JSON
         except ResponseFormatError:
             return text
     return parse_jsonp(text)
-
-
-# --------------------------------------------------------------------------- records
-
-_SIMPLE_PATH_RE = re.compile(
-    r"^\$((?:\.[A-Za-z_][A-Za-z0-9_]*|\[(?:'[^']*'|\"[^\"]*\")\])*)(\[\*\])?$"
-)
-_SEGMENT_RE = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(?:'([^']*)'|\"([^\"]*)\")\]")
-
-
-class RecordsPath:
-    """A compiled `records_path`.
-
-    Simple paths (``$``, ``$.a.b``, ``$.a['b-c'][*]``) are walked directly, which is
-    several times faster than jsonpath-ng on large pages; anything else goes through
-    jsonpath-ng. A path that selects a single value (no wildcard, slice, filter or
-    recursive descent) and lands on an array yields that array's elements, so
-    ``$.items`` and ``$.items[*]`` mean the same.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        match = _SIMPLE_PATH_RE.match(text.strip())
-        self._keys: tuple[str, ...] | None = None
-        self._expr: t.Any = None
-        if match:
-            self._keys = tuple(a or b or c for a, b, c in _SEGMENT_RE.findall(match.group(1) or ""))
-            self.singular = True
-        else:
-            from jsonpath_ng.ext import parse as jsonpath_parse
-
-            self._expr = jsonpath_parse(text)
-            self.singular = not any(ch in text for ch in "*?:,") and ".." not in text
-
-    @property
-    def keys(self) -> tuple[str, ...] | None:
-        """The keys of a simple path (``()`` for ``$``), or None for a jsonpath-ng one."""
-        return self._keys
-
-    def find(self, body: JSON) -> list[JSON]:
-        """The items the path selects in a body (empty when nothing matches)."""
-        if self._keys is not None:
-            node = body
-            for key in self._keys:
-                if not isinstance(node, dict) or key not in node:
-                    return []
-                node = node[key]
-            return node if isinstance(node, list) else [node]
-        matches = [m.value for m in self._expr.find(body)]
-        if self.singular and len(matches) == 1 and isinstance(matches[0], list):
-            return matches[0]
-        return matches
-
-    def __str__(self) -> str:
-        return self.text
-
-
-@functools.lru_cache(maxsize=256)
-def compile_records_path(text: str) -> RecordsPath:
-    """Compile a `records_path` once (raises on bad syntax)."""
-    return RecordsPath(text)
-
-
-def body_to_records(body: JSON, records_path: RecordsPath | None) -> list[dict[str, JSON]]:
-    """Turn one page's body into records, r.http style.
-
-    An array is spliced (one record per element), any other value is one record, and a
-    record that is not an object is wrapped as ``{"value": item}``.
-    """
-    if records_path is not None:
-        items = records_path.find(body)
-    elif isinstance(body, list):
-        items = body
-    else:
-        items = [body]
-    return [item if isinstance(item, dict) else {"value": item} for item in items]

@@ -3,7 +3,7 @@
 r.http's ``page`` is ``'link-next'`` or a function of ``info = {params, header, body}``
 returning the next URL, params to merge, both, or null. RethinkDB itself defines
 ``'link-next'`` as ``info['header']['link']['rel="next"'].default(None)``, so there is
-exactly one paginator here: it evaluates a compiled expression (see ``expressions``),
+exactly one paginator here: it evaluates a compiled expression (see ``tap_rhttp.expr``),
 and ``'link-next'`` is that expression. The robustness real Link headers need (``rel=next``
 unquoted, any case, ``rel="next last"``) lives in :func:`parse_link_header`, which adds
 the canonical ``rel="next"`` key, so the seed page's own expression gains it too. The Link
@@ -11,7 +11,8 @@ header is parsed only when the expression can read it, so a malformed one fails 
 expression that needs it.
 
 The paginator is a small state machine: :meth:`Paginator.first` sets up the first
-request, :meth:`Paginator.next` reads a response and returns the next request or None,
+request, :meth:`Paginator.step` reads a response and returns a :class:`Step` (the next
+request or None, and what ``page`` saw and returned, which the page keeps), and
 :meth:`Paginator.resume` continues a saved chain. It proves it terminates: ``page_limit``
 counts requests (``page`` is not even evaluated once it is reached), and a request equal to
 any earlier one of the same chain (A→B→A included) is an error naming both pages. An empty
@@ -22,8 +23,8 @@ an OBJECT, but found NUMBER.``, ``Expected `params.a` to be a NUMBER, STRING or 
 Every error raised while evaluating or interpreting ``page`` is worded as r.http words it:
 ``Error in HTTP GET of `<url>`: <what went wrong>`` then ``Error occurred during `page`
 called with:`` and the ``info``, redacted, with the body cut short. The inner message may
-quote ``info`` (the evaluator's excerpts are cut short, so a pattern could miss half a
-secret): values of sensitive fields are masked in it literally, whole or cut.
+quote ``info`` with excerpts cut short: :meth:`~tap_rhttp.redact.Redactor.text_quoting`
+masks what it quotes.
 
 Rejected: singer-sdk's paginators. Its ``HeaderLinkPaginator`` neither resolves relative
 links nor finds unquoted rels, its loop guard only compares two consecutive tokens, and
@@ -32,106 +33,58 @@ it stops at the first empty page, which r.http does not.
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import typing as t
 
 import orjson
 
 from tap_rhttp.errors import ExpressionError, PaginationError
 from tap_rhttp.expressions import reql_type_name
-from tap_rhttp.redact import MASK, MIN_LITERAL_LENGTH
-from tap_rhttp.request import PageRequest, resolve
+from tap_rhttp.http.urls import merge_query, resolve
+from tap_rhttp.paging.link import header_info
 
 if t.TYPE_CHECKING:
+    from tap_rhttp.config.spec import RequestSpec
+    from tap_rhttp.http.client import Response
     from tap_rhttp.redact import Redactor
-    from tap_rhttp.request import Response
-    from tap_rhttp.spec import RequestSpec
+    from tap_rhttp.types import JSON
 
-JSON = t.Any
 #: How much of `info.body` an error message shows.
 INFO_BODY_CHARS = 500
 
-_LINK_VALUE_RE = re.compile(r"\s*<([^>]*)>\s*(.*)", re.S)
 
+@dataclasses.dataclass(frozen=True)
+class PageRequest:
+    """Where one page request goes: a URL, the merged params, and which params win.
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside double quotes and angle brackets."""
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = bracketed = False
-    for char in text:
-        if char == '"' and not bracketed:
-            quoted = not quoted
-        elif char == "<" and not quoted:
-            bracketed = True
-        elif char == ">" and not quoted:
-            bracketed = False
-        if char == sep and not quoted and not bracketed:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
-def parse_link_header(value: str) -> dict[str, str]:
-    """Parse a Link header (RFC 8288) the way r.http exposes it to `page`.
-
-    Each link parameter's raw text (``rel="next"``, quotes included) maps to the link's
-    URL, as RethinkDB does. Every ``rel`` token is also filed under its canonical
-    ``rel="<token>"`` key, lower-cased, so ``rel=next``, ``REL="Next"`` and
-    ``rel="next last"`` all answer ``info['header']['link']['rel="next"']``.
-
-    Raises:
-        ValueError: a link-value is not ``<URI>; params``.
+    ``params`` is what the page expression sees as ``info['params']``.
     """
-    links: dict[str, str] = {}
-    canonical: dict[str, str] = {}
-    for part in _split_outside_quotes(value, ","):
-        if not part.strip():
-            continue
-        match = _LINK_VALUE_RE.match(part)
-        if not match:
-            raise ValueError(f"malformed Link header near {part.strip()[:80]!r}")
-        url, rest = match.groups()
-        for param in _split_outside_quotes(rest, ";"):
-            param = param.strip()
-            if not param:
-                continue
-            links.setdefault(param, url)
-            name, eq, raw = param.partition("=")
-            if eq and name.strip().lower() == "rel":
-                for token in raw.strip().strip('"').split():
-                    canonical.setdefault(f'rel="{token.lower()}"', url)
-    for key, url in canonical.items():
-        links.setdefault(key, url)
-    return links
+
+    url: str
+    params: t.Mapping[str, JSON]
+    override: frozenset[str]
+
+    @property
+    def target(self) -> str:
+        """The URL actually requested."""
+        return merge_query(self.url, self.params, self.override)
 
 
-def header_info(headers: t.Iterable[tuple[str, str]], *, parse_link: bool) -> dict[str, JSON]:
-    """`info['header']`: names lower-cased, last value wins, `link` parsed.
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """What pagination decided after one page, kept with the page (explain prints it).
 
-    Repeated Link headers are one list of links (RFC 8288 §3), so they are joined.
+    Attributes:
+        next: the next request, or None when the chain is over.
+        evaluated: whether `page` ran (not without `page`, nor once `page_limit` is reached).
+        info: the `info` that `page` saw (None when it did not run).
+        returned: what `page` returned (None when it did not run).
     """
-    out: dict[str, JSON] = {}
-    links: list[str] = []
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "link":
-            links.append(value)
-        else:
-            out[lowered] = value
-    if links:
-        joined = ", ".join(links)
-        if parse_link:
-            try:
-                out["link"] = parse_link_header(joined)
-            except ValueError as exc:
-                raise PaginationError(f"cannot read the Link header for `page`: {exc}") from None
-        else:
-            out["link"] = joined
-    return out
+
+    next: PageRequest | None
+    evaluated: bool = False
+    info: dict[str, JSON] | None = None
+    returned: JSON = None
 
 
 class Paginator:
@@ -219,7 +172,11 @@ class Paginator:
         }
 
     def next(self, current: PageRequest, response: Response, body: JSON) -> PageRequest | None:
-        """The next request after a page, or None when pagination is over.
+        """The next request after a page, or None when pagination is over (see :meth:`step`)."""
+        return self.step(current, response, body).next
+
+    def step(self, current: PageRequest, response: Response, body: JSON) -> Step:
+        """Evaluate `page` after a page: the next request, and what `page` saw and returned.
 
         `page` is not evaluated at all once `page_limit` requests have been made.
 
@@ -229,7 +186,7 @@ class Paginator:
                 an earlier one, or the Link header `page` reads is malformed.
         """
         if self.exhausted or self.expression is None:
-            return None
+            return Step(next=None)
         try:
             info = self.info(current, response, body)
         except PaginationError as exc:
@@ -244,9 +201,10 @@ class Paginator:
         except ExpressionError as exc:
             raise type(exc)(self._describe(current, str(exc), info)) from None
         try:
-            return self._interpret(result, current, response)
+            following = self._interpret(result, current, response)
         except PaginationError as exc:
             raise PaginationError(self._describe(current, str(exc), info)) from None
+        return Step(next=following, evaluated=True, info=info, returned=result)
 
     def _interpret(
         self, result: JSON, current: PageRequest, response: Response
@@ -303,7 +261,7 @@ class Paginator:
         body_text = orjson.dumps(self.redactor.value(info.get("body")), default=str).decode()
         if len(body_text) > INFO_BODY_CHARS:
             body_text = body_text[:INFO_BODY_CHARS] + " ..."
-        inner = _mask_literals(self.redactor.text(message), _secrets_in(info, self.redactor))
+        inner = self.redactor.text_quoting(message, info)
         return (
             f"Error in HTTP {self.spec.method} of `{self.redactor.url(current.target)}`: "
             f"{inner}\n"
@@ -329,51 +287,3 @@ def _check_params(params: JSON) -> None:
                 f"Expected `params.{key}` to be a NUMBER, STRING or NULL, but found "
                 f"{reql_type_name(value)}:\n{orjson.dumps(value).decode()}"
             )
-
-
-def _secrets_in(value: JSON, redactor: Redactor) -> set[str]:
-    """The texts of scalar values under sensitive keys anywhere in `value`."""
-    found: set[str] = set()
-    stack: list[tuple[JSON, bool]] = [(value, False)]
-    while stack:
-        item, sensitive = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(
-                (v, isinstance(k, str) and redactor.is_sensitive_field(k)) for k, v in item.items()
-            )
-        elif isinstance(item, list):
-            stack.extend((v, sensitive) for v in item)
-        elif sensitive and isinstance(item, (str, int, float)) and not isinstance(item, bool):
-            text = str(item)
-            if len(text) >= MIN_LITERAL_LENGTH:
-                found.add(text)
-                found.add(orjson.dumps(text).decode()[1:-1])
-    return found
-
-
-def _mask_literals(text: str, secrets: t.Collection[str]) -> str:
-    """Mask each secret in `text`, and the start of one that an excerpt cut short.
-
-    An excerpt ends in ``...``; the text right before it may be a secret's first
-    characters. Linear in the number of secrets for each ``...``, so a body full of
-    sensitive fields cannot make an error message slow.
-    """
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    longest = max(map(len, secrets), default=0)
-    end = text.rfind("...")
-    while end > 0:
-        window = max(0, end - longest)
-        cut = end
-        for secret in secrets:
-            start = text.find(secret[0], window, cut)
-            while start != -1:
-                if secret.startswith(text[start:end]):
-                    cut = start
-                    break
-                start = text.find(secret[0], start + 1, cut)
-        if cut < end:
-            text = text[:cut] + MASK + text[end:]
-        end = text.rfind("...", 0, cut)
-    return text

@@ -3,8 +3,8 @@
 A chain is what r.http does for one call: the first request, then one request per
 `page` result, until the page expression says stop or `page_limit` is reached. Each
 page is yielded only after it has been completely received and parsed, together with
-the request that comes next, so a caller can emit the page's records and then record
-its position: a retry replays the request, never the records.
+what pagination decided after it, so a caller can emit the page's records and then
+record its position: a retry replays the request, never the records.
 """
 
 from __future__ import annotations
@@ -15,48 +15,69 @@ import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
-from tap_rhttp import streaming
-from tap_rhttp.formats import body_to_records, compile_records_path, read_body
-from tap_rhttp.pagination import Paginator
-from tap_rhttp.request import HttpClient, PageRequest, Response, merge_query
-from tap_rhttp.retry import RetryPolicy, call_with_retries
+from tap_rhttp.formats import streaming
+from tap_rhttp.formats.readers import read_body
+from tap_rhttp.formats.records import body_to_records, compile_records_path
+from tap_rhttp.http.body import BodySpool
+from tap_rhttp.http.client import HttpClient, Response
+from tap_rhttp.http.retry import RetryPolicy, call_with_retries
+from tap_rhttp.http.urls import merge_query
+from tap_rhttp.paging.paginator import Paginator, Step
 
 if t.TYPE_CHECKING:
     import logging
     from concurrent.futures import Future
 
+    from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.errors import RequestError
-    from tap_rhttp.ratelimit import RateLimiter
+    from tap_rhttp.http.ratelimit import RateLimiter
+    from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
-    from tap_rhttp.spec import RequestSpec
+    from tap_rhttp.types import JSON
 
-JSON = t.Any
+#: A page's records: a list, or for a streamed body a :class:`~streaming.SpooledRecords`
+#: (sized, and iterable more than once).
+Records = list[dict[str, "JSON"]] | streaming.SpooledRecords
 
 
-#: A page's records: a list, or for a streamed body a :class:`~streaming.SpooledRecords`.
-Records = list[dict[str, JSON]] | streaming.SpooledRecords
+@dataclasses.dataclass(frozen=True)
+class Fetched:
+    """A response and what reading it gave: its body and its records."""
+
+    response: Response
+    body: JSON
+    records: Records
 
 
 @dataclasses.dataclass
 class Page:
-    """One completely read page.
+    """One completely read page, and what pagination decided after it.
 
-    A streamed page (see ``tap_rhttp.streaming``) has its records in ``spooled``, an empty
-    ``records`` list and no ``body``: read them with :meth:`iter_records`.
+    Attributes:
+        number: the page's request number in its chain (1 for the first).
+        request: the request that fetched it.
+        response: the complete response (a streamed body is not in ``response.body``).
+        body: the body as `result_format` read it (None for a streamed body).
+        records: the page's records, in order.
+        step: the next request, and what `page` saw and returned.
+        tries: how many tries the request took.
+        failure: `page` failed after this page; the chain raises it once the page is
+            handed over (the page's records are still emitted).
     """
 
     number: int
     request: PageRequest
     response: Response
     body: JSON
-    records: list[dict[str, JSON]]
-    next: PageRequest | None
+    records: Records
+    step: Step
     tries: int
-    spooled: streaming.SpooledRecords | None = None
+    failure: Exception | None = None
 
-    def iter_records(self) -> t.Iterable[dict[str, JSON]]:
-        """The page's records, in order, whether held in memory or spooled."""
-        return self.spooled if self.spooled is not None else self.records
+    @property
+    def next(self) -> PageRequest | None:
+        """The request that comes next, or None when the chain is over."""
+        return self.step.next
 
 
 @dataclasses.dataclass
@@ -96,13 +117,14 @@ class Chain:
     """Fetches the pages of one spec.
 
     Args:
-        spec: the request spec.
+        spec: the (rendered) request spec.
         redactor: masks secrets in every message.
         logger: where retries are reported (one WARNING line each).
         sleep: the wait between tries (tests inject a fake).
         limiter: an optional client-side rate limit shared by the stream's chains.
-        prefetched: responses already fetched for this run (discovery's sample), keyed
-            by target URL, used once instead of a second identical request.
+        prefetched: pages already fetched and read for this run (discovery's sample),
+            keyed by target URL, used once instead of a second identical request.
+        stats: the stream's counters.
         read_ahead: fetch and read the next page on a helper thread while the caller
             handles the current one, so waiting for the server overlaps the caller's
             work. Only for GET and HEAD (safe methods, RFC 9110 §9.2.1): a caller that
@@ -110,7 +132,7 @@ class Chain:
             are still handed over page by page, in order, each page complete. All of
             the chain's requests are then made on that one thread.
         stream_bodies: read large bodies in flat memory when their records are an
-            array (see ``tap_rhttp.streaming``).
+            array (see ``tap_rhttp.formats.streaming``).
     """
 
     def __init__(
@@ -121,7 +143,7 @@ class Chain:
         *,
         sleep: t.Callable[[float], None] = time.sleep,
         limiter: RateLimiter | None = None,
-        prefetched: dict[str, Response] | None = None,
+        prefetched: dict[str, Fetched] | None = None,
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
@@ -133,13 +155,21 @@ class Chain:
         self.limiter = limiter
         self.prefetched = prefetched if prefetched is not None else {}
         self.stats = stats or ChainStats()
-        self.client = HttpClient(spec, redactor)
+        self.client = HttpClient(spec.request_options(), redactor)
         self.policy = retry_policy(spec)
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
-        self._query_auth = self.client.query_auth()
+        self._query_auth = spec.auth.query_params() if spec.auth is not None else {}
         self.read_ahead = read_ahead and spec.method in ("GET", "HEAD")
-        self._prefix = streaming.ijson_prefix(spec, self.records_path) if stream_bodies else None
-        self._capture = streaming.BodyCapture(self.client) if self._prefix is not None else None
+        self._prefix = (
+            streaming.ijson_prefix(
+                method=spec.method,
+                result_format=spec.result_format,
+                body_read=spec.page is not None and spec.page.reads("info", "body"),
+                records_path=self.records_path,
+            )
+            if stream_bodies
+            else None
+        )
         self._helper: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
@@ -158,22 +188,21 @@ class Chain:
     def fetch(self, request: PageRequest) -> tuple[Response, int]:
         """Fetch one page, retrying transient failures; returns the response and tries."""
         target = self.target(request)
-        cached = self.prefetched.pop(target, None)
-        if cached is not None:
-            if cached.auth is not None:  # keep the sample's digest nonce going
-                self.client.auth = cached.auth
-            return cached, 1
         tries = 0
 
         def attempt(number: int) -> Response:
             nonlocal tries
             tries = number
-            if self._capture is not None:
-                self._capture.begin()
-            if self.limiter is None:
-                return self.client.fetch(target)
-            with self.limiter:
-                return self.client.fetch(target)
+            sink = BodySpool() if self._prefix is not None else None
+            try:
+                if self.limiter is None:
+                    return self.client.fetch(target, sink)
+                with self.limiter:
+                    return self.client.fetch(target, sink)
+            except BaseException:
+                if sink is not None:  # a failed try's body never reaches the next one
+                    sink.close()
+                raise
 
         def on_retry(failed: int, wait: float, error: RequestError) -> None:
             self.stats.add(retries=1)
@@ -188,14 +217,8 @@ class Chain:
                 error.url,
             )
 
-        try:
-            response = call_with_retries(attempt, self.policy, on_retry=on_retry, sleep=self.sleep)
-        except BaseException:
-            if self._capture is not None:
-                self._capture.discard()
-            raise
-        spool = self._capture.take() if self._capture is not None else None
-        return streaming.attach(response, spool), tries
+        response = call_with_retries(attempt, self.policy, on_retry=on_retry, sleep=self.sleep)
+        return response, tries
 
     def read(self, response: Response) -> tuple[JSON, Records]:
         """A page's body as `result_format` reads it, and its records.
@@ -205,8 +228,17 @@ class Chain:
         data. The body, which only the page expression sees, is kept whole so that a
         next link carrying a token still works.
         """
-        if isinstance(response, streaming.SpooledResponse):
-            return self._read_spooled(response)
+        spool = response.spool
+        if spool is not None:  # a spilled body: streamed into spooled records, or whole
+            try:
+                spooled = streaming.stream_records(
+                    response, self.spec.result_format, self._prefix, self.redactor
+                )
+                if spooled is not None:
+                    return None, spooled
+                response = streaming.whole(response)
+            finally:
+                spool.close()
         if self.spec.method == "HEAD" or not response.body:
             return None, []
         body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
@@ -215,29 +247,23 @@ class Chain:
             records = [self.redactor.literals(record) for record in records]
         return body, records
 
-    def _read_spooled(self, response: streaming.SpooledResponse) -> tuple[JSON, Records]:
-        """A spilled body: streamed into spooled records, or else parsed whole (once)."""
-        if response.parsed is None:
-            spooled = streaming.stream_records(response, self.spec, self._prefix, self.redactor)
-            response.parsed = (
-                (None, spooled) if spooled is not None else self.read(streaming.whole(response))
-            )
-            response.spool.close()
-        return t.cast("tuple[JSON, Records]", response.parsed)
-
-    def _get(self, request: PageRequest) -> tuple[Response, int, JSON, Records]:
+    def get(self, request: PageRequest) -> tuple[Fetched, int]:
+        """Fetch and read one page (or take it from `prefetched`); with its tries."""
+        cached = self.prefetched.pop(self.target(request), None)
+        if cached is not None:
+            if cached.response.auth is not None:  # keep the sample's digest nonce going
+                self.client.auth = cached.response.auth
+            return cached, 1
         response, tries = self.fetch(request)
         body, records = self.read(response)
-        return response, tries, body, records
+        return Fetched(response, body, records), tries
 
-    def _fetch_ahead(
-        self, request: PageRequest
-    ) -> Future[tuple[Response, int, JSON, Records]] | None:
+    def _fetch_ahead(self, request: PageRequest) -> Future[tuple[Fetched, int]] | None:
         if not self.read_ahead:
             return None
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="rhttp-read-ahead")
-        return self._helper.submit(self._get, request)
+        return self._helper.submit(self.get, request)
 
     def pages(self, start: PageRequest | None = None, done: int = 0) -> t.Iterator[Page]:
         """Yield every page of the chain, in order.
@@ -252,28 +278,25 @@ class Chain:
         # state that requests keeps per thread (a digest nonce) then carries over.
         ahead = self._fetch_ahead(request) if request is not None else None
         while request is not None:
-            if ahead is not None:
-                response, tries, body, records = ahead.result()
-            else:
-                response, tries, body, records = self._get(request)
+            fetched, tries = ahead.result() if ahead is not None else self.get(request)
             number = paginator.requests
             failure: Exception | None = None
             try:
-                following = paginator.next(request, response, body)
+                step = paginator.step(request, fetched.response, fetched.body)
             except Exception as exc:  # emit this complete page first, then fail
-                following, failure = None, exc
-            self.stats.add(pages=1, records=len(records))
-            ahead = self._fetch_ahead(following) if following is not None else None
+                step, failure = Step(next=None), exc
+            self.stats.add(pages=1, records=len(fetched.records))
+            ahead = self._fetch_ahead(step.next) if step.next is not None else None
             yield Page(
                 number=number,
                 request=request,
-                response=response,
-                body=body,
-                records=records if isinstance(records, list) else [],
-                next=following,
+                response=fetched.response,
+                body=fetched.body,
+                records=fetched.records,
+                step=step,
                 tries=tries,
-                spooled=None if isinstance(records, list) else records,
+                failure=failure,
             )
             if failure is not None:
                 raise failure
-            request = following
+            request = step.next

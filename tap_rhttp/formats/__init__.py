@@ -1,0 +1,2 @@
+"""Response bodies to records: ``readers`` (by `result_format`), ``records``
+(`records_path`, splicing), ``streaming`` (large array bodies in flat memory)."""

@@ -1,0 +1,211 @@
+"""Large bodies in flat memory: spool the bytes, parse the records one by one, replay them.
+
+A JSON body parsed whole costs 7-10 times its size in Python objects (a 63 MB page took
+over 600 MB). When a page's records are an array, either the body itself or under a
+simple ``records_path`` (``$.a.b``, ``$.a.b[*]``), they need never all be in memory:
+
+1. **Spool.** A successful response's body goes into a
+   :class:`~tap_rhttp.http.body.BodySpool` (the client's body sink) as it arrives: in
+   memory up to its threshold, then in an anonymous temporary file. A smaller body is
+   then read exactly as before.
+2. **Parse incrementally.** A spilled body is parsed with ijson (yajl2 C backend), one
+   array element at a time; each element (wrapped as ``{"value": item}`` when it is not
+   an object, as :func:`~tap_rhttp.formats.body_to_records` does) is written as one JSON
+   line to a second temporary file.
+3. **Replay.** Only when the whole body has arrived *and* parsed without error is the page
+   handed on, its records as :class:`SpooledRecords`, read back batch by batch.
+
+Exactly once. The choice rejected was emitting records while the body is still arriving:
+a body cut short, or a syntax error at record 150,000, would then fail the page after
+part of it went downstream, and the page's retry (or the resumed run, which restarts at
+this page) would send those records again. Spooling keeps the rule every other page
+follows: a page's records go out after the page is completely read, or not at all.
+The price is disk, not memory: about the body's size twice, in temporary files that are
+unlinked from the start and closed with the page.
+
+Same records as a full parse. Whenever the streamed reading could differ from
+``orjson`` (or the standard library's fallback) on the same bytes, it is not used and the
+spooled body is parsed whole, as before (so in memory, the documented fallback):
+
+- the page expression reads ``info['body']`` (it needs the whole body);
+- ``result_format`` is not ``json`` (or ``auto`` with a JSON Content-Type), or
+  ``records_path`` is not a simple key path;
+- the body does not start with ``[`` (no ``records_path``) or ``{`` (a key path), or the
+  key path selects no array element (the value there may be an object, or missing);
+- the body holds a lone UTF-16 surrogate escape (ijson would read it as ``?``);
+- ijson fails, or a record cannot be written back as JSON by orjson: numbers beyond 64
+  bits (ijson refuses them, orjson reads them differently), non-finite floats, nesting
+  deeper than orjson's limit, invalid UTF-8, trailing data, truncation. The full parse
+  then gives the exact result, or the exact error, a non-streamed page would give.
+
+One known difference is kept: a body that repeats a key on the records path (RFC 8259
+§4 leaves duplicate names undefined) yields the records of every occurrence when
+streamed, where a full parse keeps the last one.
+
+Secrets: as for any page, when the body mentions a secret of the config (in any of the
+forms the redactor knows, up to 1 MB long) every record is masked with
+``Redactor.literals`` before it is spooled.
+
+A page whose body is streamed has ``Page.body = None``; since its page expression does
+not read the body, only an error message about that expression shows ``"body": null``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+import typing as t
+
+import ijson
+import orjson
+
+from tap_rhttp.formats.readers import auto_format
+
+if t.TYPE_CHECKING:
+    from tap_rhttp.formats.records import RecordsPath
+    from tap_rhttp.http.client import Response
+    from tap_rhttp.redact import Redactor
+    from tap_rhttp.types import JSON
+
+_REPLAY_CHUNK = 1 << 20
+#: Scans of a spilled body read windows this large, overlapping by _SCAN_OVERLAP bytes, so
+#: a match up to that long is found even where it straddles two windows.
+_SCAN_WINDOW = 4 << 20
+_SCAN_OVERLAP = 1 << 20
+_WHITESPACE = b" \t\r\n"
+_IDENTIFIER = re.compile(r"^[^.]+$")
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+#: Any surrogate escape (a fast scan), and one that is not half of a pair (a slow one).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile(_HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW)
+
+
+def whole(response: Response) -> Response:
+    """The response with its spooled body read into memory (the fallback)."""
+    assert response.spool is not None
+    return dataclasses.replace(response, body=response.spool.read_all(), spool=None)
+
+
+class SpooledRecords:
+    """A page's records as JSON lines in a temporary file: sized, and iterable again.
+
+    Each iteration reads the file from the start with its own offset, so a discovery
+    sample and the sync can both read one page.
+    """
+
+    def __init__(self, file: t.BinaryIO, count: int) -> None:
+        self._file = file
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> t.Iterator[dict[str, JSON]]:
+        fd = self._file.fileno()
+        loads = orjson.loads
+        offset = 0
+        tail = b""
+        while True:
+            chunk = os.pread(fd, _REPLAY_CHUNK, offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                yield loads(line)
+        if tail:
+            yield loads(tail)
+
+    def close(self) -> None:
+        """Free the temporary file."""
+        self._file.close()
+
+
+def ijson_prefix(
+    *, method: str, result_format: str, body_read: bool, records_path: RecordsPath | None
+) -> str | None:
+    """The ijson prefix of the records, or None when such bodies are always read whole.
+
+    Args:
+        method: the request method (HEAD has no body).
+        result_format: the spec's `result_format`.
+        body_read: the page expression reads ``info['body']`` (it needs the whole body).
+        records_path: the compiled `records_path`, if any.
+    """
+    if method == "HEAD" or body_read:
+        return None
+    if result_format not in ("json", "auto"):
+        return None
+    keys: tuple[str, ...] = ()
+    if records_path is not None:
+        found = records_path.keys
+        if found is None or not all(_IDENTIFIER.match(key) for key in found):
+            return None
+        keys = found
+    return ".".join((*keys, "item"))
+
+
+def _first_byte(file: t.BinaryIO) -> bytes:
+    file.seek(0)
+    while True:
+        chunk = file.read(4096)
+        if not chunk:
+            return b""
+        stripped = chunk.lstrip(_WHITESPACE)
+        if stripped:
+            return stripped[:1]
+
+
+def _lone_surrogate(data: bytes) -> bool:
+    return _SURROGATE.search(data) is not None and _LONE_SURROGATE.search(data) is not None
+
+
+def _windows(fd: int, size: int) -> t.Iterator[bytes]:
+    """A file's bytes in overlapping windows (see _SCAN_WINDOW), without mapping it all."""
+    offset = 0
+    while offset < size:
+        yield os.pread(fd, _SCAN_WINDOW, offset)
+        if offset + _SCAN_WINDOW >= size:
+            return
+        offset += _SCAN_WINDOW - _SCAN_OVERLAP
+
+
+def stream_records(
+    response: Response, result_format: str, prefix: str | None, redactor: Redactor
+) -> SpooledRecords | None:
+    """The records of a spilled body, parsed one at a time; None: parse it whole instead."""
+    assert response.spool is not None
+    if prefix is None:
+        return None
+    if result_format == "auto" and auto_format(response.header("Content-Type")) != "json":
+        return None
+    file = response.spool.open()
+    if _first_byte(file) != (b"[" if prefix == "item" else b"{"):
+        return None
+    fd = file.fileno()
+    if any(_lone_surrogate(window) for window in _windows(fd, response.spool.size)):
+        return None
+    mask = any(redactor.mentions_secret(w) for w in _windows(fd, response.spool.size))
+    out = t.cast("t.BinaryIO", tempfile.TemporaryFile())  # noqa: SIM115
+    count = 0
+    try:
+        file.seek(0)
+        dumps = orjson.dumps
+        write = out.write
+        for item in ijson.items(file, prefix, use_float=True):
+            record = item if isinstance(item, dict) else {"value": item}
+            write(dumps(redactor.literals(record) if mask else record))
+            write(b"\n")
+            count += 1
+        out.flush()
+    except Exception:  # any doubt: the whole-body parse gives the exact result or error
+        out.close()
+        return None
+    if count == 0 and prefix != "item":
+        out.close()  # the value at the path may be an object, or missing: parse whole
+        return None
+    return SpooledRecords(out, count)

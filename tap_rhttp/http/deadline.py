@@ -1,0 +1,187 @@
+"""One deadline per attempt, from connect to the last body byte.
+
+``requests`` and urllib3 apply ``timeout`` to each socket operation, so a server that
+drips its body (or its status line) a byte at a time would hold an attempt for as long
+as it likes. Two mechanisms bound the whole exchange:
+
+- :func:`read_body` reads a body with ``read1`` and shrinks the socket timeout to what
+  is left of the deadline before every read, so a slow-drip body ends at the deadline
+  with the exact "timed out" message;
+- a :class:`Watchdog` shuts down the client's sockets when the deadline passes, which
+  wakes a read blocked inside urllib3 (a dripped status line or header block).
+
+Both are kept: the first gives the precise error for bodies, the second is the only
+thing that can interrupt urllib3's header parsing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import typing as t
+import weakref
+
+import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+
+#: Bytes asked for per read.
+READ_CHUNK = 1 << 16
+
+
+class DeadlineExceeded(Exception):
+    """The attempt's deadline passed while reading (mapped to r.http's timeout text)."""
+
+
+def _socket_of(raw: t.Any) -> socket.socket | None:
+    connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def read_body(raw: t.Any, deadline: float | None, write: t.Callable[[bytes], None]) -> None:
+    """Read a whole (decoded) body into `write`, never past the deadline.
+
+    Raises:
+        DeadlineExceeded: the deadline passed.
+        Any transport error urllib3 raises (the client maps them).
+    """
+    sock = _socket_of(raw) if deadline is not None else None
+    while True:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded
+            if sock is not None:
+                try:
+                    sock.settimeout(remaining)
+                except OSError:
+                    sock = None
+        try:
+            chunk = raw.read1(READ_CHUNK, decode_content=True)
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+            if deadline is not None and deadline - time.monotonic() <= 0.05:
+                raise DeadlineExceeded from None
+            raise
+        if not chunk:
+            return
+        write(chunk)
+
+
+class Watchdog:
+    """Shuts down a client's sockets when an attempt's deadline passes.
+
+    The client's connection classes register every socket they open here; :meth:`arm`
+    sets the attempt's deadline and, if it passes before :meth:`disarm`, every registered
+    socket is shut down, which wakes the blocked read. One client makes one request at a
+    time, so the sockets alive at the deadline belong to this attempt or are idle in the
+    pool (urllib3 notices a dead idle connection and opens a new one).
+
+    One long-lived thread per client waits on a condition for the current deadline (a
+    new timer thread per request cost up to a few milliseconds each). ``disarm`` clears
+    the deadline under the lock, so a deadline can never fire into the next attempt.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._deadline: float | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.fired = False
+
+    def add(self, sock: socket.socket | None) -> None:
+        """Watch a socket the client opened."""
+        if sock is not None:
+            with self._cond:
+                self._sockets.add(sock)
+
+    def arm(self, seconds: float) -> None:
+        """Start an attempt's deadline, `seconds` from now."""
+        with self._cond:
+            self.fired = False
+            self._deadline = time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="rhttp-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        """The attempt is over: no deadline."""
+        with self._cond:
+            self._deadline = None
+            self._cond.notify()
+
+    def close(self) -> None:
+        """End the watching thread (the client is done)."""
+        with self._cond:
+            self._closed = True
+            self._deadline = None
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                self._deadline = None
+                self.fired = True
+                for sock in list(self._sockets):
+                    with contextlib.suppress(OSError):  # already closed
+                        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _pool_classes(watchdog: Watchdog) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """Connection pools whose connections register their sockets with ``watchdog``."""
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            watchdog.add(sock)
+            return sock
+
+    class HTTPSConnection(urllib3.connection.HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            watchdog.add(sock)  # covers the TLS handshake
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            watchdog.add(self.sock)  # the TLS socket replaces the raw one
+
+    class Pool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+        ConnectionCls = HTTPSConnection
+
+    return {"http": Pool, "https": HTTPSPool}
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections the :class:`Watchdog` can interrupt."""
+
+    def __init__(self, watchdog: Watchdog) -> None:
+        self._pools = _pool_classes(watchdog)
+        super().__init__()
+
+    def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: t.Any) -> t.Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools keep per-read timeouts
+            manager.pool_classes_by_scheme = self._pools
+        return manager

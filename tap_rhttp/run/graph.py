@@ -1,0 +1,116 @@
+"""The rules of a config's stream graph: order, parent columns, replication keys, bookmarks.
+
+Pure functions of the specs (and of a STATE or a record), so the sync, discovery and
+explain mode apply exactly the same ones.
+"""
+
+from __future__ import annotations
+
+import datetime
+import typing as t
+
+from tap_rhttp.errors import ConfigError, ConfigErrors
+
+if t.TYPE_CHECKING:
+    from tap_rhttp.config.spec import RequestSpec
+    from tap_rhttp.types import JSON
+
+#: (parent field, child column) pairs copied into each child record.
+ParentColumns = tuple[tuple[str, str], ...]
+
+
+def ordered(specs: t.Sequence[RequestSpec]) -> list[RequestSpec]:
+    """Parents before their children, otherwise in config order (no cycles: checked at load)."""
+    done: dict[str, RequestSpec] = {}
+    pending = list(specs)
+    while pending:
+        for spec in list(pending):
+            if spec.parent is None or spec.parent in done:
+                done[spec.name] = spec
+                pending.remove(spec)
+    return list(done.values())
+
+
+def parent_columns(spec: RequestSpec, by_name: t.Mapping[str, RequestSpec]) -> ParentColumns:
+    """The parent fields a child record gets: `parent_keys`, else `<parent>_<key>` per
+    primary key of the parent."""
+    if spec.parent is None:
+        return ()
+    if spec.parent_keys is not None:
+        return spec.parent_keys
+    return tuple((key, f"{spec.parent}_{key}") for key in by_name[spec.parent].primary_keys)
+
+
+def with_parent_columns(
+    schema: dict[str, JSON], columns: ParentColumns, parent_schema: dict[str, JSON] | None
+) -> dict[str, JSON]:
+    """A child's schema with its parent columns, typed as in the parent's schema."""
+    if not columns:
+        return schema
+    parent_props = (parent_schema or {}).get("properties", {})
+    props = dict(schema.get("properties", {}))
+    for field, column in columns:
+        props.setdefault(column, parent_props.get(field, {}))
+    return {**schema, "properties": props}
+
+
+def check_replication_key(spec: RequestSpec, schema: dict[str, JSON]) -> None:
+    """The replication key must be a field of the stream's schema.
+
+    Raises:
+        ConfigErrors: it is not (the message lists the fields there are).
+    """
+    key = spec.replication_key
+    if key is not None and key not in schema.get("properties", {}):
+        raise ConfigErrors(
+            [
+                ConfigError(
+                    f"{spec.path}.replication_key",
+                    f"replication key `{key}` is not a field of the stream's schema "
+                    "(inferred from the first page, or declared).",
+                    value=key,
+                    allowed=", ".join(sorted(schema.get("properties", {}))) or "(none)",
+                )
+            ]
+        )
+
+
+def bookmark(spec: RequestSpec, saved: JSON) -> JSON:
+    """The bookmark a run starts from: the saved value, else `start_value` (None when the
+    stream is not incremental)."""
+    if spec.replication_key is None:
+        return None
+    return saved if saved is not None else spec.start_value
+
+
+def saved_bookmark(spec: RequestSpec, state: t.Mapping[str, JSON] | None) -> JSON:
+    """The bookmark a Singer STATE holds for a stream (None if it holds none)."""
+    entry = ((state or {}).get("bookmarks") or {}).get(spec.name) or {}
+    return entry.get("replication_key_value") if isinstance(entry, dict) else None
+
+
+def _as_datetime(value: JSON) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def at_or_before(value: JSON, mark: JSON) -> bool:
+    """Whether a replication-key value is at or before the bookmark.
+
+    Date-times compare as instants (offsets honoured), numbers as numbers, anything
+    else as text; values of different kinds are never dropped.
+    """
+    when, mark_time = _as_datetime(value), _as_datetime(mark)
+    if when is not None and mark_time is not None:
+        return when <= mark_time
+    numbers = (int, float)
+    if isinstance(value, numbers) and isinstance(mark, numbers):
+        return bool(value <= mark)
+    if isinstance(value, str) and isinstance(mark, str):
+        return value <= mark
+    return False

@@ -1,0 +1,1 @@
+"""Stream schemas: declared by the user, or inferred from sampled records (``infer``)."""

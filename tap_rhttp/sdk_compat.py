@@ -1,0 +1,116 @@
+"""Every private name of singer-sdk that tap-rhttp relies on, in one place.
+
+singer-sdk offers no public hook for how a RECORD is written or how the config is
+validated, and the fast record path (``tap_rhttp.writer``) must mirror the SDK's own
+type conformance predicate by predicate to be provably equivalent. Those ties are
+unavoidable; they live here and nowhere else, so an SDK upgrade that moves one fails
+``tests/test_sdk_compat.py`` loudly (it checks each name, its signature and what it does)
+instead of changing output silently. ``pyproject.toml`` pins ``singer-sdk~=0.54.9`` for
+the same reason: a minor upgrade is tested before it is allowed.
+
+- :class:`StreamHooks` (a ``Stream`` mixin) replaces ``Stream._sync_records`` and
+  ``Stream._write_record_message`` and hands over to two public-named methods the stream
+  implements: :meth:`StreamHooks.on_sync` (is this sync writing messages?) and
+  :meth:`StreamHooks.write_record_fast` (write one record, or decline).
+- :class:`TapHooks` (a ``Tap`` mixin) runs :meth:`TapHooks.check_config` before the SDK's
+  JSON Schema check, so the tap's own messages (which name the option as r.http does)
+  come first.
+- Functions wrap the private attributes read: the stream version, the state partition
+  context, writing a STATE message, the tap's message writer, and whether a stream class
+  generates its own record messages.
+- The conformance predicates of ``singer_sdk.helpers._typing`` and the clock of
+  ``singer_sdk.helpers._util`` that ``RecordMessage`` timestamps come from.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.helpers._typing import _is_exclusive_boolean_type as is_exclusive_boolean_type
+from singer_sdk.helpers._typing import is_object_type, is_uniform_list
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.streams.core import Stream
+
+if t.TYPE_CHECKING:
+    from tap_rhttp.types import JSON
+
+__all__ = [
+    "StreamHooks",
+    "TapHooks",
+    "generates_own_record_messages",
+    "is_exclusive_boolean_type",
+    "is_object_type",
+    "is_uniform_list",
+    "message_writer",
+    "state_partition_context",
+    "stream_version",
+    "utc_now",
+    "write_state_message",
+]
+
+
+class StreamHooks(Stream):
+    """The stream's two private hooks, handed to public-named methods."""
+
+    def on_sync(self, writing: bool) -> None:
+        """A sync starts (``writing``: it writes RECORD messages) or ends (False)."""
+
+    def write_record_fast(self, record: dict[str, JSON]) -> bool:
+        """Write one record's RECORD line; False: the SDK writes it its own way."""
+        return False
+
+    def _sync_records(
+        self, context: t.Mapping[str, JSON] | None = None, *, write_messages: bool = True
+    ) -> t.Generator[dict[str, JSON], t.Any, t.Any]:
+        self.on_sync(write_messages)
+        try:
+            yield from super()._sync_records(context, write_messages=write_messages)
+        finally:
+            self.on_sync(False)
+
+    def _write_record_message(self, record: dict[str, JSON]) -> None:
+        if self.write_record_fast(record):
+            self.state_manager.is_flushed = False
+            return
+        super()._write_record_message(record)
+
+
+class TapHooks:
+    """The tap's config check, before singer-sdk's own (mix in before ``Tap``)."""
+
+    def check_config(self, *, raise_errors: bool) -> list[str]:
+        """The tap's own config errors (empty: none); raises them when `raise_errors`."""
+        return []
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        errors = self.check_config(raise_errors=raise_errors)
+        if errors:
+            return errors
+        return t.cast("list[str]", super()._validate_config(raise_errors=raise_errors))  # type: ignore[misc]
+
+
+def stream_version(stream: Stream) -> int | None:
+    """The stream's ACTIVATE_VERSION version, which RECORD messages carry."""
+    return stream._stream_version
+
+
+def state_partition_context(
+    stream: Stream, context: t.Mapping[str, JSON] | None
+) -> t.Mapping[str, JSON] | None:
+    """The keys the SDK adds to records and STATE for a context (None: none)."""
+    return stream._get_state_partition_context(context)
+
+
+def write_state_message(stream: Stream) -> None:
+    """Write the stream's STATE message now (the SDK writes only when it changed)."""
+    stream._write_state_message()
+
+
+def message_writer(stream: Stream) -> object:
+    """The writer the stream's tap writes messages with."""
+    return stream._tap.message_writer
+
+
+def generates_own_record_messages(stream: Stream) -> bool:
+    """Whether the stream's class replaces how the SDK builds RECORD messages."""
+    return type(stream)._generate_record_messages is not Stream._generate_record_messages
