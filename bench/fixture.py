@@ -126,7 +126,8 @@ def make_server(fixture: Fixture) -> ThreadingHTTPServer:
                 return
             headers = []
             if page + 1 < len(bodies):
-                host = f"http://127.0.0.1:{self.server.server_address[1]}"
+                port = t.cast("tuple[str, int]", self.server.server_address)[1]
+                host = f"http://127.0.0.1:{port}"
                 headers.append(("Link", f'<{host}{base}?page={page + 1}>; rel="next"'))
             self.reply(200, bodies[page], headers)
 

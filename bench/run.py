@@ -125,7 +125,9 @@ def rhttp_config(scenario: str, base: str, run: str, sizes: dict[str, int]) -> d
     return {"streams": [spec]}
 
 
-def argv_for(contender: str, scenario: str, base: str, run: str, sizes: dict[str, int], work: Path):
+def argv_for(
+    contender: str, scenario: str, base: str, run: str, sizes: dict[str, int], work: Path
+) -> list[str]:
     if contender == "floor":
         job = {
             "stream": scenario,

@@ -1,10 +1,12 @@
-"""Regenerate the generated parts of README.md: the settings table and the cookbook.
+"""Regenerate the generated parts of README.md and docs/architecture.md.
 
-The cookbook's source is docs/cookbook.md, whose json blocks tests/test_cookbook.py runs.
+README.md: the settings table (from the option table) and the cookbook (whose source is
+docs/cookbook.md, whose json blocks tests/test_cookbook.py runs). docs/architecture.md:
+the import graph (scripts/import_graph.py).
 
     .venv/bin/python scripts/sync_readme.py
 
-tests/test_readme.py fails when README.md is out of date.
+tests/test_readme.py and tests/test_architecture.py fail when either is out of date.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from import_graph import graph_table
 from settings_table import settings_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 COOKBOOK = ROOT / "docs" / "cookbook.md"
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 
 def fill(text: str, marker: str, body: str) -> str:
@@ -44,5 +48,10 @@ def render(text: str) -> str:
     return fill(text, "cookbook", cookbook())
 
 
+def render_architecture(text: str) -> str:
+    return fill(text, "import-graph", graph_table())
+
+
 if __name__ == "__main__":
     README.write_text(render(README.read_text()))
+    ARCHITECTURE.write_text(render_architecture(ARCHITECTURE.read_text()))

@@ -268,7 +268,10 @@ class Explainer:
             try:
                 for page in self._pages(chain, task.spec, self.pages - sent):
                     sent += 1
-                    records = self._records(stream, page, task, bookmark)
+                    try:
+                        records = self._records(stream, page, task, bookmark)
+                    finally:
+                        page.close()
                     if first_page is None:
                         first_page = records
                     seen += records

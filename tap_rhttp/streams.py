@@ -27,7 +27,9 @@ from tap_rhttp.writer import RecordFastPath, page_blocker
 if t.TYPE_CHECKING:
     from singer_sdk import Tap, metrics
 
+    from tap_rhttp.run.chain import Page
     from tap_rhttp.run.context import StreamRun
+    from tap_rhttp.run.fanout import ChainTask
     from tap_rhttp.types import JSON
 
 try:
@@ -181,19 +183,10 @@ class RHTTPStream(StreamHooks):
                 resume.finish(task.key)
             else:
                 assert task.spec is not None
-                if self._fast_path is not None:
-                    self._fast_path.new_page()
-                records = run.shape(event.page, task, bookmark)
-                if page_writer is None:
-                    yield from records
-                else:  # in batches: a streamed page is never all in memory at once
-                    while batch := list(itertools.islice(records, PAGE_BATCH)):
-                        if page_writer.write_page(batch):
-                            assert self._record_counter is not None
-                            self._record_counter.increment(len(batch))
-                            self.state_manager.is_flushed = False
-                        else:
-                            yield from batch
+                try:
+                    yield from self._emit(event.page, task, bookmark, page_writer)
+                finally:
+                    event.page.close()
                 resume.advance(task.key, event.page, task.spec)
             if resumable:
                 self._save_resume(resume.to_state())
@@ -202,6 +195,28 @@ class RHTTPStream(StreamHooks):
             self._save_resume(None)
         if spec.parent is None:  # a child reports once, after all its parent rows
             self._progress(final=True)
+
+    def _emit(
+        self,
+        page: Page,
+        task: ChainTask,
+        bookmark: JSON,
+        page_writer: RecordFastPath | None,
+    ) -> t.Iterator[dict[str, JSON]]:
+        """A page's records: written whole by the fast path, or yielded to the SDK's loop."""
+        if self._fast_path is not None:
+            self._fast_path.new_page()
+        records = self.run.shape(page, task, bookmark)
+        if page_writer is None:
+            yield from records
+            return
+        while batch := list(itertools.islice(records, PAGE_BATCH)):  # a streamed page
+            if page_writer.write_page(batch):  # is never all in memory at once
+                assert self._record_counter is not None
+                self._record_counter.increment(len(batch))
+                self.state_manager.is_flushed = False
+            else:
+                yield from batch
 
     @override
     def log_sync_costs(self) -> None:

@@ -44,7 +44,7 @@ PLUGINS = (("extractors", "tap-rhttp"), ("loaders", "target-postgres"))
 # Settings of the developer's shell that must not leak into the runs.
 LEAKY_PREFIXES = ("MELTANO_", "TAP_RHTTP_", "TARGET_POSTGRES_")
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.e2e, pytest.mark.meltano, pytest.mark.postgres]
 
 
 # --------------------------------------------------------------------------- meltano

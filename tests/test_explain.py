@@ -42,7 +42,7 @@ def _link_pages(server: LocalServer, path: str, pages: list[list[dict[str, t.Any
         return json_reply(pages[page - 1], headers=headers)
 
 
-PAGES = [
+PAGES: list[list[dict[str, t.Any]]] = [
     [{"id": 1, "score": 1, "note": "a", "tags": ["x"]}, {"id": 2, "score": 2, "note": "b"}],
     [{"id": 3, "score": 2.5, "note": None, "tags": []}],
     [{"id": 4, "score": 3, "note": "d", "tags": ["y"]}],

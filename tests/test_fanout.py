@@ -369,6 +369,7 @@ def _run_until_killed(
     finally:
         proc.kill()
         proc.wait(timeout=10)
+        proc.stdout.close()
     return messages
 
 

@@ -80,8 +80,9 @@ def naps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     get the same through ``Chain``'s own default).
     """
     waits: list[float] = []
-    monkeypatch.setitem(RunContext.__init__.__kwdefaults__, "sleep", waits.append)
-    monkeypatch.setitem(Chain.__init__.__kwdefaults__, "sleep", waits.append)
+    for init in (RunContext.__init__, Chain.__init__):
+        assert init.__kwdefaults__ is not None
+        monkeypatch.setitem(init.__kwdefaults__, "sleep", waits.append)
     return waits
 
 

@@ -6,6 +6,10 @@ import socket
 import subprocess
 import typing as t
 
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
 if t.TYPE_CHECKING:
     from pg import PostgresServer
 

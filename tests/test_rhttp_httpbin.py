@@ -193,6 +193,7 @@ def test_tls_verify_on_rejects_self_signed(httpbin_secure: t.Any, sync: t.Any) -
     assert "TLS error" in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_verify_off_accepts_self_signed(httpbin_secure: t.Any, sync: t.Any) -> None:
     record = only_record(sync, cfg(httpbin_secure.url + "/get", verify=False))
     assert record["url"].startswith("https://")

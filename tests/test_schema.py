@@ -66,7 +66,7 @@ def test_a_date_time_with_a_trailing_newline_is_just_a_string() -> None:
 
 
 def test_same_data_same_schema_regardless_of_order() -> None:
-    rows = [{"b": 1, "a": "x"}, {"a": "y", "c": [1.5]}]
+    rows: list[dict[str, t.Any]] = [{"b": 1, "a": "x"}, {"a": "y", "c": [1.5]}]
     assert infer_schema(rows) == infer_schema(list(reversed(rows)))
     assert list(infer_schema(rows)["properties"]) == ["a", "b", "c"]
 
@@ -81,7 +81,7 @@ def test_fields_beyond_the_sample_still_reach_the_target(server: t.Any, sync: t.
     @server.route("/growing")
     def growing(request: t.Any) -> t.Any:
         page = int(request.args.get("page", "1"))
-        row = {"id": page}
+        row: dict[str, t.Any] = {"id": page}
         if page == 2:
             row["late_field"] = "here"
         return json_reply([row])

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from meltano_cli import meltano_bin
 
+pytestmark = [pytest.mark.e2e, pytest.mark.meltano]
+
 if t.TYPE_CHECKING:
     from pg import PostgresServer
 
@@ -144,6 +146,7 @@ def _emitted_states(stdout: str) -> list[t.Any]:
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.postgres
 def test_target_postgres_loads_singer_types(
     postgres_server: PostgresServer, postgres_dsn: dict[str, t.Any]
 ) -> None:
@@ -162,7 +165,7 @@ def test_target_postgres_loads_singer_types(
             f"WHERE table_schema = '{schema}' AND table_name = '{STREAM}'"
         )
     }
-    data_columns = {k: v for k, v in columns.items() if not k.startswith("_sdc_")}
+    data_columns = {k: v for k, v in columns.items() if not str(k).startswith("_sdc_")}
     assert data_columns == EXPECTED_COLUMNS
     assert {"_sdc_extracted_at", "_sdc_received_at", "_sdc_batched_at"} <= set(columns)
 

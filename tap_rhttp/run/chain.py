@@ -79,6 +79,11 @@ class Page:
         """The request that comes next, or None when the chain is over."""
         return self.step.next
 
+    def close(self) -> None:
+        """Free the records' temporary file, if they are spooled (once they are emitted)."""
+        if isinstance(self.records, streaming.SpooledRecords):
+            self.records.close()
+
 
 @dataclasses.dataclass
 class ChainStats:

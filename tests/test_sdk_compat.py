@@ -1,0 +1,106 @@
+"""Every private singer-sdk name tap-rhttp relies on still exists and does what it did.
+
+`tap_rhttp/sdk_compat.py` is the only module that touches them. An SDK upgrade that
+renames, re-signs or changes one fails here, naming it, instead of changing the tap's
+output silently.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import logging
+import typing as t
+
+import pytest
+from singer_sdk import Tap
+from singer_sdk.helpers import _typing
+from singer_sdk.streams.core import Stream
+
+from tap_rhttp import sdk_compat
+from tap_rhttp.tap import TapRHTTP
+
+if t.TYPE_CHECKING:
+    from server import LocalServer
+
+
+def parameters(function: t.Callable[..., t.Any]) -> list[tuple[str, t.Any]]:
+    return [(p.name, p.kind) for p in inspect.signature(function).parameters.values()]
+
+
+KW = inspect.Parameter.KEYWORD_ONLY
+POS = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (Tap._validate_config, [("self", POS), ("raise_errors", KW)]),
+        (Stream._sync_records, [("self", POS), ("context", POS), ("write_messages", KW)]),
+        (Stream._write_record_message, [("self", POS), ("record", POS)]),
+        (Stream._write_state_message, [("self", POS)]),
+        (Stream._get_state_partition_context, [("self", POS), ("context", POS)]),
+        (Stream._generate_record_messages, [("self", POS), ("record", POS)]),
+    ],
+    ids=lambda f: getattr(f, "__qualname__", ""),
+)
+def test_the_private_hooks_keep_their_signatures(
+    function: t.Callable[..., t.Any], expected: list[tuple[str, t.Any]]
+) -> None:
+    assert parameters(function) == expected
+
+
+def test_the_record_loop_writes_through_write_record_message() -> None:
+    """StreamHooks replaces _write_record_message: the SDK's loop must still call it."""
+    assert "self._write_record_message(record)" in inspect.getsource(Stream._sync_records)
+    assert "self._generate_record_messages(record)" in inspect.getsource(
+        Stream._write_record_message
+    )
+
+
+def test_conformance_uses_the_predicates_the_fast_path_mirrors() -> None:
+    """The stream conforms with _typing's function, whose rules ConformPlan mirrors."""
+    assert "from singer_sdk.helpers._typing import conform_record_data_types" in (
+        inspect.getsource(inspect.getmodule(Stream))  # type: ignore[arg-type]
+    )
+    source = inspect.getsource(_typing)
+    for name in ("_is_exclusive_boolean_type", "is_object_type", "is_uniform_list"):
+        assert f"def {name}(" in source
+    assert sdk_compat.is_exclusive_boolean_type({"type": ["boolean", "null"]}) is True
+    assert sdk_compat.is_exclusive_boolean_type({"type": ["integer", "boolean"]}) is False
+    assert sdk_compat.is_object_type({"type": ["object", "null"]}) is True
+    assert sdk_compat.is_uniform_list({"type": "array", "items": {"type": "string"}}) is True
+    record = _typing.conform_record_data_types(
+        stream_name="s",
+        record={"flag": 1, "gone": 2},
+        schema={"properties": {"flag": {"type": ["boolean", "null"]}}},
+        level=Stream.TYPE_CONFORMANCE_LEVEL,
+        logger=logging.getLogger("test"),
+    )
+    assert record == {"flag": True}  # the two changes the fast path checks for
+    assert "utc_now" in inspect.getsource(Stream._generate_record_messages)
+
+
+def test_utc_now_is_an_aware_utc_clock() -> None:
+    now = sdk_compat.utc_now()
+    assert now.tzinfo is not None
+    assert now.utcoffset() == datetime.timedelta(0)
+
+
+def test_stream_attributes_read_through_the_adapter(server: LocalServer) -> None:
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": server.url + "/records?n=1",
+                "schema": {"properties": {"id": {"type": "integer"}}},
+            }
+        ]
+    }
+    tap = TapRHTTP(config=config, parse_env_config=False)
+    stream = tap.streams["s"]
+    assert sdk_compat.stream_version(stream) is None
+    assert sdk_compat.state_partition_context(stream, None) is None
+    assert sdk_compat.message_writer(stream) is tap.message_writer
+    assert sdk_compat.generates_own_record_messages(stream) is False
+    sdk_compat.write_state_message(stream)  # exists and runs
