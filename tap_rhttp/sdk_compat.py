@@ -20,6 +20,8 @@ the same reason: a minor upgrade is tested before it is allowed.
   generates its own record messages.
 - The conformance predicates of ``singer_sdk.helpers._typing`` and the clock of
   ``singer_sdk.helpers._util`` that ``RecordMessage`` timestamps come from.
+- ``load_json`` of ``singer_sdk.helpers._util``, the parser singer-sdk reads ``--config``
+  files with, so the tap can say what is wrong with a file before the SDK's traceback.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import typing as t
 
 from singer_sdk.helpers._typing import _is_exclusive_boolean_type as is_exclusive_boolean_type
 from singer_sdk.helpers._typing import is_object_type, is_uniform_list
-from singer_sdk.helpers._util import utc_now
+from singer_sdk.helpers._util import load_json, utc_now
 from singer_sdk.streams.core import Stream
 
 if t.TYPE_CHECKING:
@@ -41,6 +43,7 @@ __all__ = [
     "is_exclusive_boolean_type",
     "is_object_type",
     "is_uniform_list",
+    "load_json",
     "message_writer",
     "state_partition_context",
     "stream_version",

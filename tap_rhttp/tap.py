@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import pathlib
 import sys
 import typing as t
 
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_rhttp.config.checks import type_name
 from tap_rhttp.config.jsonschema import config_schema
 from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import RedactingFilter
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks
+from tap_rhttp.sdk_compat import TapHooks, load_json
 from tap_rhttp.streams import RHTTPStream
 from tap_rhttp.writer import BufferedMsgSpecWriter
 
@@ -34,6 +36,25 @@ try:
     from typing import override  # type: ignore[attr-defined]
 except ImportError:  # Python < 3.12
     from typing_extensions import override
+
+
+def config_file_problem(path: str) -> str | None:
+    """What keeps a config file from being read as a JSON object (None: nothing)."""
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return "no such file."
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot be read: {exc}."
+    try:
+        value = load_json(text)
+    except ValueError as exc:  # simplejson's JSONDecodeError; too many digits
+        return f"is not valid JSON: {exc}."
+    except RecursionError:
+        return "is not valid JSON: nested too deeply."
+    if not isinstance(value, dict):
+        return f"should hold a JSON object (got {type_name(value)})."
+    return None
 
 
 class TapRHTTP(TapHooks, Tap):
@@ -159,6 +180,23 @@ class TapRHTTP(TapHooks, Tap):
             cls.fail(exc)
         finally:
             gc.freeze()
+
+    @classmethod
+    @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """singer-sdk reads the ``--config`` files; its failures become one clear line.
+
+        Each file is read as JSON first, so the message names the file and what is wrong
+        with it (missing, unreadable, not JSON, not a JSON object), never a traceback.
+        """
+        for path in value:
+            if path == "ENV":
+                continue
+            problem = config_file_problem(path)
+            if problem is not None:
+                cls.logger.error("--config %s: %s", path, problem)
+                ctx.exit(1)
+        return super().cb_config(ctx, param, value)
 
     @classmethod
     @override

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import orjson
 
-from tap_rhttp.config.checks import check_data, plain_json
+from tap_rhttp.config.checks import check_credentials, check_data, plain_json
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expressions import Expression, compile_expression
@@ -53,7 +53,7 @@ TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth")
 def has_placeholder(value: JSON) -> bool:
     """True when a JSON value contains a ``{{ ... }}`` anywhere."""
     if isinstance(value, str):
-        return "{{" in value and _PLACEHOLDER_RE.search(value) is not None
+        return "{{" in value  # an unbalanced `{{` too: compiling it reports it
     if isinstance(value, dict):
         return any(has_placeholder(v) for v in value.values())
     if isinstance(value, list):
@@ -207,7 +207,9 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         values: dict[str, t.Any] = {
             k: as_text(v) if v is not None else None for k, v in fields.items()
         }
-        changes["auth"] = dataclasses.replace(spec.auth, **values)
+        changes["auth"] = check_credentials(
+            dataclasses.replace(spec.auth, **values), f"{spec.path}.auth"
+        )
         assert isinstance(changes["auth"], Credentials)
     return dataclasses.replace(spec, **changes)
 

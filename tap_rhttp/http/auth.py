@@ -81,7 +81,11 @@ def make_auth(credentials: Credentials | None) -> requests.auth.AuthBase | None:
     if credentials is None:
         return None
     if credentials.type == "basic":
-        return requests.auth.HTTPBasicAuth(credentials.user or "", credentials.password or "")
+        # UTF-8, as RFC 7617 §2.1 recommends and curl (so r.http) sends: requests would
+        # encode a str as Latin-1 and fail on anything beyond it.
+        return requests.auth.HTTPBasicAuth(
+            (credentials.user or "").encode("utf-8"), (credentials.password or "").encode("utf-8")
+        )
     if credentials.type == "digest":
         return ChainDigestAuth(credentials.user or "", credentials.password or "")
     if credentials.type == "bearer":
