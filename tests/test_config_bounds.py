@@ -49,6 +49,7 @@ BOUNDS: dict[str, tuple[float, float, dict[str, t.Any]]] = {
     "retry_after_max": (86400, 86400.5, {}),
     "max_concurrency": (64, 65, {}),
     "rate_limit": (10000, 10000.5, {}),
+    "max_body_bytes": (1 << 40, (1 << 40) + 1, {}),
 }
 
 

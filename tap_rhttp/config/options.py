@@ -41,6 +41,7 @@ from tap_rhttp.config.checks import (
     seconds,
 )
 from tap_rhttp.http.auth import AUTH_TYPES
+from tap_rhttp.http.client import MAX_BODY_BYTES
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
@@ -78,6 +79,8 @@ BACKOFF_BASE_MAX = 3600
 WAIT_MAX = 86400
 #: Chains fetched at once (worker threads).
 MAX_CONCURRENCY_MAX = 64
+#: `max_body_bytes` range: a KiB to a TiB.
+MAX_BODY_BYTES_RANGE = (1 << 10, 1 << 40)
 
 OPTIONS: dict[str, Option] = {
     o.name: o
@@ -391,6 +394,21 @@ OPTIONS: dict[str, Option] = {
             {"type": "number", "minimum": RATE_MIN, "maximum": RATE_MAX},
             r_http=False,
             example='"rate_limit": 5',
+        ),
+        Option(
+            "max_body_bytes",
+            int_between(*MAX_BODY_BYTES_RANGE),
+            MAX_BODY_BYTES,
+            "Most bytes one response body may have once decompressed (256 MiB); a larger "
+            "body fails its page, not retried. Counted as the bytes arrive, spooled bodies "
+            f"included. From {MAX_BODY_BYTES_RANGE[0]} to {MAX_BODY_BYTES_RANGE[1]}.",
+            {
+                "type": "integer",
+                "minimum": MAX_BODY_BYTES_RANGE[0],
+                "maximum": MAX_BODY_BYTES_RANGE[1],
+            },
+            r_http=False,
+            example='"max_body_bytes": 1073741824',
         ),
     )
 }

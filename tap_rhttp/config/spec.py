@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from tap_rhttp.http.client import RequestOptions
+from tap_rhttp.http.client import MAX_BODY_BYTES, RequestOptions
 
 if t.TYPE_CHECKING:
     from tap_rhttp.expr import Expression
@@ -55,6 +55,7 @@ class RequestSpec:
     is_sorted: bool = False
     max_concurrency: int = 1
     template_env: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
     templates: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict, repr=False)
     raw: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -87,4 +88,5 @@ class RequestSpec:
             timeout=self.timeout,
             redirects=self.redirects,
             verify=self.verify,
+            max_body_bytes=self.max_body_bytes,
         )

@@ -69,7 +69,12 @@ class BodySpool:
         """
         encoding = (content_encoding or "identity").strip().lower()
         length = (content_length or "").strip()
-        return encoding == "identity" and length.isdigit() and int(length) <= self.threshold
+        return (
+            encoding == "identity"
+            and length.isdigit()
+            and len(length) <= 20
+            and int(length) <= self.threshold
+        )
 
     def write(self, chunk: bytes) -> None:
         """Append received bytes."""

@@ -39,7 +39,14 @@ from tap_rhttp import __version__
 from tap_rhttp.errors import PermanentRequestError, RequestError, TransientRequestError
 from tap_rhttp.http.auth import make_auth
 from tap_rhttp.http.body import encode_body
-from tap_rhttp.http.deadline import DeadlineAdapter, DeadlineExceeded, Watchdog, read_body
+from tap_rhttp.http.deadline import (
+    BodyTooLarge,
+    DeadlineAdapter,
+    DeadlineExceeded,
+    SinkError,
+    Watchdog,
+    read_body,
+)
 from tap_rhttp.http.retry import RETRIABLE_STATUSES, parse_retry_after
 from tap_rhttp.http.urls import SCHEMES, url_scheme
 
@@ -55,9 +62,15 @@ USER_AGENT = f"tap-rhttp/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"))
 #: How much of an error body goes into the envelope.
 ERROR_BODY_CHARS = 1024
-#: How much of an error body is decoded and redacted before it is cut to ERROR_BODY_CHARS
-#: (masking can shorten the text; the window keeps the cut away from unredacted text).
+#: How much of an error body is read (decoded bytes; the rest is never read, so an endless
+#: or inflating error body costs no more), then redacted before it is cut to
+#: ERROR_BODY_CHARS (masking can shorten the text; the window keeps the cut away from
+#: unredacted text).
 ERROR_BODY_REDACT_WINDOW = 1 << 16
+#: How much of a redirect's body is read before the connection is dropped instead.
+REDIRECT_BODY_MAX = 1 << 16
+#: The default of `max_body_bytes`: the most decoded bytes one success body may have.
+MAX_BODY_BYTES = 256 << 20
 _SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
 #: Exceptions whose text says something about the exchange (see ``HttpClient._reason``).
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
@@ -78,6 +91,7 @@ class RequestOptions:
     timeout: float = 30.0
     redirects: int = 1
     verify: bool | str = True
+    max_body_bytes: int | None = MAX_BODY_BYTES
 
 
 @dataclasses.dataclass
@@ -106,6 +120,19 @@ class Response:
             if key.lower() == lowered:
                 found = value
         return found
+
+
+def _discard(chunk: bytes) -> None:
+    """A body sink that keeps nothing."""
+
+
+def _declared_length(headers: t.Any) -> int:
+    """The Content-Length of an uncompressed body (-1: unknown or compressed)."""
+    encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+    length = (headers.get("Content-Length") or "").strip()
+    if encoding != "identity" or not length.isdigit():
+        return -1
+    return int(length) if len(length) <= 20 else 1 << 64
 
 
 def _header_block(headers: t.Iterable[tuple[str, str]]) -> str:
@@ -149,6 +176,35 @@ _EXCEPTION_MAP: tuple[_Mapped, ...] = (
 _TIMEOUTS = (DeadlineExceeded, requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)
 
 
+class _Session(requests.Session):
+    """requests' session, reading a redirect's body only as far as a bound.
+
+    ``Session.send`` (even with ``allow_redirects=False``, to set ``response.next``) and
+    ``resolve_redirects`` read a 3xx response's ``content`` whole: an endless or
+    inflating redirect body would fill memory. Here the body is read up to
+    :data:`REDIRECT_BODY_MAX` decoded bytes first, and the connection dropped when more
+    is left, so ``content`` finds nothing to read.
+    """
+
+    #: The deadline of the attempt in progress (the client sets it).
+    deadline: float | None = None
+
+    def resolve_redirects(
+        self, resp: requests.Response, req: requests.PreparedRequest, *args: t.Any, **kwargs: t.Any
+    ) -> t.Any:
+        if self.get_redirect_target(resp) and not getattr(resp, "_rhttp_dropped", False):
+            resp._rhttp_dropped = True  # type: ignore[attr-defined]
+            try:
+                complete = read_body(resp.raw, self.deadline, _discard, at_most=REDIRECT_BODY_MAX)
+            except DeadlineExceeded:
+                raise
+            except Exception:  # the redirect is what matters, not its body
+                complete = False
+            if not complete:
+                resp.raw.close()
+        return super().resolve_redirects(resp, req, *args, **kwargs)
+
+
 class HttpClient:
     """Makes the requests of one chain: one session, one auth object, one cookie jar.
 
@@ -162,7 +218,7 @@ class HttpClient:
     def __init__(self, options: RequestOptions, redactor: Redactor) -> None:
         self.options = options
         self.redactor = redactor
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.max_redirects = max(options.redirects, 0) + 1
         self.session.headers.clear()
         self.session.headers["Accept"] = "*/*"
@@ -240,6 +296,7 @@ class HttpClient:
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
         self._url = url
+        self.session.deadline = deadline
         if deadline is None:
             return self._follow(url, started, None, sink)
         self._watchdog.arm(timeout)
@@ -313,15 +370,19 @@ class HttpClient:
     ) -> Response:
         """The complete response: its body read into memory, or into `sink`."""
         headers = response.raw.headers
+        limit = self.options.max_body_bytes
+        if limit is not None and _declared_length(headers) > limit:
+            response.close()  # known too large: not a byte of it is read
+            raise BodyTooLarge(limit)
         spool = None
         if sink is None or sink.fits(
             headers.get("Content-Length"), headers.get("Content-Encoding")
         ):
             chunks: list[bytes] = []
-            read_body(response.raw, deadline, chunks.append)
+            read_body(response.raw, deadline, chunks.append, limit=limit)
             body = b"".join(chunks)
         else:
-            read_body(response.raw, deadline, sink.write)
+            read_body(response.raw, deadline, sink.write, limit=limit)
             if sink.spilled:
                 body, spool = b"", sink
             else:
@@ -348,6 +409,21 @@ class HttpClient:
             raise
         except _TIMEOUTS:
             raise self._timed_out() from None
+        except BodyTooLarge as exc:
+            raise PermanentRequestError(
+                self.options.method,
+                self.redactor.url(self._url),
+                f"the response body is larger than `max_body_bytes` ({exc.limit} bytes, "
+                "after decompression); raise `max_body_bytes` if pages this large are expected.",
+            ) from None
+        except SinkError as exc:
+            raise PermanentRequestError(
+                self.options.method,
+                self.redactor.url(self._url),
+                "could not write the response body to a temporary file: "
+                f"{self.redactor.text(str(exc.error))} (free disk space, or point TMPDIR "
+                "at a larger disk).",
+            ) from None
         except Exception as exc:
             for kinds, error, reason in _EXCEPTION_MAP:
                 if isinstance(exc, kinds):
@@ -392,8 +468,8 @@ class HttpClient:
         chunks: list[bytes] = []
         # The status is the error; a broken body only shortens the message.
         with contextlib.suppress(Exception):
-            read_body(response.raw, deadline, chunks.append)
-        response.close()
+            read_body(response.raw, deadline, chunks.append, at_most=ERROR_BODY_REDACT_WINDOW)
+        response.close()  # the rest of the body, if any, is never read
         raw = b"".join(chunks)
         # Redact first, then cut: cutting first could keep the head of a secret that
         # straddles the cut, which literal masking would no longer recognise.

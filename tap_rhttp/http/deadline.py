@@ -36,21 +36,72 @@ class DeadlineExceeded(Exception):
     """The attempt's deadline passed while reading (mapped to r.http's timeout text)."""
 
 
+class BodyTooLarge(Exception):
+    """A body grew past the limit it was read with (``max_body_bytes``), after decoding.
+
+    Attributes:
+        limit: the limit, in decoded bytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the body is larger than {limit} bytes")
+
+
+class SinkError(Exception):
+    """The body sink could not take the bytes (a full disk while spooling).
+
+    Attributes:
+        error: the OSError the sink raised.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 def _socket_of(raw: t.Any) -> socket.socket | None:
     connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
     sock = getattr(connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
 
 
-def read_body(raw: t.Any, deadline: float | None, write: t.Callable[[bytes], None]) -> None:
-    """Read a whole (decoded) body into `write`, never past the deadline.
+def read_body(
+    raw: t.Any,
+    deadline: float | None,
+    write: t.Callable[[bytes], None],
+    *,
+    limit: int | None = None,
+    at_most: int | None = None,
+) -> bool:
+    """Read a (decoded) body into `write`, never past the deadline, in bounded memory.
+
+    Each read asks urllib3 for at most :data:`READ_CHUNK` decoded bytes (urllib3 >= 2.6
+    bounds decompression to what was asked, so a gzip bomb inflates a chunk at a time),
+    and the decoded total is checked as it grows, as urllib3's ``read(amt=...)`` does.
+
+    Args:
+        raw: the urllib3 response.
+        deadline: ``time.monotonic()`` by which the body must be complete, or None.
+        write: takes each chunk.
+        limit: the most decoded bytes a body may have; past it, :class:`BodyTooLarge`.
+        at_most: stop quietly once this many decoded bytes were written (an error body:
+            the envelope only shows its start).
+
+    Returns:
+        True when the body was read to its end, False when `at_most` stopped it.
 
     Raises:
         DeadlineExceeded: the deadline passed.
+        BodyTooLarge: the body passed `limit`.
+        SinkError: `write` raised an OSError (a full disk).
         Any transport error urllib3 raises (the client maps them).
     """
     sock = _socket_of(raw) if deadline is not None else None
+    total = 0
     while True:
+        if at_most is not None and total >= at_most:
+            return False
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -60,15 +111,22 @@ def read_body(raw: t.Any, deadline: float | None, write: t.Callable[[bytes], Non
                     sock.settimeout(remaining)
                 except OSError:
                     sock = None
+        want = READ_CHUNK if at_most is None else min(READ_CHUNK, at_most - total)
         try:
-            chunk = raw.read1(READ_CHUNK, decode_content=True)
+            chunk = raw.read1(want, decode_content=True)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
             if deadline is not None and deadline - time.monotonic() <= 0.05:
                 raise DeadlineExceeded from None
             raise
         if not chunk:
-            return
-        write(chunk)
+            return True
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise BodyTooLarge(limit)
+        try:
+            write(chunk)
+        except OSError as exc:
+            raise SinkError(exc) from None
 
 
 class Watchdog:
