@@ -11,7 +11,8 @@ as it likes. Two mechanisms bound the whole exchange:
   wakes a read blocked inside urllib3 (a dripped status line or header block).
 
 Both are kept: the first gives the precise error for bodies, the second is the only
-thing that can interrupt urllib3's header parsing.
+thing that can interrupt urllib3's header parsing. The connections also skip interim
+(1xx) responses (see ``interim``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import requests.adapters
 import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
+
+from tap_rhttp.http.interim import InterimSkippingResponse
 
 #: Bytes asked for per read.
 READ_CHUNK = 1 << 16
@@ -203,12 +206,16 @@ def _pool_classes(watchdog: Watchdog) -> dict[str, type[urllib3.HTTPConnectionPo
     """Connection pools whose connections register their sockets with ``watchdog``."""
 
     class Connection(urllib3.connection.HTTPConnection):
+        response_class = InterimSkippingResponse
+
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             watchdog.add(sock)
             return sock
 
     class HTTPSConnection(urllib3.connection.HTTPSConnection):
+        response_class = InterimSkippingResponse
+
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             watchdog.add(sock)  # covers the TLS handshake
