@@ -18,7 +18,6 @@ import sys
 import time
 import typing as t
 
-from tap_rhttp.errors import RHTTPError
 from tap_rhttp.run import graph
 from tap_rhttp.run.resume import ResumeState
 from tap_rhttp.sdk_compat import StreamHooks, message_writer, write_state_message
@@ -72,11 +71,11 @@ class RHTTPStream(StreamHooks):
         """Log through the SDK, but never a second ERROR line for an r.http error.
 
         singer-sdk logs "An unhandled error occurred while syncing" at ERROR before it
-        re-raises; for an :class:`RHTTPError` the tap then reports the error itself, as
-        one ERROR line with r.http's envelope. The SDK's line is kept, at INFO.
+        re-raises; the tap then reports the error itself, as one ERROR line (r.http's
+        envelope for an :class:`RHTTPError`). The SDK's line is kept, at INFO.
         """
-        if level >= logging.ERROR and isinstance(sys.exc_info()[1], RHTTPError):
-            level = logging.INFO
+        if level >= logging.ERROR and isinstance(sys.exc_info()[1], Exception):
+            level = logging.INFO  # the tap reports every error that ends a run, once
         super().log(message, *args, level=level, **kwargs)
 
     @property

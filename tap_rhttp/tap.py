@@ -14,6 +14,7 @@ import pathlib
 import sys
 import typing as t
 
+import click
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 
@@ -28,8 +29,6 @@ from tap_rhttp.streams import RHTTPStream
 from tap_rhttp.writer import BufferedMsgSpecWriter
 
 if t.TYPE_CHECKING:
-    import click
-
     from tap_rhttp.redact import Redactor
 
 try:
@@ -168,6 +167,29 @@ class TapRHTTP(TapHooks, Tap):
         sys.exit(1)
 
     @classmethod
+    def fail_unexpected(cls, exc: BaseException) -> t.NoReturn:
+        """Report any other failure as one ERROR line (the traceback at DEBUG); exit 1.
+
+        A run must never end on a traceback as its main message, nor hang: whatever
+        escaped (a full disk, memory running out, a bug) is named in one line.
+        """
+        if isinstance(exc, MemoryError):
+            text = (
+                "out of memory (MemoryError): a page too large to hold? "
+                "Lower `max_body_bytes`, or give the tap more memory."
+            )
+        else:
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 500 else detail[:500] + " ..."
+            text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        cls.logger.debug("the run failed on:", exc_info=exc)
+        cls.logger.error(
+            "tap-rhttp stopped on an unexpected error: %s (TAP_RHTTP_LOGLEVEL=debug logs where)",
+            text,
+        )
+        sys.exit(1)
+
+    @classmethod
     @override
     def invoke(cls, **kwargs: t.Any) -> None:
         # One command is one process: what the imports built lives until exit, and at
@@ -178,6 +200,10 @@ class TapRHTTP(TapHooks, Tap):
             super().invoke(**kwargs)
         except RHTTPError as exc:
             cls.fail(exc)
+        except (click.exceptions.Exit, click.ClickException, ConfigValidationError):
+            raise  # click and singer-sdk report these themselves
+        except Exception as exc:
+            cls.fail_unexpected(exc)
         finally:
             gc.freeze()
 
@@ -205,6 +231,10 @@ class TapRHTTP(TapHooks, Tap):
             super().cb_discover(ctx, param, value)
         except RHTTPError as exc:
             cls.fail(exc)
+        except (click.exceptions.Exit, click.ClickException, ConfigValidationError):
+            raise
+        except Exception as exc:
+            cls.fail_unexpected(exc)
 
     @classmethod
     @override
