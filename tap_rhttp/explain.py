@@ -39,6 +39,7 @@ import requests.auth
 from urllib3.util import SKIP_HEADER
 
 from tap_rhttp.errors import ConfigErrors, RHTTPError
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS, Paginator
 from tap_rhttp.redact import MASK
 from tap_rhttp.run import graph
@@ -115,7 +116,7 @@ def add_explain_options(
 
 
 def _json(value: JSON) -> str:
-    return orjson.dumps(value, default=str).decode()
+    return dump_json(value, default=str).decode()
 
 
 def _cut(text: str, limit: int = INFO_BODY_CHARS) -> str:

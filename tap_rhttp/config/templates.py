@@ -34,12 +34,11 @@ import re
 import typing as t
 from urllib.parse import quote
 
-import orjson
-
 from tap_rhttp.config.checks import check_credentials, check_data, plain_json
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expressions import Expression, compile_expression
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.auth import Credentials
 
 if t.TYPE_CHECKING:
@@ -71,7 +70,7 @@ def as_text(value: JSON) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value) if isinstance(value, float) else str(value)
-    return orjson.dumps(value).decode()
+    return dump_json(value).decode()
 
 
 @dataclasses.dataclass(frozen=True)

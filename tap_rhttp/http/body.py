@@ -12,6 +12,7 @@ in two places.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import typing as t
@@ -40,7 +41,12 @@ def encode_body(method: str, data: JSON) -> tuple[bytes | None, str | None]:
         return data.encode("utf-8"), FORM
     if method == "POST":
         return "&".join(encode_pairs(data)).encode("ascii"), FORM
-    return orjson.dumps(data), "application/json"
+    try:
+        return orjson.dumps(data), "application/json"
+    except orjson.JSONEncodeError:  # an integer past 64 bits (from a parent row): exact
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), (
+            "application/json"
+        )
 
 
 class BodySpool:

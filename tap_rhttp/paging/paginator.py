@@ -37,10 +37,9 @@ import dataclasses
 import hashlib
 import typing as t
 
-import orjson
-
 from tap_rhttp.errors import ExpressionError, PaginationError
 from tap_rhttp.expressions import reql_type_name
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.urls import merge_query, resolve
 from tap_rhttp.paging.link import header_info
 
@@ -260,9 +259,9 @@ class Paginator:
         pattern-based redactor could miss a secret cut in half): the values of sensitive
         fields found in `info` are masked in it literally, whole or cut.
         """
-        params_text = orjson.dumps(self.redactor.value(info.get("params")), default=str)
-        header_text = orjson.dumps(self.redactor.value(info.get("header")), default=str)
-        body_text = orjson.dumps(self.redactor.value(info.get("body")), default=str).decode()
+        params_text = dump_json(self.redactor.value(info.get("params")), default=str)
+        header_text = dump_json(self.redactor.value(info.get("header")), default=str)
+        body_text = dump_json(self.redactor.value(info.get("body")), default=str).decode()
         if len(body_text) > INFO_BODY_CHARS:
             body_text = body_text[:INFO_BODY_CHARS] + " ..."
         inner = self.redactor.text_quoting(message, info)
@@ -290,7 +289,7 @@ def _check_params(params: JSON) -> None:
     if not isinstance(params, dict):
         raise PaginationError(
             f"Expected `params` to be an OBJECT, but found {reql_type_name(params)}:\n"
-            f"{orjson.dumps(params).decode()}"
+            f"{dump_json(params, default=str).decode()}"
         )
     for key, value in params.items():
         if value is not None and (
@@ -298,5 +297,5 @@ def _check_params(params: JSON) -> None:
         ):
             raise PaginationError(
                 f"Expected `params.{key}` to be a NUMBER, STRING or NULL, but found "
-                f"{reql_type_name(value)}:\n{orjson.dumps(value).decode()}"
+                f"{reql_type_name(value)}:\n{dump_json(value, default=str).decode()}"
             )
