@@ -21,7 +21,7 @@ import typing as t
 from tap_rhttp.run import graph
 from tap_rhttp.run.resume import ResumeState
 from tap_rhttp.sdk_compat import StreamHooks, message_writer, write_state_message
-from tap_rhttp.writer import RecordFastPath, page_blocker
+from tap_rhttp.writer import STOP, RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap, metrics
@@ -175,20 +175,22 @@ class RHTTPStream(StreamHooks):
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
         for event in run.run(tasks, read_ahead=read_ahead):
             task = event.task
-            if event.error is not None:
-                run.skip(task, event.error)
-                resume.finish(task.key)
-            elif event.page is None:
-                resume.finish(task.key)
-            else:
-                assert task.spec is not None
-                try:
-                    yield from self._emit(event.page, task, bookmark, page_writer)
-                finally:
-                    event.page.close()
-                resume.advance(task.key, event.page, task.spec)
-            if resumable:
-                self._save_resume(resume.to_state())
+            # A page's records and the STATE after them: a stop signal lets them finish.
+            with STOP.section():
+                if event.error is not None:
+                    run.skip(task, event.error)
+                    resume.finish(task.key)
+                elif event.page is None:
+                    resume.finish(task.key)
+                else:
+                    assert task.spec is not None
+                    try:
+                        yield from self._emit(event.page, task, bookmark, page_writer)
+                    finally:
+                        event.page.close()
+                    resume.advance(task.key, event.page, task.spec)
+                if resumable:
+                    self._save_resume(resume.to_state())
             self._progress()
         if resumable:
             self._save_resume(None)

@@ -26,7 +26,7 @@ from tap_rhttp.redact import RedactingFilter
 from tap_rhttp.run.context import RunContext
 from tap_rhttp.sdk_compat import TapHooks, load_json
 from tap_rhttp.streams import RHTTPStream
-from tap_rhttp.writer import BufferedMsgSpecWriter
+from tap_rhttp.writer import STOP, BufferedMsgSpecWriter
 
 if t.TYPE_CHECKING:
     from tap_rhttp.redact import Redactor
@@ -70,6 +70,7 @@ class TapRHTTP(TapHooks, Tap):
         """Keep the input STATE at hand: the SDK discovers streams before loading it."""
         self._input_state = state if isinstance(state, dict) else {}
         super().__init__(*args, state=state, **kwargs)
+        STOP.install(self.logger)  # after singer-sdk's own handlers, which exit 0
 
     @override
     def check_config(self, *, raise_errors: bool) -> list[str]:
