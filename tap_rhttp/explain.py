@@ -63,6 +63,7 @@ def add_explain_options(
     *,
     make_run: t.Callable[[dict[str, t.Any]], RunContext],
     fail: t.Callable[[RHTTPError], t.NoReturn],
+    fail_unexpected: t.Callable[[Exception], t.NoReturn] | None = None,
 ) -> click.Command:
     """Give the tap's command ``--explain`` and ``--pages N``.
 
@@ -76,6 +77,8 @@ def add_explain_options(
             errors raise ``ConfigValidationError`` there, so singer-sdk reports them
             exactly as for a sync.
         fail: reports an r.http error and exits, as a sync does.
+        fail_unexpected: reports any other error in one line and exits, as a sync does
+            (without it, such an error propagates).
     """
     command.params.extend(
         [
@@ -109,6 +112,11 @@ def add_explain_options(
         except RHTTPError as exc:
             sys.stdout.flush()
             fail(exc)
+        except Exception as exc:  # one clear line, as a run reports it
+            if fail_unexpected is None:
+                raise
+            sys.stdout.flush()
+            fail_unexpected(exc)
         sys.exit(code)
 
     command.callback = callback

@@ -252,7 +252,12 @@ class TapRHTTP(TapHooks, Tap):
             )
             return tap.run
 
-        return add_explain_options(super().get_singer_command(), make_run=make_run, fail=cls.fail)
+        return add_explain_options(
+            super().get_singer_command(),
+            make_run=make_run,
+            fail=cls.fail,
+            fail_unexpected=cls.fail_unexpected,
+        )
 
 
 if __name__ == "__main__":

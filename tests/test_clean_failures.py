@@ -133,7 +133,7 @@ def test_a_full_disk_while_spooling_is_one_clear_line(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("args", [(), ("--discover",)])
+@pytest.mark.parametrize("args", [(), ("--discover",), ("--explain",)])
 def test_memory_running_out_is_one_clear_line(
     fault: FaultServer, tmp_path: Path, args: tuple[str, ...]
 ) -> None:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import typing as t
+import zlib
 
 import pytest
 from conftest import PROXY_VARS, CliResult
@@ -192,7 +193,7 @@ def test_a_compressed_success_body_past_the_default_limit_fails_its_page(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("encoding", ["identity", "gzip", "chunked"])
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate", "chunked"])
 @pytest.mark.parametrize("result_format", ["json", "text"])
 def test_max_body_bytes_is_exact_and_checked_as_the_bytes_arrive(
     fault: FaultServer, tmp_path: Path, encoding: str, result_format: str
@@ -207,6 +208,8 @@ def test_max_body_bytes_is_exact_and_checked_as_the_bytes_arrive(
     def serve(data: bytes) -> t.Any:
         if encoding == "gzip":
             return compressed(200, gzip.compress(data))
+        if encoding == "deflate":
+            return reply(200, zlib.compress(data), [("Content-Encoding", "deflate")])
         if encoding == "chunked":
 
             def act(sock: socket.socket) -> None:
