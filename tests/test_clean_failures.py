@@ -42,6 +42,26 @@ class _Full:
 
 tempfile.TemporaryFile = lambda *a, **k: _Full(_real(*a, **k))
 """
+FULL_DISK_FOR_RECORDS = """
+import errno, tempfile
+_real = tempfile.TemporaryFile
+_made = []
+
+class _Full:
+    def __init__(self, file):
+        self._file = file
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+def _second_is_full(*a, **k):
+    _made.append(1)
+    file = _real(*a, **k)
+    return _Full(file) if len(_made) == 2 else file  # the body's spool fits, its records do not
+
+tempfile.TemporaryFile = _second_is_full
+"""
 OUT_OF_MEMORY = """
 import tap_rhttp.formats.readers as readers
 def _parse(body):
@@ -130,6 +150,24 @@ def test_a_full_disk_while_spooling_is_one_clear_line(
         assert "No space left on device" in line
     assert '"type":"RECORD"' not in done.stdout
     assert took < 30
+
+
+@pytest.mark.timeout(60)
+def test_a_full_disk_while_spooling_records_is_one_clear_line(
+    fault: FaultServer, tmp_path: Path
+) -> None:
+    """The records of a spilled body go to a second file; it fails the page, not memory."""
+    body = json.dumps([{"id": i, "pad": "x" * 200} for i in range(50_000)]).encode()
+    fault.routes["/big"] = lambda hit: reply(200, body)
+    config = stream(fault.url + "/big", schema={"properties": {"id": {"type": "integer"}}})
+    done, _ = run_tap(config, tmp_path, inject=FULL_DISK_FOR_RECORDS)
+    assert done.code == 1
+    line = the_error_line(done)
+    assert (
+        "could not write the page's records to a temporary file: [Errno 28] No space left on "
+        "device (free disk space, or point TMPDIR at a larger disk)."
+    ) in line
+    assert '"type":"RECORD"' not in done.stdout
 
 
 @pytest.mark.timeout(60)

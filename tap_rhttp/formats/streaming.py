@@ -33,7 +33,9 @@ spooled body is parsed whole, as before (so in memory, the documented fallback):
 - the body does not start with ``[`` (no ``records_path``) or ``{`` (a key path), or the
   key path selects no array element (the value there may be an object, or missing);
 - the body holds a lone UTF-16 surrogate escape (ijson would read it as ``?``);
-- ijson fails, or a record cannot be written back as JSON by orjson: numbers beyond 64
+- ijson fails (but not for want of disk: a full disk fails the page, since parsing a
+  spilled body whole could exhaust memory instead), or a record cannot be written back
+  as JSON by orjson: numbers beyond 64
   bits (ijson refuses them, orjson reads them differently), non-finite floats, nesting
   deeper than orjson's limit, invalid UTF-8, trailing data, truncation. The full parse
   then gives the exact result, or the exact error, a non-streamed page would give.
@@ -61,6 +63,7 @@ import typing as t
 import ijson
 import orjson
 
+from tap_rhttp.errors import ResponseFormatError
 from tap_rhttp.formats.readers import auto_format
 
 if t.TYPE_CHECKING:
@@ -202,6 +205,12 @@ def stream_records(
             write(b"\n")
             count += 1
         out.flush()
+    except OSError as exc:  # a full disk: parsing whole instead could exhaust memory
+        out.close()
+        raise ResponseFormatError(
+            f"could not write the page's records to a temporary file: {exc} (free disk "
+            "space, or point TMPDIR at a larger disk)."
+        ) from None
     except Exception:  # any doubt: the whole-body parse gives the exact result or error
         out.close()
         return None
