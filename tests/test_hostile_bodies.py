@@ -170,6 +170,38 @@ def test_a_redirect_with_an_endless_body_is_followed_at_once(
     assert took < 10
 
 
+@pytest.mark.timeout(90)
+def test_a_digest_challenge_with_an_endless_body_is_answered_at_once(
+    fault: FaultServer, tmp_path: Path
+) -> None:
+    challenge = 'Digest realm="r", nonce="abc", qop="auth", algorithm=MD5'
+
+    def guarded(hit: Hit) -> t.Any:
+        if hit.header("Authorization"):
+            return reply(200, b'[{"id": 1}]')
+
+        def act(sock: socket.socket) -> None:
+            sock.sendall(
+                head_bytes(401, [("WWW-Authenticate", challenge), ("Content-Type", "text/plain")])
+            )
+            try:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    sock.sendall(b"z" * 65536)
+            except OSError:
+                pass
+
+        return act
+
+    fault.routes["/guarded"] = guarded
+    config = spec(fault, "/guarded", timeout=15, auth={"type": "digest", "user": "u", "pass": "p"})
+    done, took = run_capped(config, tmp_path)
+    assert done.code == 0, done.stderr[-3000:]
+    assert [m["record"] for m in done.messages() if m["type"] == "RECORD"] == [{"id": 1}]
+    assert took < 10
+    assert (fault.hits("/guarded")[-1].header("Authorization") or "").startswith("Digest ")
+
+
 # --------------------------------------------------------------------------- max_body_bytes
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import typing as t
 
 import requests
 import requests.auth
+
+from tap_rhttp.http.deadline import drop_body
 
 #: The kinds of `auth` a spec may give.
 AUTH_TYPES = ("basic", "digest", "bearer", "api_key")
@@ -74,6 +77,16 @@ class ChainDigestAuth(requests.auth.HTTPDigestAuth):
     def __init__(self, username: str, password: str) -> None:
         super().__init__(username, password)
         self._thread_local = types.SimpleNamespace()
+
+    def handle_401(self, r: requests.Response, **kwargs: t.Any) -> requests.Response:
+        """requests' challenge handling, the challenge's body read only so far.
+
+        requests reads the 401's ``content`` whole before it answers the challenge: an
+        endless body would hold the request and fill memory (see ``deadline.drop_body``).
+        """
+        if r.status_code == 401 and "digest" in r.headers.get("www-authenticate", "").lower():
+            drop_body(r.raw, None)  # the attempt's watchdog still bounds the time
+        return t.cast("requests.Response", super().handle_401(r, **kwargs))
 
 
 def make_auth(credentials: Credentials | None) -> requests.auth.AuthBase | None:

@@ -45,6 +45,7 @@ from tap_rhttp.http.deadline import (
     DeadlineExceeded,
     SinkError,
     Watchdog,
+    drop_body,
     read_body,
 )
 from tap_rhttp.http.retry import RETRIABLE_STATUSES, parse_retry_after
@@ -67,8 +68,6 @@ ERROR_BODY_CHARS = 1024
 #: ERROR_BODY_CHARS (masking can shorten the text; the window keeps the cut away from
 #: unredacted text).
 ERROR_BODY_REDACT_WINDOW = 1 << 16
-#: How much of a redirect's body is read before the connection is dropped instead.
-REDIRECT_BODY_MAX = 1 << 16
 #: The default of `max_body_bytes`: the most decoded bytes one success body may have.
 MAX_BODY_BYTES = 256 << 20
 _SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
@@ -120,10 +119,6 @@ class Response:
             if key.lower() == lowered:
                 found = value
         return found
-
-
-def _discard(chunk: bytes) -> None:
-    """A body sink that keeps nothing."""
 
 
 def _declared_length(headers: t.Any) -> int:
@@ -182,11 +177,11 @@ class _Session(requests.Session):
     ``Session.send`` (even with ``allow_redirects=False``, to set ``response.next``) and
     ``resolve_redirects`` read a 3xx response's ``content`` whole: an endless or
     inflating redirect body would fill memory. Here the body is read up to
-    :data:`REDIRECT_BODY_MAX` decoded bytes first, and the connection dropped when more
-    is left, so ``content`` finds nothing to read.
+    ``DROP_BODY_MAX`` decoded bytes first, and the connection dropped when more
+    is left, so ``content`` finds nothing to read (see ``deadline.drop_body``).
     """
 
-    #: The deadline of the attempt in progress (the client sets it).
+    #: The deadline of the attempt in progress (the client sets it; auth reads it too).
     deadline: float | None = None
 
     def resolve_redirects(
@@ -194,14 +189,7 @@ class _Session(requests.Session):
     ) -> t.Any:
         if self.get_redirect_target(resp) and not getattr(resp, "_rhttp_dropped", False):
             resp._rhttp_dropped = True  # type: ignore[attr-defined]
-            try:
-                complete = read_body(resp.raw, self.deadline, _discard, at_most=REDIRECT_BODY_MAX)
-            except DeadlineExceeded:
-                raise
-            except Exception:  # the redirect is what matters, not its body
-                complete = False
-            if not complete:
-                resp.raw.close()
+            drop_body(resp.raw, self.deadline)
         return super().resolve_redirects(resp, req, *args, **kwargs)
 
 

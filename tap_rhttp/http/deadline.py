@@ -132,6 +132,36 @@ def read_body(
             raise SinkError(exc) from None
 
 
+#: How much of a body that is only in the way (a redirect's, a digest challenge's) is read
+#: before the connection is dropped instead.
+DROP_BODY_MAX = 1 << 16
+
+
+def _discard(chunk: bytes) -> None:
+    """A body sink that keeps nothing."""
+
+
+def drop_body(raw: t.Any, deadline: float | None) -> None:
+    """Read and forget a body nobody needs, up to :data:`DROP_BODY_MAX` decoded bytes.
+
+    requests reads such bodies whole (``response.content``) before it goes on: a
+    redirect's in ``resolve_redirects``, a digest challenge's in ``handle_401``. An
+    endless or inflating body would fill memory; once it is read here, or the connection
+    dropped after its first :data:`DROP_BODY_MAX` bytes, ``content`` finds nothing left.
+
+    Raises:
+        DeadlineExceeded: the deadline passed (any other failure only drops the body).
+    """
+    try:
+        complete = read_body(raw, deadline, _discard, at_most=DROP_BODY_MAX)
+    except DeadlineExceeded:
+        raise
+    except Exception:  # what follows the body matters, not the body
+        complete = False
+    if not complete:
+        raw.close()
+
+
 class Watchdog:
     """Shuts down a client's sockets when an attempt's deadline passes.
 
