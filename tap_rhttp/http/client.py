@@ -181,7 +181,7 @@ class _Session(requests.Session):
     is left, so ``content`` finds nothing to read (see ``deadline.drop_body``).
     """
 
-    #: The deadline of the attempt in progress (the client sets it; auth reads it too).
+    #: The deadline of the attempt in progress (the client sets it).
     deadline: float | None = None
 
     def resolve_redirects(
