@@ -13,13 +13,13 @@ import typing as t
 
 import pytest
 
-from tap_rhttp import errors, expressions
-from tap_rhttp.expressions import compile_expression
+from tap_rhttp import errors, expr
+from tap_rhttp.expr import compile_expression
 
 MAX_PEAK_BYTES = 64 * 1024 * 1024  # a little over what one MAX_STRING_LENGTH string may take
 
 
-def load(source: str) -> expressions.Expression:
+def load(source: str) -> expr.Expression:
     return compile_expression(source, path="streams[0].page")
 
 
@@ -230,7 +230,7 @@ def test_pathological_nesting_and_length(source: str) -> None:
         load(source)
     message = str(caught.value)
     assert any(word in message for word in ("MAX_EXPRESSION_LENGTH", "nests", "MAX_AST_DEPTH"))
-    assert len(message) < 2 * expressions.MAX_EXPRESSION_LENGTH
+    assert len(message) < 2 * expr.MAX_EXPRESSION_LENGTH
 
 
 def test_a_million_character_expression_is_not_printed_whole() -> None:
@@ -253,7 +253,7 @@ def test_parsing_from_deep_in_the_stack_is_still_safe() -> None:
 
 @pytest.mark.timeout(5)
 def test_depth_limit_accepts_just_under_the_limit() -> None:
-    depth = expressions.MAX_AST_DEPTH - 1
+    depth = expr.MAX_AST_DEPTH - 1
     source = "[" * depth + "1" + "]" * depth
     value: t.Any = 1
     for _ in range(depth):

@@ -1,0 +1,426 @@
+r"""``.match()``: a linear-time regex matcher (a Pike VM) over ``re``'s own parser output.
+
+Why not Python's ``re``: it backtracks. Measured on this project's limits,
+``(\w+)=(\d+)$`` takes 0.7 s on 10 kB of text and ``a*a*a*b`` nearly 1 s on 300
+characters; nested-quantifier heuristics do not catch the polynomial cases. So the pattern
+is parsed by ``re``'s parser (one grammar, one set of error messages), compiled here into
+a small program, and run by a Pike VM, like RE2, which RethinkDB itself uses: every
+thread advances one character at a time, at most one thread per instruction, so the time
+is linear in the input. A step budget bounds it in absolute terms. Features RE2 lacks are
+rejected (backreferences, lookaround, conditionals, atomic groups, possessive
+quantifiers).
+
+Why not the third-party ``re2``/``regex`` modules: a compiled dependency for one method,
+and ``regex`` backtracks too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import re
+import sys
+import typing as t
+
+from tap_rhttp import errors
+from tap_rhttp.expr.values import (
+    JSON,
+    MAX_MATCH_INPUT,
+    MAX_REGEX_LENGTH,
+    MAX_REGEX_PROGRAM,
+    MAX_REGEX_STEPS,
+    _key_text,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+_MAX_REGEX_NESTING = 32
+
+_sre: t.Any = importlib.import_module("re._parser" if sys.version_info >= (3, 11) else "sre_parse")
+_MISSING_OPCODE = object()
+
+
+def _opcode(name: str) -> t.Any:
+    return getattr(_sre, name, _MISSING_OPCODE)
+
+
+_OP_CHAR, _OP_SPLIT, _OP_JMP, _OP_SAVE, _OP_ASSERT, _OP_MATCH = range(6)
+_REGEX_UNSUPPORTED = {
+    "GROUPREF": "backreferences",
+    "GROUPREF_EXISTS": "conditional groups",
+    "ASSERT": "lookaround assertions",
+    "ASSERT_NOT": "lookaround assertions",
+    "ATOMIC_GROUP": "atomic groups",
+    "POSSESSIVE_REPEAT": "possessive quantifiers",
+}
+
+
+class _RegexError(Exception):
+    """A pattern that cannot be used; turned into ReQL's ``Error in regexp`` message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    code: tuple[tuple[t.Any, ...], ...]
+    groups: int  # capturing groups, not counting the whole match
+    first: str | None  # a literal every match starts with, to skip ahead quickly
+
+
+def _is_word(char: str, ascii_only: bool) -> bool:
+    if ascii_only:
+        return char.isascii() and (char.isalnum() or char == "_")
+    return char.isalnum() or char == "_"
+
+
+def _category_test(category: t.Any, ascii_only: bool) -> Callable[[str], bool]:
+    name = str(category)
+    negate = "_NOT_" in name
+    if name.endswith("DIGIT"):
+
+        def base(c: str) -> bool:
+            return ("0" <= c <= "9") if ascii_only else c.isdecimal()
+
+    elif name.endswith("SPACE"):
+
+        def base(c: str) -> bool:
+            return (c in " \t\n\r\f\v") if ascii_only else c.isspace()
+
+    elif name.endswith("WORD"):
+
+        def base(c: str) -> bool:
+            return _is_word(c, ascii_only)
+
+    else:
+        raise _RegexError(f"unsupported character category {name}")
+    if negate:
+        return lambda c: not base(c)
+    return base
+
+
+def _case_variants(char: str, ignore_case: bool) -> tuple[str, ...]:
+    if not ignore_case:
+        return (char,)
+    return tuple({char, char.lower(), char.upper()})
+
+
+def _class_test(items: list[t.Any], flags: int) -> Callable[[str], bool]:
+    ignore_case = bool(flags & re.IGNORECASE)
+    ascii_only = bool(flags & re.ASCII)
+    negate = False
+    literals: set[str] = set()
+    ranges: list[tuple[str, str]] = []
+    categories: list[Callable[[str], bool]] = []
+    for op, arg in items:
+        if op is _opcode("NEGATE"):
+            negate = True
+        elif op is _opcode("LITERAL"):
+            literals.add(chr(arg))
+        elif op is _opcode("RANGE"):
+            ranges.append((chr(arg[0]), chr(arg[1])))
+        elif op is _opcode("CATEGORY"):
+            categories.append(_category_test(arg, ascii_only))
+        else:
+            raise _RegexError(f"unsupported character class item {op}")
+
+    def test(char: str) -> bool:
+        for variant in _case_variants(char, ignore_case):
+            if variant in literals:
+                return True
+            for low, high in ranges:
+                if low <= variant <= high:
+                    return True
+        return any(category(char) for category in categories)
+
+    if negate:
+        return lambda c: not test(c)
+    return test
+
+
+class _RegexCompiler:
+    def __init__(self) -> None:
+        self.code: list[tuple[t.Any, ...]] = []
+        self.groups = 0
+
+    def emit(self, instruction: tuple[t.Any, ...]) -> int:
+        if len(self.code) >= MAX_REGEX_PROGRAM:
+            raise _RegexError(
+                f"the pattern compiles to more than {MAX_REGEX_PROGRAM} instructions "
+                "(MAX_REGEX_PROGRAM); use smaller repeat counts"
+            )
+        self.code.append(instruction)
+        return len(self.code) - 1
+
+    def char(self, test: Callable[[str], bool], literal: str | None = None) -> None:
+        self.emit((_OP_CHAR, test, literal))
+
+    def sequence(self, items: t.Any, flags: int) -> None:
+        for op, arg in items:
+            self.item(op, arg, flags)
+
+    def item(self, op: t.Any, arg: t.Any, flags: int) -> None:
+        ignore_case = bool(flags & re.IGNORECASE)
+        if op is _opcode("LITERAL") or op is _opcode("NOT_LITERAL"):
+            variants = frozenset(_case_variants(chr(arg), ignore_case))
+            if op is _opcode("LITERAL"):
+                literal = chr(arg) if not ignore_case else None
+                self.char(lambda c: c in variants, literal)
+            else:
+                self.char(lambda c: c not in variants)
+        elif op is _opcode("ANY"):
+            if flags & re.DOTALL:
+                self.char(lambda c: True)
+            else:
+                self.char(lambda c: c != "\n")
+        elif op is _opcode("IN"):
+            self.char(_class_test(arg, flags))
+        elif op is _opcode("AT"):
+            self.emit((_OP_ASSERT, str(arg), flags))
+        elif op is _opcode("BRANCH"):
+            self.branch(arg[1], flags)
+        elif op is _opcode("SUBPATTERN"):
+            group, add_flags, del_flags, pattern = arg
+            inner = (flags | add_flags) & ~del_flags
+            if group is None:
+                self.sequence(pattern, inner)
+            else:
+                self.groups = max(self.groups, group)
+                self.emit((_OP_SAVE, 2 * group))
+                self.sequence(pattern, inner)
+                self.emit((_OP_SAVE, 2 * group + 1))
+        elif op is _opcode("MAX_REPEAT") or op is _opcode("MIN_REPEAT"):
+            low, high, pattern = arg
+            self.repeat(low, high, pattern, flags, greedy=op is _opcode("MAX_REPEAT"))
+        else:
+            feature = next(
+                (text for name, text in _REGEX_UNSUPPORTED.items() if op is _opcode(name)),
+                str(op),
+            )
+            raise _RegexError(f"{feature} are not supported (as in RE2, which ReQL uses)")
+
+    def branch(self, alternatives: list[t.Any], flags: int) -> None:
+        jumps = []
+        for index, alternative in enumerate(alternatives):
+            if index < len(alternatives) - 1:
+                split = self.emit((_OP_SPLIT, None, None))
+                self.sequence(alternative, flags)
+                jumps.append(self.emit((_OP_JMP, None)))
+                self.code[split] = (_OP_SPLIT, split + 1, len(self.code))
+            else:
+                self.sequence(alternative, flags)
+        for jump in jumps:
+            self.code[jump] = (_OP_JMP, len(self.code))
+
+    def repeat(self, low: int, high: int, pattern: t.Any, flags: int, *, greedy: bool) -> None:
+        for _ in range(low):
+            self.sequence(pattern, flags)
+        if high == _sre.MAXREPEAT:
+            # The loop ends in SPLIT(loop, exit) rather than JMP(loop): when an iteration
+            # matched nothing, `loop` is already visited at this position, and the thread
+            # still leaves with its captures (Python gives `(a*)*b` on "b" group 1 = "").
+            split = self.emit((_OP_SPLIT, None, None))
+            self.sequence(pattern, flags)
+            back = self.emit((_OP_SPLIT, None, None))
+            after = len(self.code)
+            self.code[back] = (_OP_SPLIT, split, after) if greedy else (_OP_SPLIT, after, split)
+            self.code[split] = (
+                (_OP_SPLIT, split + 1, after) if greedy else (_OP_SPLIT, after, split + 1)
+            )
+            return
+        holes = []
+        for _ in range(high - low):
+            holes.append(self.emit((_OP_SPLIT, None, None)))
+            self.sequence(pattern, flags)
+        after = len(self.code)
+        for hole in holes:
+            self.code[hole] = (
+                (_OP_SPLIT, hole + 1, after) if greedy else (_OP_SPLIT, after, hole + 1)
+            )
+
+
+def _regex_nesting(pattern: str) -> int:
+    """Bracket depth of a pattern, roughly (escapes and classes skipped): guards re's parser."""
+    depth = deepest = 0
+    index = 0
+    in_class = False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            if pattern[index + 1 : index + 2] == "]":
+                index += 1
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+        index += 1
+    return deepest
+
+
+@functools.lru_cache(maxsize=128)
+def _compile_regex(pattern: str) -> _Program:
+    if _regex_nesting(pattern) > _MAX_REGEX_NESTING:
+        raise _RegexError(f"groups nest more than {_MAX_REGEX_NESTING} deep")
+    try:
+        parsed = _sre.parse(pattern, 0)
+    except re.error as exc:
+        raise _RegexError(str(exc)) from None
+    except (OverflowError, RecursionError, ValueError) as exc:
+        raise _RegexError(str(exc) or type(exc).__name__) from None
+    flags = parsed.state.flags
+    if flags & (re.LOCALE | re.DEBUG):
+        raise _RegexError("the LOCALE and DEBUG flags are not supported")
+    compiler = _RegexCompiler()
+    compiler.emit((_OP_SAVE, 0))
+    compiler.sequence(parsed, flags)
+    compiler.emit((_OP_SAVE, 1))
+    compiler.emit((_OP_MATCH,))
+    first = None
+    for instruction in compiler.code:
+        if instruction[0] == _OP_SAVE:
+            continue
+        if instruction[0] == _OP_CHAR:
+            first = instruction[2]
+        break
+    return _Program(tuple(compiler.code), compiler.groups, first)
+
+
+def _assertion_holds(kind: str, flags: int, text: str, pos: int) -> bool:
+    size = len(text)
+    multiline = bool(flags & re.MULTILINE)
+    if kind == "AT_BEGINNING":
+        return pos == 0 or (multiline and text[pos - 1] == "\n")
+    if kind == "AT_BEGINNING_STRING":
+        return pos == 0
+    if kind == "AT_END":
+        if pos == size or (pos == size - 1 and text[pos] == "\n"):
+            return True
+        return multiline and pos < size and text[pos] == "\n"
+    if kind == "AT_END_STRING":
+        return pos == size
+    if kind in ("AT_BOUNDARY", "AT_NON_BOUNDARY"):
+        ascii_only = bool(flags & re.ASCII)
+        before = pos > 0 and _is_word(text[pos - 1], ascii_only)
+        after = pos < size and _is_word(text[pos], ascii_only)
+        return (before != after) == (kind == "AT_BOUNDARY")
+    raise _RegexError(f"unsupported assertion {kind}")
+
+
+def _run_regex(
+    program: _Program, text: str, budget: int
+) -> tuple[tuple[int | None, ...] | None, int]:
+    """Leftmost-first search, in time linear in ``len(text)`` (Pike VM with captures).
+
+    Returns the captures of the match (or None) and the steps taken; raises once the
+    steps pass ``budget``.
+    """
+    code = program.code
+    marks = [-1] * len(code)
+    steps = 0
+    size = len(text)
+    no_captures: tuple[int | None, ...] = (None,) * (2 * program.groups + 2)
+    matched: tuple[int | None, ...] | None = None
+
+    def add(
+        threads: list[tuple[int, tuple[int | None, ...]]],
+        pc: int,
+        pos: int,
+        captures: tuple[int | None, ...],
+    ) -> int:
+        visited = 0
+        stack = [(pc, captures)]
+        while stack:
+            pc, captures = stack.pop()
+            if marks[pc] == pos:
+                continue
+            marks[pc] = pos
+            visited += 1
+            instruction = code[pc]
+            kind = instruction[0]
+            if kind == _OP_JMP:
+                stack.append((instruction[1], captures))
+            elif kind == _OP_SPLIT:
+                stack.append((instruction[2], captures))
+                stack.append((instruction[1], captures))
+            elif kind == _OP_SAVE:
+                slot = instruction[1]
+                stack.append((pc + 1, (*captures[:slot], pos, *captures[slot + 1 :])))
+            elif kind == _OP_ASSERT:
+                if _assertion_holds(instruction[1], instruction[2], text, pos):
+                    stack.append((pc + 1, captures))
+            else:
+                threads.append((pc, captures))
+        return visited
+
+    threads: list[tuple[int, tuple[int | None, ...]]] = []
+    pos = 0
+    while pos <= size:
+        if matched is None:
+            if not threads and program.first is not None:
+                pos = text.find(program.first, pos)
+                if pos < 0:
+                    break
+            steps += add(threads, 0, pos, no_captures)
+        if not threads:
+            if matched is not None:
+                break
+            pos += 1
+            continue
+        char = text[pos] if pos < size else ""
+        following: list[tuple[int, tuple[int | None, ...]]] = []
+        for pc, captures in threads:
+            instruction = code[pc]
+            if instruction[0] == _OP_MATCH:
+                matched = captures
+                break  # lower-priority threads lose
+            if char and instruction[1](char):
+                steps += add(following, pc + 1, pos + 1, captures)
+        steps += len(threads)
+        if steps > budget:
+            raise errors.ExpressionError(
+                f"`match` gave up: the expression's matches need more than {MAX_REGEX_STEPS} "
+                "steps (MAX_REGEX_STEPS) on this input."
+            )
+        threads = following
+        pos += 1
+    return matched, steps
+
+
+def _match(text: str, regex: str, budget: int) -> tuple[JSON, int]:
+    """ReQL's ``match``: null, or ``{str, start, end, groups}``; and the steps it took.
+
+    Raises once the steps pass ``budget`` (what is left of ``MAX_REGEX_STEPS``).
+    """
+    if len(regex) > MAX_REGEX_LENGTH:
+        raise errors.ExpressionError(
+            f"Error in regexp `{_key_text(regex)}`: the pattern is {len(regex)} characters long; "
+            f"the limit is {MAX_REGEX_LENGTH} (MAX_REGEX_LENGTH)."
+        )
+    if len(text) > MAX_MATCH_INPUT:
+        raise errors.ExpressionError(
+            f"Cannot match against a string of {len(text)} characters: "
+            f"the limit is {MAX_MATCH_INPUT} (MAX_MATCH_INPUT)."
+        )
+    try:
+        program = _compile_regex(regex)
+    except _RegexError as exc:
+        raise errors.ExpressionError(f"Error in regexp `{_key_text(regex)}`: {exc}.") from None
+    found, steps = _run_regex(program, text, budget)
+    if found is None:
+        return None, steps
+    start, end = t.cast("tuple[int, int]", found[:2])
+    groups: list[JSON] = []
+    for group in range(1, program.groups + 1):
+        low, high = found[2 * group], found[2 * group + 1]
+        if low is None or high is None:
+            groups.append(None)
+        else:
+            groups.append({"str": text[low:high], "start": low, "end": high})
+    return {"str": text[start:end], "start": start, "end": end, "groups": groups}, steps

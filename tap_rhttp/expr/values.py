@@ -1,0 +1,376 @@
+"""JSON values inside the expression evaluator: limits, the work budget, types, text.
+
+Every other module of :mod:`tap_rhttp.expr` works on the values defined here: JSON as
+``json.loads`` returns it (dict with str keys, list, str, int, float, bool, None). This
+module names their ReQL types, decides truthiness and equality, writes them as bounded
+JSON text for results and messages, and holds the named limits and the per-evaluation
+work budget that the loops over values spend from.
+
+Values of any depth are walked iteratively (equality, JSON text, excerpts): a body nested
+50 000 levels deep is a legal input, and recursion would overflow the C stack.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import math
+import typing as t
+
+from tap_rhttp import errors
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+JSON: t.TypeAlias = t.Any
+"""A JSON value: dict with str keys, list, str, int, float, bool or None."""
+
+MAX_EXPRESSION_LENGTH: t.Final[int] = 4096
+"""Longest expression source, in characters."""
+
+MAX_AST_DEPTH: t.Final[int] = 32
+"""Deepest nesting of expression nodes (``a + b + c`` is two levels under the root)."""
+
+MAX_STRING_LENGTH: t.Final[int] = 1_000_000
+"""Longest string an evaluation may build, in characters."""
+
+MAX_ARRAY_LENGTH: t.Final[int] = 100_000
+"""Longest array an evaluation may build."""
+
+MAX_INT: t.Final[int] = 2**53
+"""Largest integer result (in absolute value): beyond it JSON numbers lose precision."""
+
+MAX_MATCH_INPUT: t.Final[int] = 100_000
+"""Longest string ``.match()`` accepts, in characters."""
+
+MAX_REGEX_LENGTH: t.Final[int] = 1_000
+"""Longest pattern ``.match()`` accepts, in characters."""
+
+MAX_REGEX_PROGRAM: t.Final[int] = 2_000
+"""Most matcher instructions a pattern may compile to (``a{1000}`` is 1000 of them)."""
+
+MAX_REGEX_STEPS: t.Final[int] = 1_000_000
+"""Most matcher steps the ``.match()`` calls of one evaluation may take together."""
+
+MAX_EVALUATION_STEPS: t.Final[int] = 5_000_000
+"""Most element-level steps (comparisons, encodings, copies in Python loops) per evaluation."""
+
+_EXCERPT_LENGTH = 200
+_KEY_EXCERPT_LENGTH = 100
+
+
+# --------------------------------------------------------------------------------------
+# The work budget of one evaluation
+# --------------------------------------------------------------------------------------
+
+
+class _Budget:
+    """Steps left to one evaluation; the Python loops over values spend from it."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "tap_rhttp_expression_budget", default=None
+)
+
+
+def _spend(steps: int) -> None:
+    """Charge ``steps`` to the running evaluation (no-op outside one)."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.left -= steps
+    if budget.left < 0:
+        raise errors.ExpressionError(
+            f"The expression needs more than {MAX_EVALUATION_STEPS} steps "
+            "(MAX_EVALUATION_STEPS) on these values."
+        )
+
+
+# --------------------------------------------------------------------------------------
+# JSON values: type names, equality, bounded text
+# --------------------------------------------------------------------------------------
+
+
+def reql_type_name(value: JSON) -> str:
+    """Name the type of a JSON value as RethinkDB does.
+
+    Callers use it in messages such as ``Expected `page` to return an OBJECT, but found
+    NUMBER.``
+
+    Args:
+        value: a JSON value.
+
+    Returns:
+        ``'NULL'``, ``'BOOL'``, ``'NUMBER'``, ``'STRING'``, ``'ARRAY'`` or ``'OBJECT'``.
+
+    Raises:
+        ExpressionError: the value is not a JSON value.
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, (int, float)):
+        return "NUMBER"
+    if isinstance(value, str):
+        return "STRING"
+    if isinstance(value, list):
+        return "ARRAY"
+    if isinstance(value, dict):
+        return "OBJECT"
+    raise errors.ExpressionError(f"Not a JSON value: a Python {type(value).__name__}.")
+
+
+def _is_number(value: JSON) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _truthy(value: JSON) -> bool:
+    """ReQL truthiness: only ``False`` and ``None`` are false."""
+    return value is not None and value is not False
+
+
+def _json_equal(left: JSON, right: JSON) -> bool:
+    """JSON equality, iteratively: ``True != 1``, ``1 == 1.0``, objects by key."""
+    stack = [(left, right)]
+    while stack:
+        a, b = stack.pop()
+        if a is b:
+            continue
+        kind = reql_type_name(a)
+        if kind != reql_type_name(b):
+            return False
+        if kind == "ARRAY":
+            if len(a) != len(b):
+                return False
+            _spend(len(a) + 1)
+            stack.extend(zip(a, b, strict=True))
+        elif kind == "OBJECT":
+            if a.keys() != b.keys():
+                return False
+            _spend(len(a) + 1)
+            stack.extend((a[key], b[key]) for key in a)
+        elif a != b:
+            return False
+    return True
+
+
+class _Text(str):
+    """A piece of JSON punctuation inside :func:`_json_pieces` (not a value)."""
+
+    __slots__ = ()
+
+
+def _number_text(value: int | float, *, strict: bool) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            if strict:
+                raise errors.ExpressionError(f"Cannot convert the number {value!r} to JSON.")
+            return repr(value)
+        if value.is_integer() and abs(value) <= MAX_INT:
+            return str(int(value))
+        return repr(value)
+    try:
+        return str(value)
+    except ValueError:  # more digits than sys.get_int_max_str_digits()
+        if strict:
+            raise errors.ExpressionError("Number too large to convert to text.") from None
+        return f"<an integer of {value.bit_length()} bits>"
+
+
+def _json_pieces(value: JSON, *, sort_keys: bool, strict: bool, cut: int) -> Iterator[str]:
+    """Yield JSON text for ``value`` piece by piece, without recursion.
+
+    Strings longer than ``cut`` are cut to ``cut`` characters (the caller stops reading
+    before that matters).
+    """
+    stack: list[Iterator[JSON]] = [iter((value,))]
+    while stack:
+        try:
+            item = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if isinstance(item, _Text):
+            yield item
+        elif isinstance(item, str):
+            yield json.dumps(item[:cut], ensure_ascii=False)
+        elif item is None:
+            yield "null"
+        elif item is True:
+            yield "true"
+        elif item is False:
+            yield "false"
+        elif isinstance(item, (int, float)):
+            yield _number_text(item, strict=strict)
+        elif isinstance(item, list):
+            _spend(len(item) + 1)
+            stack.append(_array_pieces(item))
+        elif isinstance(item, dict):
+            _spend(len(item) + 1)
+            stack.append(_object_pieces(item, sort_keys=sort_keys, cut=cut))
+        elif strict:
+            reql_type_name(item)  # raises: not a JSON value
+        else:
+            yield f"<{type(item).__name__}>"
+
+
+def _array_pieces(items: list[JSON]) -> Iterator[JSON]:
+    yield _Text("[")
+    for index, item in enumerate(items):
+        if index:
+            yield _Text(",")
+        yield item
+    yield _Text("]")
+
+
+def _object_pieces(obj: dict[JSON, JSON], *, sort_keys: bool, cut: int) -> Iterator[JSON]:
+    yield _Text("{")
+    keys: t.Iterable[JSON] = sorted(obj) if sort_keys else obj
+    for index, key in enumerate(keys):
+        yield _Text(("," if index else "") + json.dumps(str(key)[:cut], ensure_ascii=False) + ":")
+        yield obj[key]
+    yield _Text("}")
+
+
+def _json_text(value: JSON, limit: int, *, sort_keys: bool, strict: bool) -> str | None:
+    """Compact JSON text of ``value``, or None when it would be longer than ``limit``."""
+    parts: list[str] = []
+    size = 0
+    for piece in _json_pieces(value, sort_keys=sort_keys, strict=strict, cut=limit + 1):
+        size += len(piece)
+        if size > limit:
+            return None
+        parts.append(piece)
+    return "".join(parts)
+
+
+def _excerpt(value: JSON, limit: int = _EXCERPT_LENGTH) -> str:
+    """JSON text of ``value`` for a message, cut short to about ``limit`` characters."""
+    parts: list[str] = []
+    size = 0
+    for piece in _json_pieces(value, sort_keys=False, strict=False, cut=limit + 1):
+        parts.append(piece)
+        size += len(piece)
+        if size > limit:
+            return "".join(parts)[:limit] + "..."
+    return "".join(parts)
+
+
+def _key_text(key: str) -> str:
+    return key if len(key) <= _KEY_EXCERPT_LENGTH else key[:_KEY_EXCERPT_LENGTH] + "..."
+
+
+# --------------------------------------------------------------------------------------
+# Errors raised while evaluating
+# --------------------------------------------------------------------------------------
+
+
+def _fail(message: str, culprit: JSON = False) -> errors.ExpressionError:
+    """An evaluation error; ReQL makes it a non-existence error when the culprit is null."""
+    if culprit is None:
+        return errors.NonExistenceError(message)
+    return errors.ExpressionError(message)
+
+
+def _expected(type_name: str, value: JSON) -> errors.ExpressionError:
+    return _fail(f"Expected type {type_name} but found {reql_type_name(value)}.", value)
+
+
+def _not_a_sequence(value: JSON) -> errors.ExpressionError:
+    return _fail(f"Cannot convert {reql_type_name(value)} to SEQUENCE.", value)
+
+
+def _non_object_non_sequence(op: str, value: JSON) -> errors.ExpressionError:
+    return _fail(f"Cannot perform {op} on a non-object non-sequence `{_excerpt(value)}`.", value)
+
+
+def _check_string(text: str, what: str = "a string") -> str:
+    if len(text) > MAX_STRING_LENGTH:
+        raise errors.ExpressionError(
+            f"Cannot build {what} of {len(text)} characters: "
+            f"the limit is {MAX_STRING_LENGTH} (MAX_STRING_LENGTH)."
+        )
+    return text
+
+
+def _check_string_size(size: int, what: str) -> None:
+    if size > MAX_STRING_LENGTH:
+        raise errors.ExpressionError(
+            f"{what} would build a string of {size} characters: "
+            f"the limit is {MAX_STRING_LENGTH} (MAX_STRING_LENGTH)."
+        )
+
+
+def _check_array_size(size: int, what: str) -> None:
+    if size > MAX_ARRAY_LENGTH:
+        raise errors.ExpressionError(
+            f"{what} would build an array of {size} elements: "
+            f"the limit is {MAX_ARRAY_LENGTH} (MAX_ARRAY_LENGTH)."
+        )
+
+
+def _check_array(items: list[JSON], what: str) -> list[JSON]:
+    _check_array_size(len(items), what)
+    return items
+
+
+# --------------------------------------------------------------------------------------
+# Numbers and argument types
+# --------------------------------------------------------------------------------------
+
+
+def _number_result(value: int | float) -> int | float:
+    """Check an arithmetic result: finite, JSON-safe; integral floats become ints."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise errors.ExpressionError(f"Number result is not finite ({value!r}).")
+        if value.is_integer() and -MAX_INT <= value <= MAX_INT:
+            return int(value)
+        return value
+    if -MAX_INT <= value <= MAX_INT:
+        return value
+    raise errors.ExpressionError(
+        "Integer result is outside the JSON-safe range -2**53..2**53 (MAX_INT)."
+    )
+
+
+def _as_number(value: JSON) -> int | float:
+    if not _is_number(value):
+        raise _expected("NUMBER", value)
+    return t.cast("int | float", value)
+
+
+def _as_int(value: JSON) -> int:
+    """ReQL's ``as_int``: a number with no fractional part."""
+    number = _as_number(value)
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise errors.ExpressionError(
+                f"Number not an integer: {_number_text(number, strict=False)}."
+            )
+        return int(number)
+    return number
+
+
+def _as_string(value: JSON) -> str:
+    if not isinstance(value, str):
+        raise _expected("STRING", value)
+    return value
+
+
+def _as_array(value: JSON) -> list[JSON]:
+    if not isinstance(value, list):
+        raise _not_a_sequence(value)
+    return value
+
+
+def _as_object(value: JSON) -> dict[str, JSON]:
+    if not isinstance(value, dict):
+        raise _expected("OBJECT", value)
+    return value
