@@ -145,10 +145,7 @@ class _RegexCompiler:
 
     def emit(self, instruction: tuple[t.Any, ...]) -> int:
         if len(self.code) >= MAX_REGEX_PROGRAM:
-            raise _RegexError(
-                f"the pattern compiles to more than {MAX_REGEX_PROGRAM} instructions "
-                "(MAX_REGEX_PROGRAM); use smaller repeat counts"
-            )
+            raise _too_big()
         self.code.append(instruction)
         return len(self.code) - 1
 
@@ -239,6 +236,44 @@ class _RegexCompiler:
             )
 
 
+def _program_size(items: t.Any) -> int:
+    """How many instructions ``items`` compiles to, counted before anything is expanded.
+
+    A repeat multiplies its body, and nested repeats multiply again, so a short pattern
+    can ask for billions (``(?:(?:a{1000}){1000}){1000}``); counting first refuses it at
+    once. Every iteration counts at least one instruction, even of an empty group, so
+    ``(?:){4294967294}`` is refused rather than looped over for nothing. Saturates just
+    above ``MAX_REGEX_PROGRAM``.
+    """
+    total = 0
+    for op, arg in items:
+        if op is _opcode("BRANCH"):
+            alternatives = arg[1]
+            total += sum(_program_size(part) for part in alternatives)
+            total += 2 * (len(alternatives) - 1)  # SPLIT and JMP around all but the last
+        elif op is _opcode("SUBPATTERN"):
+            total += _program_size(arg[3]) + (0 if arg[0] is None else 2)  # two SAVEs
+        elif op is _opcode("MAX_REPEAT") or op is _opcode("MIN_REPEAT"):
+            low, high, pattern = arg
+            body = max(_program_size(pattern), 1)
+            if high == _sre.MAXREPEAT:
+                total += (low + 1) * body + 2
+            else:
+                total += low * body + (high - low) * (body + 1)
+        else:
+            total += 1
+        if total > MAX_REGEX_PROGRAM:
+            return MAX_REGEX_PROGRAM + 1
+    return total
+
+
+def _too_big() -> _RegexError:
+    return _RegexError(
+        f"the pattern compiles to more than {MAX_REGEX_PROGRAM} instructions "
+        "(MAX_REGEX_PROGRAM); use smaller repeat counts"
+    )
+
+
 def _regex_nesting(pattern: str) -> int:
     """Bracket depth of a pattern, roughly (escapes and classes skipped): guards re's parser."""
     depth = deepest = 0
@@ -277,6 +312,8 @@ def _compile_regex(pattern: str) -> _Program:
     flags = parsed.state.flags
     if flags & (re.LOCALE | re.DEBUG):
         raise _RegexError("the LOCALE and DEBUG flags are not supported")
+    if _program_size(parsed) + 3 > MAX_REGEX_PROGRAM:  # with SAVE 0, SAVE 1 and MATCH
+        raise _too_big()
     compiler = _RegexCompiler()
     compiler.emit((_OP_SAVE, 0))
     compiler.sequence(parsed, flags)

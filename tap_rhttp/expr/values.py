@@ -47,7 +47,11 @@ MAX_REGEX_LENGTH: t.Final[int] = 1_000
 """Longest pattern ``.match()`` accepts, in characters."""
 
 MAX_REGEX_PROGRAM: t.Final[int] = 2_000
-"""Most matcher instructions a pattern may compile to (``a{1000}`` is 1000 of them)."""
+"""Most matcher instructions a pattern may compile to (``a{1000}`` is 1000 of them).
+
+Counted on the parsed pattern before any repeat is expanded; every repetition counts at
+least one, even of an empty group (``(?:){4294967294}`` is refused at once).
+"""
 
 MAX_REGEX_STEPS: t.Final[int] = 1_000_000
 """Most matcher steps the ``.match()`` calls of one evaluation may take together."""
