@@ -18,11 +18,14 @@ import subprocess
 import sys
 import textwrap
 import typing as t
+import unicodedata
 
 import pytest
 
 from tap_rhttp import expr
+from tap_rhttp.expr.functions import _MARK_PLANES, _split
 from tap_rhttp.expr.regex import _compile_regex, _RegexError
+from tap_rhttp.expr.values import _BUDGET, _SCAN_CHARACTERS_PER_STEP, _Budget
 
 BOUND_SECONDS = 2.0
 MAX_PEAK_BYTES = 64 * 1024 * 1024
@@ -71,6 +74,11 @@ def run_child(source: str, body: str = "None", *, trace: bool = False) -> dict[s
     return t.cast("dict[str, t.Any]", json.loads(done.stdout.splitlines()[-1]))
 
 
+def many(call: str, total: int = 3000) -> str:
+    """A list literal repeating ``call`` up to about ``total`` characters of source."""
+    return "[" + ", ".join([call] * (total // (len(call) + 2))) + "]"
+
+
 # -- .match(): compiling --------------------------------------------------------------------
 
 
@@ -108,3 +116,80 @@ def test_huge_repeat_counts_fail_fast_in_an_evaluation(pattern: str) -> None:
 )
 def test_repeats_within_the_program_limit_still_compile(pattern: str) -> None:
     _compile_regex(pattern)
+
+
+# -- .match(): running ---------------------------------------------------------------------
+
+
+SLOW_PATTERNS = [
+    "(?:\\\\B){99}$",  # assertions only: no thread survives a position
+    "(?:\\\\B){1990}$",
+    "(){99}$",
+    "(){990}$",
+    "()" * 450 + "$",  # many groups: each SAVE copies every capture
+    "(?:(?:\\\\b|\\\\B){0,9}){20}$",  # nested quantifiers over an alternation
+    "(?:((\\\\b){0,3})+?)+$",
+    "(?:(?:(?:(a?|\\\\B)){0,3}){0,3}){0,3}$",
+    "(?:a?){990}b",  # a thousand threads alive at every position
+    "(?:(a)?|(\\\\B)){200}b",
+]
+
+
+@pytest.mark.parametrize("pattern", SLOW_PATTERNS, ids=lambda p: p[:40])
+def test_one_match_stays_within_the_time_bound(pattern: str) -> None:
+    report = run_child(f"info['body'].match('{pattern}')", "'a' * 99999")
+    assert "Error in regexp" not in str(report["error"]), report  # it compiled and ran
+    assert report["seconds"] < BOUND_SECONDS, report
+
+
+def test_many_matches_share_the_time_bound() -> None:
+    calls = [f"info['body'].match('(?:\\\\B){{{n}}}$')" for n in range(90, 110)]
+    report = run_child("[" + ", ".join(calls) + "]", "'a' * 99999")
+    assert report["error"] is not None
+    assert "MAX_REGEX_STEPS" in report["error"]
+    assert report["seconds"] < BOUND_SECONDS, report
+
+
+def test_compiling_many_big_patterns_shares_the_time_bound() -> None:
+    calls = [f"'a'.match('[a-z]{{{n}}}x')" for n in range(1700, 1700 + 140)]
+    report = run_child("[" + ", ".join(calls) + "]")
+    assert report["seconds"] < BOUND_SECONDS, report
+
+
+# -- split('') -----------------------------------------------------------------------------
+
+
+def test_splitting_combining_marks_stays_within_the_time_bound() -> None:
+    report = run_child(many("info['body'].split('')"), "'a' + '\\u0301' * 999999")
+    assert report["seconds"] < BOUND_SECONDS, report
+
+
+def test_split_into_characters_is_charged_for_every_character_it_scans() -> None:
+    long = "a" + "\u0301" * 999_999
+    budget = _Budget()
+    token = _BUDGET.set(budget)
+    try:
+        assert _split(long, "") == [long]
+    finally:
+        _BUDGET.reset(token)
+    assert expr.MAX_EVALUATION_STEPS - budget.steps >= len(long) // _SCAN_CHARACTERS_PER_STEP
+
+
+def test_combining_marks_are_where_split_looks_for_them() -> None:
+    outside = [
+        code
+        for code in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(code)).startswith("M")
+        and not any(low <= code <= high for low, high in _MARK_PLANES)
+    ]
+    assert outside == []
+
+
+def test_split_into_characters_keeps_marks_with_their_base() -> None:
+    text = "e\u0301a\u0308\u0323x"
+    result = expr.compile_expression("info.split('')", path="p").evaluate({"info": text})
+    assert result == ["e\u0301", "a\u0308\u0323", "x"]
+    limited = expr.compile_expression("info.split('', 1)", path="p").evaluate({"info": text})
+    assert limited == ["e\u0301", "a\u0308\u0323x"]
+    marks = expr.compile_expression("info.split('')", path="p").evaluate({"info": "\u0301\u0301a"})
+    assert marks == ["\u0301\u0301", "a"]

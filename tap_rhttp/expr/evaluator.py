@@ -25,8 +25,6 @@ from tap_rhttp.expr.operators import _add, _bracket, _compare, _div, _mod, _mul,
 from tap_rhttp.expr.values import (
     _BUDGET,
     JSON,
-    MAX_EVALUATION_STEPS,
-    MAX_REGEX_STEPS,
     _Budget,
     _fail,
     _key_text,
@@ -41,11 +39,10 @@ if t.TYPE_CHECKING:
 class _Evaluator:
     """Evaluates one checked tree against one environment."""
 
-    __slots__ = ("env", "regex_steps")
+    __slots__ = ("env",)
 
     def __init__(self, env: Mapping[str, JSON]) -> None:
         self.env = env
-        self.regex_steps = MAX_REGEX_STEPS  # shared by every .match() of one evaluation
 
     def eval(self, node: ast.expr | None) -> JSON:
         handler = _HANDLERS.get(type(node))
@@ -165,7 +162,7 @@ _HANDLERS: dict[type[t.Any], Callable[[_Evaluator, t.Any], JSON]] = {
 
 def _evaluate(body: ast.expr, env: Mapping[str, JSON]) -> JSON:
     """Evaluate a checked tree with a fresh budget (see :meth:`Expression.evaluate`)."""
-    token = _BUDGET.set(_Budget(MAX_EVALUATION_STEPS))
+    token = _BUDGET.set(_Budget())
     try:
         return _Evaluator(env).eval(body)
     except (RecursionError, MemoryError) as exc:

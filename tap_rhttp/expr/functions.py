@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
+import itertools
 import json
 import math
 import operator
@@ -35,6 +37,7 @@ from tap_rhttp.expr.operators import (
 )
 from tap_rhttp.expr.regex import _match
 from tap_rhttp.expr.values import (
+    _SCAN_CHARACTERS_PER_STEP,
     JSON,
     MAX_ARRAY_LENGTH,
     MAX_STRING_LENGTH,
@@ -68,8 +71,6 @@ _F = t.TypeVar("_F", bound="Callable[..., t.Any]")
 
 class _Evaluates(t.Protocol):
     """What a lazy entry needs from the evaluator (see :mod:`tap_rhttp.expr.evaluator`)."""
-
-    regex_steps: int
 
     def eval(self, node: ast.expr | None) -> JSON: ...
 
@@ -224,15 +225,6 @@ _method("lt", arity=(1, None), lazy=True, r_too=True)(_lazy_comparison("<"))
 _method("le", arity=(1, None), lazy=True, r_too=True)(_lazy_comparison("<="))
 _method("gt", arity=(1, None), lazy=True, r_too=True)(_lazy_comparison(">"))
 _method("ge", arity=(1, None), lazy=True, r_too=True)(_lazy_comparison(">="))
-
-
-@_method("match", arity=(1, 1), lazy=True)
-def _lazy_match(ev: _Evaluates, receiver: ast.expr | None, args: list[ast.expr]) -> JSON:
-    text = _as_string(ev.eval(receiver))
-    regex = _as_string(ev.eval(args[0]))
-    result, steps = _match(text, regex, ev.regex_steps)
-    ev.regex_steps -= steps
-    return result
 
 
 # --------------------------------------------------------------------------------------
@@ -415,38 +407,85 @@ def _parse_json(text: JSON) -> JSON:
 # Strings
 # --------------------------------------------------------------------------------------
 
-_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+def _ascii_case(text: str, *, upper: bool) -> str:
+    """ReQL's ``upcase``/``downcase``: ASCII letters only, in one pass in C.
+
+    UTF-8 keeps every non-ASCII character in bytes of 0x80 and above, which ``bytes``
+    case mapping leaves alone (``str.translate`` would look each one up in a dict).
+    """
+    _spend(len(text) // _SCAN_CHARACTERS_PER_STEP)
+    if text.isascii():
+        return text.upper() if upper else text.lower()
+    data = text.encode("utf-8", "surrogatepass")
+    data = data.upper() if upper else data.lower()  # the first copy is freed here
+    return data.decode("utf-8", "surrogatepass")
 
 
 @_method("upcase", arity=(0, 0))
 def _upcase(value: JSON) -> str:
-    return _check_string(_as_string(value)).translate(_ASCII_UPPER)
+    text = _check_string(_as_string(value))
+    return _ascii_case(text, upper=True)
 
 
 @_method("downcase", arity=(0, 0))
 def _downcase(value: JSON) -> str:
-    return _check_string(_as_string(value)).translate(_ASCII_LOWER)
+    text = _check_string(_as_string(value))
+    return _ascii_case(text, upper=False)
+
+
+@_method("match", arity=(1, 1))
+def _match_method(value: JSON, regex: JSON) -> JSON:
+    return _match(_as_string(value), _as_string(regex))
+
+
+@functools.cache
+def _character_pattern() -> re.Pattern[str]:
+    """One character and the combining marks after it: a piece of ReQL's ``split('')``.
+
+    ``re`` cannot name a Unicode category, so the class of marks (Mn, Mc, Me) is read
+    from ``unicodedata`` once per process (about 40 ms). Marks exist only in
+    U+0300..U+1FFFF and U+E0000..U+E0FFF (a test checks the whole database). The
+    pattern has no nested quantifier, so even ``re`` runs it in linear time.
+    """
+    category = unicodedata.category
+    ranges: list[str] = []
+    for low, high in _MARK_PLANES:
+        start: int | None = None
+        for code in range(low, high + 1):
+            if category(chr(code))[0] == "M":
+                start = code if start is None else start
+            elif start is not None:
+                ranges.append(f"\\U{start:08x}-\\U{code - 1:08x}")
+                start = None
+        if start is not None:
+            ranges.append(f"\\U{start:08x}-\\U{high:08x}")
+    return re.compile(f"(?s).[{''.join(ranges)}]*")
+
+
+_MARK_PLANES = ((0x0300, 0x1FFFF), (0xE0000, 0xE0FFF))
 
 
 def _split_characters(text: str, limit: int) -> list[str]:
-    """ReQL's ``split('')``: characters, each with the combining marks that follow it."""
-    _spend(min(len(text), MAX_ARRAY_LENGTH))
-    pieces: list[str] = []
-    start = 0
-    index = 0
-    while index < len(text):
-        if 0 <= limit == len(pieces):
-            pieces.append(text[start:])
-            return pieces
-        index = start + 1
-        while index < len(text) and unicodedata.category(text[index]).startswith("M"):
-            index += 1
-        pieces.append(text[start:index])
-        start = index
-        if len(pieces) > MAX_ARRAY_LENGTH:
-            break
-    return pieces
+    """ReQL's ``split('')``: characters, each with the combining marks that follow it.
+
+    Linear, and charged as such: a step per piece, and one per 32 characters scanned.
+    """
+    size = len(text)
+    if text.isascii():  # no combining marks: one character a piece
+        count = size if limit < 0 or limit >= size else limit + 1
+        _check_array_size(count, "`split`")
+        _spend(count)
+        return list(text) if count == size else [*text[:limit], text[limit:]]
+    _spend(size // _SCAN_CHARACTERS_PER_STEP)
+    most = MAX_ARRAY_LENGTH + 1 if limit < 0 else limit  # one more than allowed: an error
+    found = itertools.islice(_character_pattern().finditer(text), most)
+    pieces = [match.group() for match in found]
+    _spend(len(pieces))
+    end = sum(map(len, pieces))
+    if end < size and limit >= 0:  # the limit was reached: the rest is the last piece
+        pieces.append(text[end:])
+    return _check_array(pieces, "`split`")
 
 
 @_method("split", arity=(0, 2), keywords=("sep", "max_splits"))
@@ -461,9 +500,16 @@ def _split(value: JSON, sep: JSON = None, max_splits: JSON = None) -> list[str]:
             raise errors.ExpressionError(
                 f"Error: `split` size argument must be in range [-1, {MAX_ARRAY_LENGTH - 1}]."
             )
+    if sep == "":
+        return _split_characters(text, limit)
     bounded = MAX_ARRAY_LENGTH if limit < 0 else limit  # never more than one piece too many
-    pieces = _split_characters(text, limit) if sep == "" else text.split(sep, bounded)
-    return _check_array(pieces, "`split`")
+    _spend(len(text) // _SCAN_CHARACTERS_PER_STEP)
+    if sep is None:  # whitespace runs: the pieces are counted once built (never too many)
+        pieces = _check_array(text.split(None, bounded), "`split`")
+    else:
+        _check_array_size(min(text.count(sep), bounded) + 1, "`split`")
+        pieces = text.split(sep, bounded)
+    return pieces
 
 
 # --------------------------------------------------------------------------------------

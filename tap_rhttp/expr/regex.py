@@ -31,6 +31,8 @@ from tap_rhttp.expr.values import (
     MAX_REGEX_PROGRAM,
     MAX_REGEX_STEPS,
     _key_text,
+    _regex_steps_left,
+    _spend_regex,
 )
 
 if t.TYPE_CHECKING:
@@ -61,11 +63,24 @@ class _RegexError(Exception):
     """A pattern that cannot be used; turned into ReQL's ``Error in regexp`` message."""
 
 
+# What the matcher charges to MAX_REGEX_STEPS, in steps, so that a step stays about the
+# same amount of work whatever the pattern (measured: well under a microsecond each).
+_COMPILE_STEPS = 4  # per instruction and per pattern character, on every call (the same
+#                     whether or not the program came from the cache: budgets are exact)
+_ASSERT_STEPS = 2  # `^ $ \b \B`: a call that looks at one or two characters
+_SAVE_SLOTS_PER_STEP = 8  # a capture copies every slot: a step per 8 slots, at least one
+
+
 @dataclasses.dataclass(frozen=True)
 class _Program:
     code: tuple[tuple[t.Any, ...], ...]
     groups: int  # capturing groups, not counting the whole match
     first: str | None  # a literal every match starts with, to skip ahead quickly
+
+    @property
+    def save_steps(self) -> int:
+        """Steps one capture costs: it copies all ``2 * groups + 2`` slots."""
+        return 1 + (2 * self.groups + 2) // _SAVE_SLOTS_PER_STEP
 
 
 def _is_word(char: str, ascii_only: bool) -> bool:
@@ -74,29 +89,29 @@ def _is_word(char: str, ascii_only: bool) -> bool:
     return char.isalnum() or char == "_"
 
 
+_ASCII_WORD = frozenset("0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _category_test(category: t.Any, ascii_only: bool) -> Callable[[str], bool]:
+    """A test for ``\\d \\s \\w`` (or their negations), in C where Python has one."""
     name = str(category)
     negate = "_NOT_" in name
+    base: Callable[[str], bool]
     if name.endswith("DIGIT"):
-
-        def base(c: str) -> bool:
-            return ("0" <= c <= "9") if ascii_only else c.isdecimal()
-
+        base = "0123456789".__contains__ if ascii_only else str.isdecimal
     elif name.endswith("SPACE"):
-
-        def base(c: str) -> bool:
-            return (c in " \t\n\r\f\v") if ascii_only else c.isspace()
-
+        base = " \t\n\r\f\v".__contains__ if ascii_only else str.isspace
     elif name.endswith("WORD"):
-
-        def base(c: str) -> bool:
-            return _is_word(c, ascii_only)
-
+        base = _ASCII_WORD.__contains__ if ascii_only else _is_unicode_word
     else:
         raise _RegexError(f"unsupported character category {name}")
     if negate:
         return lambda c: not base(c)
     return base
+
+
+def _is_unicode_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
 
 
 def _case_variants(char: str, ignore_case: bool) -> tuple[str, ...]:
@@ -105,7 +120,8 @@ def _case_variants(char: str, ignore_case: bool) -> tuple[str, ...]:
     return tuple({char, char.lower(), char.upper()})
 
 
-def _class_test(items: list[t.Any], flags: int) -> Callable[[str], bool]:
+def _class_test(items: list[t.Any], flags: int) -> tuple[Callable[[str], bool], int]:
+    """A test for ``[...]``, and the steps one call costs (it loops over ranges)."""
     ignore_case = bool(flags & re.IGNORECASE)
     ascii_only = bool(flags & re.ASCII)
     negate = False
@@ -124,24 +140,45 @@ def _class_test(items: list[t.Any], flags: int) -> Callable[[str], bool]:
         else:
             raise _RegexError(f"unsupported character class item {op}")
 
-    def test(char: str) -> bool:
-        for variant in _case_variants(char, ignore_case):
-            if variant in literals:
+    # Plain loops, not any(...): this runs per character per thread, and a generator
+    # costs more than the few comparisons it would replace.
+    def in_ranges(char: str) -> bool:
+        for low, high in ranges:  # noqa: SIM110
+            if low <= char <= high:
                 return True
-            for low, high in ranges:
-                if low <= variant <= high:
-                    return True
-        return any(category(char) for category in categories)
+        return False
 
+    def general(char: str) -> bool:
+        if ignore_case:
+            for variant in _case_variants(char, ignore_case):
+                if variant in literals or in_ranges(variant):
+                    return True
+        elif char in literals or in_ranges(char):
+            return True
+        for category in categories:  # noqa: SIM110
+            if category(char):
+                return True
+        return False
+
+    steps = 1 + (len(ranges) * (3 if ignore_case else 1) + len(categories)) // 4
+    test: Callable[[str], bool] = general
+    if not ignore_case and not ranges and not (literals and categories):
+        # the common shapes, [abc] and \\w, tested in one call
+        if not categories:
+            test = literals.__contains__
+        elif len(categories) == 1:
+            test = categories[0]
     if negate:
-        return lambda c: not test(c)
-    return test
+        positive = test
+        return (lambda c: not positive(c)), steps
+    return test, steps
 
 
 class _RegexCompiler:
     def __init__(self) -> None:
         self.code: list[tuple[t.Any, ...]] = []
         self.groups = 0
+        self.classes: dict[tuple[int, int], tuple[Callable[[str], bool], int]] = {}
 
     def emit(self, instruction: tuple[t.Any, ...]) -> int:
         if len(self.code) >= MAX_REGEX_PROGRAM:
@@ -149,8 +186,8 @@ class _RegexCompiler:
         self.code.append(instruction)
         return len(self.code) - 1
 
-    def char(self, test: Callable[[str], bool], literal: str | None = None) -> None:
-        self.emit((_OP_CHAR, test, literal))
+    def char(self, test: Callable[[str], bool], literal: str | None = None, steps: int = 1) -> None:
+        self.emit((_OP_CHAR, test, literal, steps))
 
     def sequence(self, items: t.Any, flags: int) -> None:
         for op, arg in items:
@@ -171,9 +208,13 @@ class _RegexCompiler:
             else:
                 self.char(lambda c: c != "\n")
         elif op is _opcode("IN"):
-            self.char(_class_test(arg, flags))
+            key = (id(arg), flags)  # a repeat compiles the same class many times: build it once
+            if key not in self.classes:
+                self.classes[key] = _class_test(arg, flags)
+            test, steps = self.classes[key]
+            self.char(test, None, steps)
         elif op is _opcode("AT"):
-            self.emit((_OP_ASSERT, str(arg), flags))
+            self.emit((_OP_ASSERT, _assertion(str(arg), flags)))
         elif op is _opcode("BRANCH"):
             self.branch(arg[1], flags)
         elif op is _opcode("SUBPATTERN"):
@@ -329,25 +370,39 @@ def _compile_regex(pattern: str) -> _Program:
     return _Program(tuple(compiler.code), compiler.groups, first)
 
 
-def _assertion_holds(kind: str, flags: int, text: str, pos: int) -> bool:
-    size = len(text)
+def _assertion(kind: str, flags: int) -> Callable[[str, int], bool]:
+    """A test of ``^ $ \\A \\Z \\b \\B`` at a position, chosen once when compiling."""
     multiline = bool(flags & re.MULTILINE)
+    ascii_only = bool(flags & re.ASCII)
     if kind == "AT_BEGINNING":
-        return pos == 0 or (multiline and text[pos - 1] == "\n")
+        if multiline:
+            return lambda text, pos: pos == 0 or text[pos - 1] == "\n"
+        return lambda text, pos: pos == 0
     if kind == "AT_BEGINNING_STRING":
-        return pos == 0
+        return lambda text, pos: pos == 0
     if kind == "AT_END":
-        if pos == size or (pos == size - 1 and text[pos] == "\n"):
-            return True
-        return multiline and pos < size and text[pos] == "\n"
+        if multiline:
+            return lambda text, pos: pos == len(text) or text[pos] == "\n"
+        return lambda text, pos: pos == len(text) or (pos == len(text) - 1 and text[pos] == "\n")
     if kind == "AT_END_STRING":
-        return pos == size
+        return lambda text, pos: pos == len(text)
     if kind in ("AT_BOUNDARY", "AT_NON_BOUNDARY"):
-        ascii_only = bool(flags & re.ASCII)
-        before = pos > 0 and _is_word(text[pos - 1], ascii_only)
-        after = pos < size and _is_word(text[pos], ascii_only)
-        return (before != after) == (kind == "AT_BOUNDARY")
+        boundary = kind == "AT_BOUNDARY"
+
+        def test(text: str, pos: int) -> bool:
+            before = pos > 0 and _is_word(text[pos - 1], ascii_only)
+            after = pos < len(text) and _is_word(text[pos], ascii_only)
+            return (before != after) == boundary
+
+        return test
     raise _RegexError(f"unsupported assertion {kind}")
+
+
+def _gave_up() -> errors.ExpressionError:
+    return errors.ExpressionError(
+        f"`match` gave up: the expression's matches need more than {MAX_REGEX_STEPS} "
+        "steps (MAX_REGEX_STEPS) on this input."
+    )
 
 
 def _run_regex(
@@ -356,11 +411,16 @@ def _run_regex(
     """Leftmost-first search, in time linear in ``len(text)`` (Pike VM with captures).
 
     Returns the captures of the match (or None) and the steps taken; raises once the
-    steps pass ``budget``.
+    steps pass ``budget``. Steps count the real work: every instruction visited while
+    following a thread (a capture by the slots it copies, an assertion twice), and every
+    thread tested against every character; the count is checked at every position, also
+    those where no thread survives, so a pattern of assertions and empty groups that
+    never consumes a character cannot run on unchecked.
     """
     code = program.code
     marks = [-1] * len(code)
-    steps = 0
+    steps = len(code)
+    save_steps = program.save_steps
     size = len(text)
     no_captures: tuple[int | None, ...] = (None,) * (2 * program.groups + 2)
     matched: tuple[int | None, ...] | None = None
@@ -371,30 +431,34 @@ def _run_regex(
         pos: int,
         captures: tuple[int | None, ...],
     ) -> int:
-        visited = 0
+        cost = 0
         stack = [(pc, captures)]
         while stack:
             pc, captures = stack.pop()
             if marks[pc] == pos:
                 continue
             marks[pc] = pos
-            visited += 1
             instruction = code[pc]
             kind = instruction[0]
             if kind == _OP_JMP:
+                cost += 1
                 stack.append((instruction[1], captures))
             elif kind == _OP_SPLIT:
+                cost += 1
                 stack.append((instruction[2], captures))
                 stack.append((instruction[1], captures))
             elif kind == _OP_SAVE:
+                cost += save_steps
                 slot = instruction[1]
                 stack.append((pc + 1, (*captures[:slot], pos, *captures[slot + 1 :])))
             elif kind == _OP_ASSERT:
-                if _assertion_holds(instruction[1], instruction[2], text, pos):
+                cost += _ASSERT_STEPS
+                if instruction[1](text, pos):
                     stack.append((pc + 1, captures))
             else:
+                cost += 1
                 threads.append((pc, captures))
-        return visited
+        return cost
 
     threads: list[tuple[int, tuple[int | None, ...]]] = []
     pos = 0
@@ -405,6 +469,8 @@ def _run_regex(
                 if pos < 0:
                     break
             steps += add(threads, 0, pos, no_captures)
+            if steps > budget:
+                raise _gave_up()
         if not threads:
             if matched is not None:
                 break
@@ -417,23 +483,23 @@ def _run_regex(
             if instruction[0] == _OP_MATCH:
                 matched = captures
                 break  # lower-priority threads lose
-            if char and instruction[1](char):
-                steps += add(following, pc + 1, pos + 1, captures)
-        steps += len(threads)
+            if char:
+                steps += instruction[3]
+                if instruction[1](char):
+                    steps += add(following, pc + 1, pos + 1, captures)
         if steps > budget:
-            raise errors.ExpressionError(
-                f"`match` gave up: the expression's matches need more than {MAX_REGEX_STEPS} "
-                "steps (MAX_REGEX_STEPS) on this input."
-            )
+            raise _gave_up()
         threads = following
         pos += 1
     return matched, steps
 
 
-def _match(text: str, regex: str, budget: int) -> tuple[JSON, int]:
-    """ReQL's ``match``: null, or ``{str, start, end, groups}``; and the steps it took.
+def _match(text: str, regex: str) -> JSON:
+    """ReQL's ``match``: null, or ``{str, start, end, groups}`` (offsets in characters).
 
-    Raises once the steps pass ``budget`` (what is left of ``MAX_REGEX_STEPS``).
+    Spends from the evaluation's ``MAX_REGEX_STEPS``: compiling (charged on every call,
+    cached or not, so that whether an evaluation fits never depends on what ran before)
+    and matching.
     """
     if len(regex) > MAX_REGEX_LENGTH:
         raise errors.ExpressionError(
@@ -445,19 +511,26 @@ def _match(text: str, regex: str, budget: int) -> tuple[JSON, int]:
             f"Cannot match against a string of {len(text)} characters: "
             f"the limit is {MAX_MATCH_INPUT} (MAX_MATCH_INPUT)."
         )
+    _spend_regex(_COMPILE_STEPS * len(regex))
     try:
         program = _compile_regex(regex)
     except _RegexError as exc:
         raise errors.ExpressionError(f"Error in regexp `{_key_text(regex)}`: {exc}.") from None
-    found, steps = _run_regex(program, text, budget)
+    _spend_regex(_COMPILE_STEPS * len(program.code))
+    found, steps = _run_regex(program, text, _regex_steps_left())
+    _spend_regex(steps)
     if found is None:
-        return None, steps
-    start, end = t.cast("tuple[int, int]", found[:2])
-    groups: list[JSON] = []
-    for group in range(1, program.groups + 1):
-        low, high = found[2 * group], found[2 * group + 1]
-        if low is None or high is None:
-            groups.append(None)
-        else:
-            groups.append({"str": text[low:high], "start": low, "end": high})
-    return {"str": text[start:end], "start": start, "end": end, "groups": groups}, steps
+        return None
+    spans = [(found[2 * group], found[2 * group + 1]) for group in range(program.groups + 1)]
+    (start, end), groups = t.cast("tuple[int, int]", spans[0]), spans[1:]
+    return {
+        "str": text[start:end],
+        "start": start,
+        "end": end,
+        "groups": [
+            None
+            if low is None or high is None
+            else {"str": text[low:high], "start": low, "end": high}
+            for low, high in groups
+        ],
+    }

@@ -54,7 +54,11 @@ least one, even of an empty group (``(?:){4294967294}`` is refused at once).
 """
 
 MAX_REGEX_STEPS: t.Final[int] = 1_000_000
-"""Most matcher steps the ``.match()`` calls of one evaluation may take together."""
+"""Most matcher steps the ``.match()`` calls of one evaluation may take together.
+
+A step is about the same work whatever the pattern: captures and assertions count more
+than one, and compiling is charged on every call (see :mod:`tap_rhttp.expr.regex`).
+"""
 
 MAX_EVALUATION_STEPS: t.Final[int] = 5_000_000
 """Most element-level steps (comparisons, encodings, copies in Python loops) per evaluation."""
@@ -68,13 +72,20 @@ _KEY_EXCERPT_LENGTH = 100
 # --------------------------------------------------------------------------------------
 
 
+_SCAN_CHARACTERS_PER_STEP: t.Final = 32  # a scan in C (str.split, str.count) per step
+
+
 class _Budget:
-    """Steps left to one evaluation; the Python loops over values spend from it."""
+    """What one evaluation has left to spend: steps and matcher steps.
 
-    __slots__ = ("left",)
+    The Python loops over values spend ``steps``; the matcher spends ``regex_steps``.
+    """
 
-    def __init__(self, steps: int) -> None:
-        self.left = steps
+    __slots__ = ("regex_steps", "steps")
+
+    def __init__(self) -> None:
+        self.steps = MAX_EVALUATION_STEPS
+        self.regex_steps = MAX_REGEX_STEPS
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -87,11 +98,30 @@ def _spend(steps: int) -> None:
     budget = _BUDGET.get()
     if budget is None:
         return
-    budget.left -= steps
-    if budget.left < 0:
+    budget.steps -= steps
+    if budget.steps < 0:
         raise errors.ExpressionError(
             f"The expression needs more than {MAX_EVALUATION_STEPS} steps "
             "(MAX_EVALUATION_STEPS) on these values."
+        )
+
+
+def _regex_steps_left() -> int:
+    """Matcher steps the running evaluation has left (``MAX_REGEX_STEPS`` outside one)."""
+    budget = _BUDGET.get()
+    return MAX_REGEX_STEPS if budget is None else budget.regex_steps
+
+
+def _spend_regex(steps: int) -> None:
+    """Charge matcher ``steps`` to the running evaluation (no-op outside one)."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.regex_steps -= steps
+    if budget.regex_steps < 0:
+        raise errors.ExpressionError(
+            f"`match` gave up: the expression's matches need more than {MAX_REGEX_STEPS} "
+            "steps (MAX_REGEX_STEPS) on this input."
         )
 
 
