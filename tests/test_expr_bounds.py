@@ -173,6 +173,7 @@ def test_split_into_characters_is_charged_for_every_character_it_scans() -> None
     finally:
         _BUDGET.reset(token)
     assert expr.MAX_EVALUATION_STEPS - budget.steps >= len(long) // _SCAN_CHARACTERS_PER_STEP
+    assert expr.MAX_EVALUATION_BYTES - budget.bytes >= len(long)
 
 
 def test_combining_marks_are_where_split_looks_for_them() -> None:
@@ -193,3 +194,44 @@ def test_split_into_characters_keeps_marks_with_their_base() -> None:
     assert limited == ["e\u0301", "a\u0308\u0323x"]
     marks = expr.compile_expression("info.split('')", path="p").evaluate({"info": "\u0301\u0301a"})
     assert marks == ["\u0301\u0301", "a"]
+
+
+# -- everything one evaluation builds, together ---------------------------------------------
+
+BUILDERS = [
+    ("'\\U0001f600' * 999999", "None"),
+    ("(info['body'] + 'x')", "'\\U0001f600' * 999998"),
+    ("info['body'].add('x', 'y')", "'\\U0001f600' * 999990"),
+    ("r.add(info['body'], [1])", "[0] * 99999"),
+    ("info['body'].append(1)", "[0] * 99999"),
+    ("(info['body'] * 1)", "[0] * 99999"),
+    ("info['body'].merge({'x': 1})", "{str(i): i for i in range(99999)}"),
+    ("info['body'].coerce_to('string')", "['\\U0001f600' * 96] * 10000"),
+    ("info['body'].to_json_string()", "['\\U0001f600' * 96] * 10000"),
+    ("info['body'].coerce_to('array')", "{str(i): i for i in range(99999)}"),
+    ("info['body'].upcase()", "'\\U0001f600' * 999999"),
+    ("info['body'].slice(1)", "'\\U0001f600' * 999999"),
+    ("info['body'].skip(1)", "[0] * 99999"),
+    ("info['body'].split('a')", "'\\U0001f600a' * 99990"),
+    ("info['body'].keys()", "{str(i): i for i in range(99999)}"),
+    ("r.json(info['body'])", "'[' + '1,' * 499990 + '1]'"),
+]
+
+
+@pytest.mark.parametrize(("call", "body"), BUILDERS, ids=[call for call, _ in BUILDERS])
+def test_everything_an_evaluation_builds_is_capped(call: str, body: str) -> None:
+    report = run_child(many(call), body, trace=True)
+    assert report["error"] is not None, report
+    assert "MAX_EVALUATION_BYTES" in report["error"], report
+    assert report["peak"] < MAX_PEAK_BYTES, report
+    assert report["seconds"] < BOUND_SECONDS, report
+
+
+def test_ordinary_big_results_are_within_the_cap() -> None:
+    expression = expr.compile_expression(
+        "[info['body'].coerce_to('string'), info['body'].count(), 'x' * 900000]", path="p"
+    )
+    body = [{"id": i, "name": f"item {i}"} for i in range(20_000)]
+    result = expression.evaluate({"info": {"body": body}})
+    assert result[1] == 20_000
+    assert len(result[0]) > 400_000

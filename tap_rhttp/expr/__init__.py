@@ -30,6 +30,7 @@ from tap_rhttp.expr.expression import Expression, compile_expression
 from tap_rhttp.expr.values import (
     MAX_ARRAY_LENGTH,
     MAX_AST_DEPTH,
+    MAX_EVALUATION_BYTES,
     MAX_EVALUATION_STEPS,
     MAX_EXPRESSION_LENGTH,
     MAX_INT,
@@ -44,6 +45,7 @@ from tap_rhttp.expr.values import (
 __all__ = [
     "MAX_ARRAY_LENGTH",
     "MAX_AST_DEPTH",
+    "MAX_EVALUATION_BYTES",
     "MAX_EVALUATION_STEPS",
     "MAX_EXPRESSION_LENGTH",
     "MAX_INT",

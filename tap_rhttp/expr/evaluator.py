@@ -26,6 +26,8 @@ from tap_rhttp.expr.values import (
     _BUDGET,
     JSON,
     _Budget,
+    _build_array,
+    _build_object,
     _fail,
     _key_text,
     _truthy,
@@ -63,10 +65,12 @@ def _eval_name(ev: _Evaluator, node: ast.Name) -> JSON:
 
 
 def _eval_list(ev: _Evaluator, node: ast.List) -> JSON:
+    _build_array(len(node.elts), "a list literal")
     return [ev.eval(item) for item in node.elts]
 
 
 def _eval_dict(ev: _Evaluator, node: ast.Dict) -> JSON:
+    _build_object(len(node.keys), "a dict literal")
     result: dict[str, JSON] = {}
     for key_node, value_node in zip(node.keys, node.values, strict=True):
         key = ev.eval(key_node)

@@ -37,7 +37,10 @@ from tap_rhttp.expr.operators import (
 )
 from tap_rhttp.expr.regex import _match
 from tap_rhttp.expr.values import (
+    _CHAR_BYTES,
+    _ENTRY_BYTES,
     _SCAN_CHARACTERS_PER_STEP,
+    _SLOT_BYTES,
     JSON,
     MAX_ARRAY_LENGTH,
     MAX_STRING_LENGTH,
@@ -46,9 +49,14 @@ from tap_rhttp.expr.values import (
     _as_number,
     _as_object,
     _as_string,
+    _build,
+    _build_array,
+    _build_object,
+    _build_strings,
+    _bytes_left,
     _check_array,
     _check_array_size,
-    _check_string,
+    _check_string_size,
     _excerpt,
     _expected,
     _fail,
@@ -323,18 +331,21 @@ def _parse_number(text: str) -> int | float:
 
 @_method("to_json_string", "to_json", arity=(0, 0))
 def _to_json_string(value: JSON) -> str:
-    text = _json_text(value, MAX_STRING_LENGTH, sort_keys=True, strict=True)
-    if text is None:
+    room = min(MAX_STRING_LENGTH, _bytes_left() // _CHAR_BYTES)  # stop writing at the limit
+    text = _json_text(value, room, sort_keys=True, strict=True)
+    if text is None and room == MAX_STRING_LENGTH:
         raise errors.ExpressionError(
             "Cannot build a string of more than "
             f"{MAX_STRING_LENGTH} characters (MAX_STRING_LENGTH) from this value."
         )
-    return text
+    _build_strings(room + 1 if text is None else len(text), 1, "`to_json_string`")
+    return t.cast("str", text)
 
 
 def _pairs_to_object(value: list[JSON]) -> dict[str, JSON]:
     result: dict[str, JSON] = {}
     _spend(len(value))
+    _build_object(len(value), "`coerce_to('object')`")
     for pair in value:
         if not isinstance(pair, list):
             raise _expected("ARRAY", pair)
@@ -372,6 +383,7 @@ def _coerce_to(value: JSON, type_name: JSON) -> JSON:
         return _to_json_string(value)
     if source == "OBJECT" and target == "ARRAY":
         _check_array_size(len(value), "`coerce_to('array')`")
+        _build(len(value) * (2 * _SLOT_BYTES + _ENTRY_BYTES), "`coerce_to('array')`")
         _spend(len(value))
         return [[key, value[key]] for key in sorted(value)]
     if source == "ARRAY" and target == "OBJECT":
@@ -379,6 +391,9 @@ def _coerce_to(value: JSON, type_name: JSON) -> JSON:
     if source == "STRING" and target == "NUMBER":
         return _parse_number(value)
     raise _fail(f"Cannot coerce {source} to {target}.", value)
+
+
+_JSON_PARSE_BYTES = 24  # the most json.loads builds per character of text: `[{},{},...]`
 
 
 def _no_constant(text: str) -> t.NoReturn:
@@ -394,6 +409,7 @@ def _parse_json(text: JSON) -> JSON:
             f"Cannot parse {len(text)} characters as JSON: "
             f"the limit is {MAX_STRING_LENGTH} (MAX_STRING_LENGTH)."
         )
+    _build(_JSON_PARSE_BYTES * len(text), "`r.json`")
     try:
         return json.loads(text, parse_constant=_no_constant)
     except RecursionError:
@@ -424,13 +440,15 @@ def _ascii_case(text: str, *, upper: bool) -> str:
 
 @_method("upcase", arity=(0, 0))
 def _upcase(value: JSON) -> str:
-    text = _check_string(_as_string(value))
+    text = _as_string(value)
+    _check_string_size(len(text), "`upcase`")
     return _ascii_case(text, upper=True)
 
 
 @_method("downcase", arity=(0, 0))
 def _downcase(value: JSON) -> str:
-    text = _check_string(_as_string(value))
+    text = _as_string(value)
+    _check_string_size(len(text), "`downcase`")
     return _ascii_case(text, upper=False)
 
 
@@ -476,6 +494,7 @@ def _split_characters(text: str, limit: int) -> list[str]:
         count = size if limit < 0 or limit >= size else limit + 1
         _check_array_size(count, "`split`")
         _spend(count)
+        _build_strings(size, count, "`split`")
         return list(text) if count == size else [*text[:limit], text[limit:]]
     _spend(size // _SCAN_CHARACTERS_PER_STEP)
     most = MAX_ARRAY_LENGTH + 1 if limit < 0 else limit  # one more than allowed: an error
@@ -485,7 +504,9 @@ def _split_characters(text: str, limit: int) -> list[str]:
     end = sum(map(len, pieces))
     if end < size and limit >= 0:  # the limit was reached: the rest is the last piece
         pieces.append(text[end:])
-    return _check_array(pieces, "`split`")
+    _check_array_size(len(pieces), "`split`")
+    _build_strings(size, len(pieces), "`split`")
+    return pieces
 
 
 @_method("split", arity=(0, 2), keywords=("sep", "max_splits"))
@@ -509,6 +530,7 @@ def _split(value: JSON, sep: JSON = None, max_splits: JSON = None) -> list[str]:
     else:
         _check_array_size(min(text.count(sep), bounded) + 1, "`split`")
         pieces = text.split(sep, bounded)
+    _build_strings(len(text), len(pieces), "`split`")
     return pieces
 
 
@@ -599,6 +621,7 @@ def _append(value: JSON, item: JSON) -> list[JSON]:
 
 def _deep_merge(base: dict[str, JSON], update: dict[str, JSON]) -> dict[str, JSON]:
     """ReQL's merge: nested objects merge key by key; copies only what it changes."""
+    _build_object(len(base) + len(update), "`merge`")
     result = dict(base)
     stack = [(result, update)]
     while stack:
@@ -607,6 +630,7 @@ def _deep_merge(base: dict[str, JSON], update: dict[str, JSON]) -> dict[str, JSO
         for key, item in source.items():
             current = target.get(key)
             if isinstance(item, dict) and isinstance(current, dict):
+                _build_object(len(current) + len(item), "`merge`")
                 copy = dict(current)
                 target[key] = copy
                 stack.append((copy, item))
@@ -620,6 +644,7 @@ def _merge(value: JSON, *updates: JSON) -> JSON:
     objects = [_as_object(update) for update in updates]
     if isinstance(value, list):
         _spend(len(value))
+        _build_array(len(value), "`merge`")
         return [_merge(item, *objects) for item in value]
     if not isinstance(value, dict):
         raise _non_object_non_sequence("merge", value)
@@ -635,10 +660,12 @@ def _slice(value: JSON, start: JSON, end: JSON = None) -> JSON:
         raise _not_a_sequence(value)
     low = _as_int(start)
     high = None if end is None else _as_int(end)
-    part = value[low:high]
-    if isinstance(part, str):
-        return _check_string(part)
-    return _check_array(part, "`slice`")
+    size = len(range(*slice(low, high).indices(len(value))))
+    if isinstance(value, str):
+        _check_string_size(size, "`slice`")
+    else:
+        _check_array_size(size, "`slice`")
+    return value[low:high]
 
 
 @_method("limit", arity=(1, 1))
@@ -647,7 +674,8 @@ def _limit(value: JSON, count: JSON) -> list[JSON]:
     n = _as_int(count)
     if n < 0:
         raise errors.ExpressionError(f"LIMIT takes a non-negative argument (got {n})")
-    return _check_array(items[:n], "`limit`")
+    _check_array_size(min(n, len(items)), "`limit`")
+    return items[:n]
 
 
 @_method("skip", arity=(1, 1))
@@ -656,7 +684,8 @@ def _skip(value: JSON, count: JSON) -> list[JSON]:
     n = _as_int(count)
     if n < 0:
         raise errors.ExpressionError(f"SKIP takes a non-negative argument (got {n})")
-    return _check_array(items[n:], "`skip`")
+    _check_array_size(max(len(items) - n, 0), "`skip`")
+    return items[n:]
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ from tap_rhttp.expr.values import (
     MAX_REGEX_LENGTH,
     MAX_REGEX_PROGRAM,
     MAX_REGEX_STEPS,
+    _build_array,
+    _build_object,
+    _build_strings,
     _key_text,
     _regex_steps_left,
     _spend_regex,
@@ -499,7 +502,7 @@ def _match(text: str, regex: str) -> JSON:
 
     Spends from the evaluation's ``MAX_REGEX_STEPS``: compiling (charged on every call,
     cached or not, so that whether an evaluation fits never depends on what ran before)
-    and matching.
+    and matching; and builds the result within ``MAX_EVALUATION_BYTES``.
     """
     if len(regex) > MAX_REGEX_LENGTH:
         raise errors.ExpressionError(
@@ -522,7 +525,11 @@ def _match(text: str, regex: str) -> JSON:
     if found is None:
         return None
     spans = [(found[2 * group], found[2 * group + 1]) for group in range(program.groups + 1)]
-    (start, end), groups = t.cast("tuple[int, int]", spans[0]), spans[1:]
+    matched = [(low, high) for low, high in spans if low is not None and high is not None]
+    _build_strings(sum(high - low for low, high in matched), len(matched), "`match`")
+    _build_object(4 + 3 * len(matched), "`match`")
+    _build_array(program.groups, "`match`")
+    (start, end), groups = matched[0], spans[1:]
     return {
         "str": text[start:end],
         "start": start,

@@ -63,6 +63,16 @@ than one, and compiling is charged on every call (see :mod:`tap_rhttp.expr.regex
 MAX_EVALUATION_STEPS: t.Final[int] = 5_000_000
 """Most element-level steps (comparisons, encodings, copies in Python loops) per evaluation."""
 
+MAX_EVALUATION_BYTES: t.Final[int] = 32 * 1024 * 1024
+"""Most memory all the strings, arrays and objects one evaluation builds may take together.
+
+Estimated before each is built, erring high: 4 bytes a character (the widest ``str``
+storage), 8 an array element, 64 an object entry or a new small string, array or object
+inside a result (its header). Each string stays under ``MAX_STRING_LENGTH`` and each
+array under ``MAX_ARRAY_LENGTH``; this bounds their sum, so a list literal of many
+near-limit strings cannot take gigabytes.
+"""
+
 _EXCERPT_LENGTH = 200
 _KEY_EXCERPT_LENGTH = 100
 
@@ -72,20 +82,25 @@ _KEY_EXCERPT_LENGTH = 100
 # --------------------------------------------------------------------------------------
 
 
+_CHAR_BYTES: t.Final = 4  # a str stores up to 4 bytes per character
+_SLOT_BYTES: t.Final = 8  # an array element: one pointer
+_ENTRY_BYTES: t.Final = 64  # an object entry, or the header of a new small value
 _SCAN_CHARACTERS_PER_STEP: t.Final = 32  # a scan in C (str.split, str.count) per step
 
 
 class _Budget:
-    """What one evaluation has left to spend: steps and matcher steps.
+    """What one evaluation has left to spend: steps, matcher steps and bytes to build.
 
-    The Python loops over values spend ``steps``; the matcher spends ``regex_steps``.
+    The Python loops over values spend ``steps``; the matcher spends ``regex_steps``;
+    every constructor of a string, array or object spends ``bytes`` *before* building.
     """
 
-    __slots__ = ("regex_steps", "steps")
+    __slots__ = ("bytes", "regex_steps", "steps")
 
     def __init__(self) -> None:
         self.steps = MAX_EVALUATION_STEPS
         self.regex_steps = MAX_REGEX_STEPS
+        self.bytes = MAX_EVALUATION_BYTES
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -123,6 +138,40 @@ def _spend_regex(steps: int) -> None:
             f"`match` gave up: the expression's matches need more than {MAX_REGEX_STEPS} "
             "steps (MAX_REGEX_STEPS) on this input."
         )
+
+
+def _bytes_left() -> int:
+    """Bytes the running evaluation may still build (``MAX_EVALUATION_BYTES`` outside one)."""
+    budget = _BUDGET.get()
+    return MAX_EVALUATION_BYTES if budget is None else max(budget.bytes, 0)
+
+
+def _build(size: int, what: str) -> None:
+    """Charge ``size`` estimated bytes that ``what`` is about to build (no-op outside one)."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return
+    budget.bytes -= size
+    if budget.bytes < 0:
+        raise errors.ExpressionError(
+            f"{what} would take what this evaluation builds past {MAX_EVALUATION_BYTES} "
+            "bytes (MAX_EVALUATION_BYTES): build fewer or smaller strings and arrays."
+        )
+
+
+def _build_strings(characters: int, strings: int, what: str) -> None:
+    """Charge ``strings`` new strings of ``characters`` in all (see ``_build``)."""
+    _build(_CHAR_BYTES * characters + _ENTRY_BYTES * strings, what)
+
+
+def _build_array(elements: int, what: str) -> None:
+    """Charge a new array of ``elements`` elements (see ``_build``)."""
+    _build(_SLOT_BYTES * elements + _ENTRY_BYTES, what)
+
+
+def _build_object(entries: int, what: str) -> None:
+    """Charge a new object of ``entries`` entries (see ``_build``)."""
+    _build(_ENTRY_BYTES * (entries + 1), what)
 
 
 # --------------------------------------------------------------------------------------
@@ -273,7 +322,12 @@ def _object_pieces(obj: dict[JSON, JSON], *, sort_keys: bool, cut: int) -> Itera
 
 
 def _json_text(value: JSON, limit: int, *, sort_keys: bool, strict: bool) -> str | None:
-    """Compact JSON text of ``value``, or None when it would be longer than ``limit``."""
+    """Compact JSON text of ``value``, or None when it would be longer than ``limit``.
+
+    The pieces are joined a thousand at a time, so the text under construction takes
+    about its own size, not a small string object per comma.
+    """
+    chunks: list[str] = []
     parts: list[str] = []
     size = 0
     for piece in _json_pieces(value, sort_keys=sort_keys, strict=strict, cut=limit + 1):
@@ -281,7 +335,11 @@ def _json_text(value: JSON, limit: int, *, sort_keys: bool, strict: bool) -> str
         if size > limit:
             return None
         parts.append(piece)
-    return "".join(parts)
+        if len(parts) == 1024:
+            chunks.append("".join(parts))
+            parts.clear()
+    chunks.append("".join(parts))
+    return "".join(chunks)
 
 
 def _excerpt(value: JSON, limit: int = _EXCERPT_LENGTH) -> str:
@@ -324,32 +382,28 @@ def _non_object_non_sequence(op: str, value: JSON) -> errors.ExpressionError:
     return _fail(f"Cannot perform {op} on a non-object non-sequence `{_excerpt(value)}`.", value)
 
 
-def _check_string(text: str, what: str = "a string") -> str:
-    if len(text) > MAX_STRING_LENGTH:
-        raise errors.ExpressionError(
-            f"Cannot build {what} of {len(text)} characters: "
-            f"the limit is {MAX_STRING_LENGTH} (MAX_STRING_LENGTH)."
-        )
-    return text
-
-
 def _check_string_size(size: int, what: str) -> None:
+    """Before ``what`` builds a string of ``size`` characters: check and charge it."""
     if size > MAX_STRING_LENGTH:
         raise errors.ExpressionError(
             f"{what} would build a string of {size} characters: "
             f"the limit is {MAX_STRING_LENGTH} (MAX_STRING_LENGTH)."
         )
+    _build_strings(size, 1, what)
 
 
 def _check_array_size(size: int, what: str) -> None:
+    """Before ``what`` builds an array of ``size`` elements: check and charge it."""
     if size > MAX_ARRAY_LENGTH:
         raise errors.ExpressionError(
             f"{what} would build an array of {size} elements: "
             f"the limit is {MAX_ARRAY_LENGTH} (MAX_ARRAY_LENGTH)."
         )
+    _build_array(size, what)
 
 
 def _check_array(items: list[JSON], what: str) -> list[JSON]:
+    """After ``what`` built a filtered array (never longer than its input): check it."""
     _check_array_size(len(items), what)
     return items
 
