@@ -15,6 +15,7 @@ the one the RethinkDB docs use, and have no arithmetic (``info['params']['page']
 
 The modules split the work as jmespath splits its lexer, parser and visitor:
 
+- :mod:`~tap_rhttp.expr.times`: ReQL's TIME pseudotype and its calendar;
 - :mod:`~tap_rhttp.expr.values`: JSON values, ReQL type names, the limits, the budget;
 - :mod:`~tap_rhttp.expr.operators`: ``+ - * / %``, comparisons, ``x[k]``;
 - :mod:`~tap_rhttp.expr.regex`: the linear-time matcher behind ``.match()``;

@@ -160,6 +160,7 @@ class _Checker:
         self.allowed = _ALLOWED_SYNTAX.format(names=", ".join(sorted(names)) or "(none)")
         self.parents: dict[int, ast.AST] = {}
         self.occurrences: list[ast.Name] = []
+        self.calls_now = False
 
     def rejection(self, column: int, message: str, allowed: str | None = None) -> _Rejected:
         return _Rejected(column, message, self.allowed if allowed is None else allowed)
@@ -380,6 +381,7 @@ class _Checker:
                     column, f"`r.{func.attr}` is not supported; {listing}", listing
                 )
             children: list[ast.AST] = []
+            self.calls_now = self.calls_now or func.attr == "now"
         else:
             entry = _METHODS.get(func.attr)
             label = f".{func.attr}()"
@@ -430,6 +432,9 @@ class _Checker:
                 raise self.rejection(
                     column, f"`r.branch()` takes an odd number of arguments (got {count})"
                 )
+            if entry.counts and count not in entry.counts:
+                choices = " or ".join(str(n) for n in entry.counts)
+                raise self.rejection(column, f"`{label}` takes {choices} arguments (got {count})")
             return
         if high is None:
             expected = f"at least {low}"
@@ -549,6 +554,7 @@ class _Checked:
     names: frozenset[str]
     body: ast.expr
     reads: dict[str, tuple[tuple[_PathKey, ...], ...]]
+    calls_now: bool
 
 
 def _check_source(source: str, *, path: str, names: Collection[str]) -> _Checked:
@@ -616,4 +622,6 @@ def _check_source(source: str, *, path: str, names: Collection[str]) -> _Checked
         raise _syntax_error(
             path, source, rejected.column, rejected.message, rejected.allowed
         ) from None
-    return _Checked(names=allowed_names, body=body, reads=_read_paths(checker))
+    return _Checked(
+        names=allowed_names, body=body, reads=_read_paths(checker), calls_now=checker.calls_now
+    )

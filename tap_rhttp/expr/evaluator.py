@@ -10,9 +10,11 @@ iterative and spend from the evaluation's budget (:mod:`tap_rhttp.expr.values`).
 from __future__ import annotations
 
 import ast
+import time
 import typing as t
 
 from tap_rhttp import errors
+from tap_rhttp.expr import times
 from tap_rhttp.expr.functions import (
     _METHODS,
     _R_FUNCTIONS,
@@ -22,6 +24,7 @@ from tap_rhttp.expr.functions import (
     _lazy_or,
 )
 from tap_rhttp.expr.operators import _add, _bracket, _compare, _div, _mod, _mul, _neg, _pos, _sub
+from tap_rhttp.expr.times import Time
 from tap_rhttp.expr.values import (
     _BUDGET,
     JSON,
@@ -31,6 +34,7 @@ from tap_rhttp.expr.values import (
     _fail,
     _key_text,
     _truthy,
+    _without_times,
     reql_type_name,
 )
 
@@ -39,18 +43,29 @@ if t.TYPE_CHECKING:
 
 
 class _Evaluator:
-    """Evaluates one checked tree against one environment."""
+    """Evaluates one checked tree against one environment, at one ``r.now()``."""
 
-    __slots__ = ("env",)
+    __slots__ = ("_now", "env", "made_time")
 
-    def __init__(self, env: Mapping[str, JSON]) -> None:
+    def __init__(self, env: Mapping[str, JSON], now: Time | None) -> None:
         self.env = env
+        self._now = now
+        self.made_time = False  # some node evaluated to a time: the result may hold one
 
     def eval(self, node: ast.expr | None) -> JSON:
         handler = _HANDLERS.get(type(node))
         if handler is None:  # unreachable after the check; fail closed all the same
             raise errors.ExpressionError(f"Cannot evaluate a {type(node).__name__} node.")
-        return handler(self, node)
+        value = handler(self, node)
+        if type(value) is Time:
+            self.made_time = True
+        return value
+
+    def now(self) -> Time:
+        """The instant of ``r.now()``: the caller's, or the clock's, read once."""
+        if self._now is None:
+            self._now = times.epoch_time(time.time())
+        return self._now
 
 
 def _eval_constant(ev: _Evaluator, node: ast.Constant) -> JSON:
@@ -164,11 +179,16 @@ _HANDLERS: dict[type[t.Any], Callable[[_Evaluator, t.Any], JSON]] = {
 }
 
 
-def _evaluate(body: ast.expr, env: Mapping[str, JSON]) -> JSON:
-    """Evaluate a checked tree with a fresh budget (see :meth:`Expression.evaluate`)."""
+def _evaluate(body: ast.expr, env: Mapping[str, JSON], now: Time | None) -> JSON:
+    """Evaluate a checked tree with a fresh budget (see :meth:`Expression.evaluate`).
+
+    Times do not leave the evaluator: in the result, each is its ISO 8601 text.
+    """
     token = _BUDGET.set(_Budget())
     try:
-        return _Evaluator(env).eval(body)
+        evaluator = _Evaluator(env, now)
+        result = evaluator.eval(body)
+        return _without_times(result) if evaluator.made_time else result
     except (RecursionError, MemoryError) as exc:
         raise errors.ExpressionError(
             f"The expression could not be evaluated ({type(exc).__name__})."

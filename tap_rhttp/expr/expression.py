@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import typing as t
 
+from tap_rhttp import errors
+from tap_rhttp.expr import times
 from tap_rhttp.expr.checker import _check_source, _PathKey
 from tap_rhttp.expr.evaluator import _evaluate
 
@@ -16,6 +18,7 @@ if t.TYPE_CHECKING:
     import ast
     from collections.abc import Collection, Mapping
 
+    from tap_rhttp.expr.times import Time
     from tap_rhttp.expr.values import JSON
 
 
@@ -38,7 +41,46 @@ def compile_expression(source: str, *, path: str, names: Collection[str] = ("inf
             with a caret under ``column`` and says what is allowed.
     """
     checked = _check_source(source, path=path, names=names)
-    return Expression(source=source, names=checked.names, body=checked.body, reads=checked.reads)
+    return Expression(
+        source=source,
+        names=checked.names,
+        body=checked.body,
+        reads=checked.reads,
+        calls_now=checked.calls_now,
+    )
+
+
+class _Timestamped(t.Protocol):
+    """An aware ``datetime.datetime``, or anything else that says when it is."""
+
+    def timestamp(self) -> float: ...
+
+    def utcoffset(self) -> t.Any: ...
+
+
+Instant: t.TypeAlias = "float | str | _Timestamped"
+"""What ``Expression.evaluate(now=...)`` takes: epoch seconds, ISO 8601 text with a time
+zone, or an aware ``datetime``."""
+
+
+def _instant(now: Instant) -> Time:
+    """The ``r.now()`` of an evaluation, in UTC as in ReQL, from the caller's instant."""
+    if isinstance(now, bool):
+        raise TypeError("now must be epoch seconds, ISO 8601 text or an aware datetime")
+    try:
+        if isinstance(now, (int, float)):
+            return times.epoch_time(now)
+        if isinstance(now, str):
+            return times.in_timezone(times.parse_iso8601(now), "+00:00")
+    except errors.ExpressionError as exc:
+        raise ValueError(f"now={now!r}: {exc}") from None
+    timestamp = getattr(now, "timestamp", None)
+    utcoffset = getattr(now, "utcoffset", None)
+    if callable(timestamp) and callable(utcoffset):
+        if utcoffset() is None:
+            raise ValueError("now must be an aware datetime: a naive one names no instant")
+        return times.epoch_time(float(timestamp()))
+    raise TypeError("now must be epoch seconds, ISO 8601 text or an aware datetime")
 
 
 def _keys_may_meet(read: _PathKey, asked: _PathKey) -> bool:
@@ -55,9 +97,11 @@ class Expression:
     Attributes:
         source: the expression text as written in the config.
         names: the names it may read (besides ``r``).
+        calls_now: whether it calls ``r.now()``, so that its result depends on the
+            ``now`` it is evaluated at.
     """
 
-    __slots__ = ("_body", "_reads", "names", "source")
+    __slots__ = ("_body", "_reads", "calls_now", "names", "source")
 
     def __init__(
         self,
@@ -66,29 +110,39 @@ class Expression:
         names: frozenset[str],
         body: ast.expr,
         reads: dict[str, tuple[tuple[_PathKey, ...], ...]],
+        calls_now: bool = False,
     ) -> None:
         self.source = source
         self.names = names
+        self.calls_now = calls_now
         self._body = body
         self._reads = reads
 
-    def evaluate(self, env: Mapping[str, JSON]) -> JSON:
+    def evaluate(self, env: Mapping[str, JSON], *, now: Instant | None = None) -> JSON:
         """Evaluate against JSON values; the values are never modified.
 
         Args:
             env: each name the expression reads, mapped to a JSON value, e.g.
                 ``{"info": {"params": {...}, "header": {...}, "body": ...}}``.
+            now: the instant ``r.now()`` returns: epoch seconds (``time.time()``), ISO
+                8601 text with a time zone, or an aware ``datetime``. Pass the run's
+                start to every evaluation of a run, so that a run is reproducible and a
+                resumed run asks for the same window. None: the clock, read once per
+                evaluation (every ``r.now()`` of one evaluation is the same instant).
 
         Returns:
             A JSON value (it may share parts with ``env``: copy before changing it).
+            Times never leave the evaluator: a time in the result is its ISO 8601 text,
+            as ``.to_iso8601()`` writes it.
 
         Raises:
             NonExistenceError: a missing field, an index out of bounds, or null where a
                 value was needed, not absorbed by ``.default()``.
             ExpressionError: any other failure; the message is RethinkDB's where it has
                 one. Callers add the request and the ``info`` it saw.
+            TypeError, ValueError: ``now`` names no instant.
         """
-        return _evaluate(self._body, env)
+        return _evaluate(self._body, env, None if now is None else _instant(now))
 
     def reads(self, name: str, *prefix: _PathKey) -> bool:
         """Could evaluation read ``env[name][prefix[0]][prefix[1]]...`` (or part of it)?

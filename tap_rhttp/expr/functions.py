@@ -24,6 +24,7 @@ import typing as t
 import unicodedata
 
 from tap_rhttp import errors
+from tap_rhttp.expr import times
 from tap_rhttp.expr.operators import (
     _add,
     _arith,
@@ -36,6 +37,7 @@ from tap_rhttp.expr.operators import (
     _sub,
 )
 from tap_rhttp.expr.regex import _match
+from tap_rhttp.expr.times import Time
 from tap_rhttp.expr.values import (
     _CHAR_BYTES,
     _ENTRY_BYTES,
@@ -60,6 +62,7 @@ from tap_rhttp.expr.values import (
     _excerpt,
     _expected,
     _fail,
+    _iso_text,
     _json_equal,
     _json_text,
     _key_text,
@@ -82,6 +85,10 @@ class _Evaluates(t.Protocol):
 
     def eval(self, node: ast.expr | None) -> JSON: ...
 
+    def now(self) -> Time:
+        """The evaluation's one ``r.now()``."""
+        ...
+
 
 _LazyFn: t.TypeAlias = "Callable[[_Evaluates, ast.expr | None, list[ast.expr]], JSON]"
 
@@ -95,6 +102,7 @@ class _Entry:
     fn: Callable[..., JSON]
     lazy: bool = False
     keywords: tuple[str, ...] = ()  # positional parameters that may be given by keyword
+    counts: tuple[int, ...] = ()  # when set, the only argument counts allowed
 
     def call(self, ev: _Evaluates, receiver: ast.expr | None, args: list[ast.expr]) -> JSON:
         if self.lazy:
@@ -136,9 +144,10 @@ def _register(
     lazy: bool,
     keywords: tuple[str, ...],
     r_too: bool = False,
+    counts: tuple[int, ...] = (),
 ) -> Callable[[_F], _F]:
     def register(fn: _F) -> _F:
-        entry = _Entry(arity[0], arity[1], fn, lazy=lazy, keywords=keywords)
+        entry = _Entry(arity[0], arity[1], fn, lazy=lazy, keywords=keywords, counts=counts)
         for name in names:
             if name in table:
                 raise ValueError(f"{name} is registered twice")
@@ -163,9 +172,15 @@ def _method(
     return _register(_METHODS, names, arity, lazy=lazy, keywords=keywords, r_too=r_too)
 
 
-def _function(*names: str, arity: tuple[int, int | None], lazy: bool = False) -> Callable[[_F], _F]:
-    """Register ``r.name(...)``."""
-    return _register(_R_FUNCTIONS, names, arity, lazy=lazy, keywords=())
+def _function(
+    *names: str,
+    arity: tuple[int, int | None],
+    lazy: bool = False,
+    keywords: tuple[str, ...] = (),
+    counts: tuple[int, ...] = (),
+) -> Callable[[_F], _F]:
+    """Register ``r.name(...)``; ``counts``, when given, are the only arities allowed."""
+    return _register(_R_FUNCTIONS, names, arity, lazy=lazy, keywords=keywords, counts=counts)
 
 
 # --------------------------------------------------------------------------------------
@@ -380,7 +395,16 @@ def _coerce_to(value: JSON, type_name: JSON) -> JSON:
     if target == "STRING":
         if isinstance(value, str):
             return value
+        if isinstance(value, Time):
+            return _iso_text(value)
         return _to_json_string(value)
+    if source == "PTYPE<TIME>" and target == "OBJECT":  # ReQL's own form of a time
+        _build_object(3, "`coerce_to('object')`")
+        return {
+            "$reql_type$": "TIME",
+            "epoch_time": _number_result(value.ms / 1000),
+            "timezone": value.tz,
+        }
     if source == "OBJECT" and target == "ARRAY":
         _check_array_size(len(value), "`coerce_to('array')`")
         _build(len(value) * (2 * _SLOT_BYTES + _ENTRY_BYTES), "`coerce_to('array')`")
@@ -686,6 +710,145 @@ def _skip(value: JSON, count: JSON) -> list[JSON]:
         raise errors.ExpressionError(f"SKIP takes a non-negative argument (got {n})")
     _check_array_size(max(len(items) - n, 0), "`skip`")
     return items[n:]
+
+
+# --------------------------------------------------------------------------------------
+# Times (ReQL's TIME pseudotype; see tap_rhttp.expr.times)
+# --------------------------------------------------------------------------------------
+
+
+def _as_time(value: JSON) -> Time:
+    if not isinstance(value, Time):
+        raise _fail(f"Not a TIME pseudotype: `{_excerpt(value)}`.", value)
+    return value
+
+
+def _new_time(make: Callable[[], Time], what: str) -> Time:
+    _build_object(2, what)
+    return make()
+
+
+@_function("now", arity=(0, 0), lazy=True)
+def _lazy_now(ev: _Evaluates, receiver: ast.expr | None, args: list[ast.expr]) -> Time:
+    return ev.now()
+
+
+@_function("epoch_time", arity=(1, 1))
+def _epoch_time(seconds: JSON) -> Time:
+    number = _as_number(seconds)
+    return _new_time(lambda: times.epoch_time(number), "`r.epoch_time`")
+
+
+@_function("iso8601", arity=(1, 2), keywords=("text", "default_timezone"))
+def _iso8601(text: JSON, default_timezone: JSON = None) -> Time:
+    source = _as_string(text)
+    zone = None if default_timezone is None else _as_string(default_timezone)
+    _spend(len(source))  # read a character at a time
+    return _new_time(lambda: times.parse_iso8601(source, zone), "`r.iso8601`")
+
+
+@_function("time", arity=(4, 7), counts=(4, 7))
+def _time(year: JSON, month: JSON, day: JSON, *rest: JSON) -> Time:
+    """``r.time(year, month, day[, hours, minutes, seconds], timezone)``."""
+    clock: tuple[JSON, ...] = (0, 0, 0) if len(rest) == 1 else rest[:3]
+    hours, minutes = _as_int(clock[0]), _as_int(clock[1])
+    seconds, zone = _as_number(clock[2]), _as_string(rest[-1])
+    date = _as_int(year), _as_int(month), _as_int(day)
+    return _new_time(lambda: times.from_civil(*date, hours, minutes, seconds, zone), "`r.time`")
+
+
+@_method("to_iso8601", arity=(0, 0))
+def _to_iso8601(value: JSON) -> str:
+    return _iso_text(_as_time(value))
+
+
+@_method("to_epoch_time", arity=(0, 0))
+def _to_epoch_time(value: JSON) -> JSON:
+    return _number_result(_as_time(value).ms / 1000)
+
+
+@_method("in_timezone", arity=(1, 1))
+def _in_timezone(value: JSON, timezone: JSON) -> Time:
+    time, zone = _as_time(value), _as_string(timezone)
+    return _new_time(lambda: times.in_timezone(time, zone), "`in_timezone`")
+
+
+@_method("timezone", arity=(0, 0))
+def _timezone(value: JSON) -> str:
+    return _as_time(value).tz
+
+
+@_method("date", arity=(0, 0))
+def _date(value: JSON) -> Time:
+    time = _as_time(value)
+    return _new_time(lambda: times.date(time), "`date`")
+
+
+@_method("time_of_day", arity=(0, 0))
+def _time_of_day(value: JSON) -> JSON:
+    return _number_result(_as_time(value).civil()[3] / 1000)
+
+
+@_method("year", arity=(0, 0))
+def _year(value: JSON) -> int:
+    return _as_time(value).civil()[0]
+
+
+@_method("month", arity=(0, 0))
+def _month(value: JSON) -> int:
+    return _as_time(value).civil()[1]
+
+
+@_method("day", arity=(0, 0))
+def _day(value: JSON) -> int:
+    return _as_time(value).civil()[2]
+
+
+@_method("hours", arity=(0, 0))
+def _hours(value: JSON) -> int:
+    return _as_time(value).civil()[3] // 3_600_000
+
+
+@_method("minutes", arity=(0, 0))
+def _minutes(value: JSON) -> int:
+    return _as_time(value).civil()[3] // 60_000 % 60
+
+
+@_method("seconds", arity=(0, 0))
+def _seconds(value: JSON) -> JSON:
+    return _number_result(_as_time(value).civil()[3] % 60_000 / 1000)
+
+
+@_method("day_of_week", arity=(0, 0))
+def _day_of_week(value: JSON) -> int:
+    return times.day_of_week(_as_time(value))
+
+
+@_method("day_of_year", arity=(0, 0))
+def _day_of_year(value: JSON) -> int:
+    return times.day_of_year(_as_time(value))
+
+
+def _bound(value: JSON, name: str) -> bool:
+    """Whether a ``during`` bound is closed: ``'open'`` or ``'closed'``, as in ReQL."""
+    if value in ("open", "closed"):
+        return value == "closed"
+    raise errors.ExpressionError(
+        f"Expected `open` or `closed` for optarg `{name}` (got `{_excerpt(value)}`)."
+    )
+
+
+@_method("during", arity=(2, 4), keywords=("start", "end", "left_bound", "right_bound"))
+def _during(
+    value: JSON, start: JSON, end: JSON, left_bound: JSON = None, right_bound: JSON = None
+) -> bool:
+    """``start <= time < end`` by default; either bound may be ``'open'`` or ``'closed'``."""
+    time, low, high = _as_time(value), _as_time(start), _as_time(end)
+    closed_low = True if left_bound is None else _bound(left_bound, "left_bound")
+    closed_high = False if right_bound is None else _bound(right_bound, "right_bound")
+    above = low.ms <= time.ms if closed_low else low.ms < time.ms
+    below = time.ms <= high.ms if closed_high else time.ms < high.ms
+    return above and below
 
 
 # --------------------------------------------------------------------------------------

@@ -15,10 +15,13 @@ import operator
 import typing as t
 
 from tap_rhttp import errors
+from tap_rhttp.expr import times
+from tap_rhttp.expr.times import Time
 from tap_rhttp.expr.values import (
     JSON,
     _as_int,
     _as_number,
+    _build_object,
     _check_array,
     _check_array_size,
     _check_string_size,
@@ -50,6 +53,10 @@ def _arith(op: Callable[[JSON, JSON], JSON], left: JSON, right: JSON) -> int | f
 
 
 def _add(left: JSON, right: JSON) -> JSON:
+    if isinstance(left, Time):  # a time plus seconds, either way round, as in ReQL
+        return _time_plus(left, _as_number(right))
+    if _is_number(left) and isinstance(right, Time):
+        return _time_plus(right, left)
     if _is_number(left):
         return _arith(operator.add, left, _as_number(right))
     if isinstance(left, str):
@@ -66,7 +73,16 @@ def _add(left: JSON, right: JSON) -> JSON:
 
 
 def _sub(left: JSON, right: JSON) -> JSON:
+    if isinstance(left, Time):
+        if isinstance(right, Time):  # seconds between them, to the millisecond
+            return _number_result((left.ms - right.ms) / 1000)
+        return _time_plus(left, -_as_number(right))
     return _arith(operator.sub, _as_number(left), _as_number(right))
+
+
+def _time_plus(time: Time, seconds: int | float) -> Time:
+    _build_object(2, "time arithmetic")
+    return times.plus_seconds(time, seconds)
 
 
 def _repeat(sequence: str | list[JSON], times: JSON) -> JSON:
@@ -138,10 +154,12 @@ def _compare(op: str, left: JSON, right: JSON) -> bool:
         isinstance(left, str) and isinstance(right, str)
     ):
         return _ORDERINGS[op](left, right)
+    if isinstance(left, Time) and isinstance(right, Time):
+        return _ORDERINGS[op](left.ms, right.ms)
     culprit = None if left is None or right is None else left
     raise _fail(
         f"Cannot compare {reql_type_name(left)} with {reql_type_name(right)} using `{op}`: "
-        "ordering needs two numbers or two strings.",
+        "ordering needs two numbers or two strings (or two times).",
         culprit,
     )
 

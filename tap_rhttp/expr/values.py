@@ -18,12 +18,17 @@ import math
 import typing as t
 
 from tap_rhttp import errors
+from tap_rhttp.expr.times import Time
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 JSON: t.TypeAlias = t.Any
-"""A JSON value: dict with str keys, list, str, int, float, bool or None."""
+"""A JSON value: dict with str keys, list, str, int, float, bool or None.
+
+Inside an evaluation a value may also be, or contain, a :class:`~tap_rhttp.expr.times.Time`
+(ReQL's TIME pseudotype); results leave the evaluator as JSON (see ``_without_times``).
+"""
 
 MAX_EXPRESSION_LENGTH: t.Final[int] = 4096
 """Longest expression source, in characters."""
@@ -189,7 +194,8 @@ def reql_type_name(value: JSON) -> str:
         value: a JSON value.
 
     Returns:
-        ``'NULL'``, ``'BOOL'``, ``'NUMBER'``, ``'STRING'``, ``'ARRAY'`` or ``'OBJECT'``.
+        ``'NULL'``, ``'BOOL'``, ``'NUMBER'``, ``'STRING'``, ``'ARRAY'`` or ``'OBJECT'``
+        (inside an evaluation also ``'PTYPE<TIME>'``, ReQL's name for a time).
 
     Raises:
         ExpressionError: the value is not a JSON value.
@@ -206,6 +212,8 @@ def reql_type_name(value: JSON) -> str:
         return "ARRAY"
     if isinstance(value, dict):
         return "OBJECT"
+    if isinstance(value, Time):
+        return "PTYPE<TIME>"
     raise errors.ExpressionError(f"Not a JSON value: a Python {type(value).__name__}.")
 
 
@@ -219,7 +227,10 @@ def _truthy(value: JSON) -> bool:
 
 
 def _json_equal(left: JSON, right: JSON) -> bool:
-    """JSON equality, iteratively: ``True != 1``, ``1 == 1.0``, objects by key."""
+    """JSON equality, iteratively: ``True != 1``, ``1 == 1.0``, objects by key.
+
+    Two times are equal when they are the same instant, whatever their offsets (ReQL).
+    """
     stack = [(left, right)]
     while stack:
         a, b = stack.pop()
@@ -238,6 +249,9 @@ def _json_equal(left: JSON, right: JSON) -> bool:
                 return False
             _spend(len(a) + 1)
             stack.extend((a[key], b[key]) for key in a)
+        elif kind == "PTYPE<TIME>":
+            if a.ms != b.ms:
+                return False
         elif a != b:
             return False
     return True
@@ -297,6 +311,8 @@ def _json_pieces(value: JSON, *, sort_keys: bool, strict: bool, cut: int) -> Ite
         elif isinstance(item, dict):
             _spend(len(item) + 1)
             stack.append(_object_pieces(item, sort_keys=sort_keys, cut=cut))
+        elif isinstance(item, Time):  # its ISO 8601 text, as when it leaves the evaluator
+            yield json.dumps(item.iso8601() if strict else item.text())
         elif strict:
             reql_type_name(item)  # raises: not a JSON value
         else:
@@ -356,6 +372,58 @@ def _excerpt(value: JSON, limit: int = _EXCERPT_LENGTH) -> str:
 
 def _key_text(key: str) -> str:
     return key if len(key) <= _KEY_EXCERPT_LENGTH else key[:_KEY_EXCERPT_LENGTH] + "..."
+
+
+def _without_times(value: JSON) -> JSON:
+    """``value`` with every time in it replaced by its ISO 8601 text: results are JSON.
+
+    Iterative, and copy-on-write: a container is copied only when something inside it
+    changed, so a result that shares a large input shares it still (each container is
+    visited once, however often it is referenced, and the visits are charged as steps).
+    """
+    if isinstance(value, Time):
+        return _iso_text(value)
+    if not isinstance(value, (list, dict)):
+        return value
+    done: dict[int, JSON] = {}
+    stack: list[tuple[JSON, bool]] = [(value, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in done:
+            continue
+        items = list(node.values()) if isinstance(node, dict) else node
+        if not children_done:
+            _spend(len(items) + 1)
+            stack.append((node, True))
+            stack.extend(
+                (item, False)
+                for item in items
+                if isinstance(item, (list, dict)) and id(item) not in done
+            )
+            continue
+        converted = [
+            _iso_text(item)
+            if isinstance(item, Time)
+            else done.get(id(item), item)
+            if isinstance(item, (list, dict))
+            else item
+            for item in items
+        ]
+        if all(new is old for new, old in zip(converted, items, strict=True)):
+            done[id(node)] = node
+        elif isinstance(node, dict):
+            _build_object(len(node), "a result with times")
+            done[id(node)] = dict(zip(node, converted, strict=True))
+        else:
+            _build_array(len(node), "a result with times")
+            done[id(node)] = converted
+    return done[id(value)]
+
+
+def _iso_text(time: Time) -> str:
+    text = time.iso8601()
+    _build_strings(len(text), 1, "a time's ISO 8601 text")
+    return text
 
 
 # --------------------------------------------------------------------------------------
