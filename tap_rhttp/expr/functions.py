@@ -3,9 +3,10 @@
 Each implementation is registered with its signature right above it (as jmespath's
 ``@signature`` does): the names it answers to, how many arguments it takes, whether it
 evaluates them itself (``lazy``: ``.default``, ``r.branch``, ``and_``, the comparison
-chains, which must not evaluate what they skip), and which of its parameters may be given
-by keyword. The checker rejects an unknown name or a wrong argument count at load; the
-evaluator calls the very same entry, so what was checked is what runs.
+chains, which must not evaluate what they skip, and ``r.now``, which asks the evaluator
+for its instant), and which of its parameters may be given by keyword. The checker
+rejects an unknown name or a wrong argument count at load; the evaluator calls the very
+same entry, so what was checked is what runs.
 
 A method ``x.m(a, ...)`` registered with ``r_too=True`` is also ``r.m(x, a, ...)``.
 """
