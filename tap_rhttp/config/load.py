@@ -29,7 +29,7 @@ from tap_rhttp.config.options import ALIASES, MERGED, NOT_IN_DEFAULTS, OPTIONS
 from tap_rhttp.config.spec import RequestSpec
 from tap_rhttp.config.templates import compile_string, compile_value, has_placeholder
 from tap_rhttp.errors import ConfigError, ConfigErrors
-from tap_rhttp.expressions import compile_expression
+from tap_rhttp.expr import compile_expression
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON, HeaderPairs

@@ -39,7 +39,7 @@ import orjson
 from tap_rhttp.config.checks import check_data, plain_json
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
-from tap_rhttp.expressions import Expression, compile_expression
+from tap_rhttp.expr import Expression, compile_expression
 from tap_rhttp.http.auth import Credentials
 
 if t.TYPE_CHECKING:
@@ -92,16 +92,16 @@ class StringTemplate:
             return self.parts[0]
         return None
 
-    def render(self, env: t.Mapping[str, JSON]) -> JSON:
+    def render(self, env: t.Mapping[str, JSON], now: float | None = None) -> JSON:
         whole = self.whole
         if whole is not None:
-            return whole.evaluate(env)
+            return whole.evaluate(env, now=now)
         out = []
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
             else:
-                text = as_text(part.evaluate(env))
+                text = as_text(part.evaluate(env, now=now))
                 out.append(quote(text, safe="") if self.url else text)
         return "".join(out)
 
@@ -141,14 +141,14 @@ def compile_value(value: JSON, *, path: str, names: t.Collection[str]) -> JSON:
     return value
 
 
-def render_value(value: JSON, env: t.Mapping[str, JSON]) -> JSON:
+def render_value(value: JSON, env: t.Mapping[str, JSON], now: float | None = None) -> JSON:
     """Render a compiled JSON value."""
     if isinstance(value, StringTemplate):
-        return value.render(env)
+        return value.render(env, now)
     if isinstance(value, dict):
-        return {k: render_value(v, env) for k, v in value.items()}
+        return {k: render_value(v, env, now) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, env) for v in value]
+        return [render_value(v, env, now) for v in value]
     return value
 
 
@@ -168,14 +168,16 @@ def referenced_names(value: JSON) -> set[str]:
     return found
 
 
-def _render_field(compiled: JSON, env: t.Mapping[str, JSON], path: str) -> JSON:
+def _render_field(compiled: JSON, env: t.Mapping[str, JSON], path: str, now: float | None) -> JSON:
     try:
-        return render_value(compiled, env)
+        return render_value(compiled, env, now)
     except ExpressionError as exc:
         raise type(exc)(f"{path}: in a `{{{{ }}}}` template: {exc}") from None
 
 
-def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
+def render_spec(
+    spec: RequestSpec, env: t.Mapping[str, JSON], *, now: float | None = None
+) -> RequestSpec:
     """The spec with every template rendered for one item/row, and re-checked.
 
     Raises:
@@ -188,22 +190,22 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         return spec
     changes: dict[str, JSON] = {}
     if "url" in compiled:
-        url = _render_field(compiled["url"], env, f"{spec.path}.url")
+        url = _render_field(compiled["url"], env, f"{spec.path}.url", now)
         changes["url"] = OPTIONS["url"].check(as_text(url), f"{spec.path}.url", "url")
     if "params" in compiled:
-        params = _render_field(compiled["params"], env, f"{spec.path}.params")
+        params = _render_field(compiled["params"], env, f"{spec.path}.params", now)
         changes["params"] = OPTIONS["params"].check(params, f"{spec.path}.params", "params")
     if "header" in compiled:
         rendered = {
-            name: _render_field(value, env, f"{spec.path}.header.{name}")
+            name: _render_field(value, env, f"{spec.path}.header.{name}", now)
             for name, value in compiled["header"]
         }
         changes["header"] = OPTIONS["header"].check(rendered, f"{spec.path}.header", "header")
     if "data" in compiled:
-        data = _render_field(compiled["data"], env, f"{spec.path}.data")
+        data = _render_field(compiled["data"], env, f"{spec.path}.data", now)
         changes["data"] = check_data(spec.method, data, f"{spec.path}.data")
     if "auth" in compiled and spec.auth is not None:
-        fields = _render_field(compiled["auth"], env, f"{spec.path}.auth")
+        fields = _render_field(compiled["auth"], env, f"{spec.path}.auth", now)
         values: dict[str, t.Any] = {
             k: as_text(v) if v is not None else None for k, v in fields.items()
         }

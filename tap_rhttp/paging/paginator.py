@@ -39,7 +39,7 @@ import typing as t
 import orjson
 
 from tap_rhttp.errors import ExpressionError, PaginationError
-from tap_rhttp.expressions import reql_type_name
+from tap_rhttp.expr import reql_type_name
 from tap_rhttp.http.urls import merge_query, resolve
 from tap_rhttp.paging.link import header_info
 
@@ -93,11 +93,13 @@ class Paginator:
     Args:
         spec: the stream's spec (its `page`, `page_limit`, `url`, `params`, `method`).
         redactor: for error messages.
+        now: the run's instant (epoch seconds), which ``r.now()`` returns in `page`.
     """
 
-    def __init__(self, spec: RequestSpec, redactor: Redactor) -> None:
+    def __init__(self, spec: RequestSpec, redactor: Redactor, *, now: float | None = None) -> None:
         self.spec = spec
         self.redactor = redactor
+        self.now = now
         self.expression = spec.page
         self.limit: int = spec.page_limit if spec.page_limit is not None else 1
         self._needs_link = bool(self.expression and self.expression.reads("info", "header", "link"))
@@ -197,7 +199,7 @@ class Paginator:
             }
             raise PaginationError(self._describe(current, str(exc), raw)) from None
         try:
-            result = self.expression.evaluate({"info": info})
+            result = self.expression.evaluate({"info": info}, now=self.now)
         except ExpressionError as exc:
             raise type(exc)(self._describe(current, str(exc), info)) from None
         try:

@@ -138,6 +138,7 @@ class Chain:
             the chain's requests are then made on that one thread.
         stream_bodies: read large bodies in flat memory when their records are an
             array (see ``tap_rhttp.formats.streaming``).
+        now: the run's instant (epoch seconds), which ``r.now()`` returns in `page`.
     """
 
     def __init__(
@@ -152,8 +153,10 @@ class Chain:
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
+        now: float | None = None,
     ) -> None:
         self.spec = spec
+        self.now = now
         self.redactor = redactor
         self.logger = logger
         self.sleep = sleep
@@ -277,7 +280,7 @@ class Chain:
             start: resume at this request (it was not yet fetched).
             done: how many requests the chain had made before `start`.
         """
-        paginator = Paginator(self.spec, self.redactor)
+        paginator = Paginator(self.spec, self.redactor, now=self.now)
         request = paginator.resume(start, done) if start is not None else paginator.first()
         # With read-ahead, every request of the chain is made on the helper thread: auth
         # state that requests keeps per thread (a digest nonce) then carries over.

@@ -75,6 +75,7 @@ class StreamRun:
             stats=self.stats if counted else ChainStats(),
             read_ahead=read_ahead,
             stream_bodies=True,
+            now=self.context.now,
         )
 
     def tasks(
@@ -82,7 +83,12 @@ class StreamRun:
     ) -> list[ChainTask]:
         """The chains a sync runs: one, one per `for_each` value, or one for a parent row."""
         return chain_tasks(
-            self.spec, self.context.template_context, self.redactor, bookmark=bookmark, row=row
+            self.spec,
+            self.context.template_context,
+            self.redactor,
+            bookmark=bookmark,
+            row=row,
+            now=self.context.now,
         )
 
     def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
@@ -179,6 +185,8 @@ class RunContext:
         logger: where the run logs.
         specs: the config's specs, when already loaded (else :func:`load_specs` runs).
         sleep: the wait between tries (tests inject a fake).
+        now: the run's instant (epoch seconds; default: when the context is built): what
+            ``r.now()`` returns in every template and page expression of the run.
 
     Raises:
         ConfigErrors: the config is invalid.
@@ -191,7 +199,9 @@ class RunContext:
         logger: logging.Logger | None = None,
         specs: list[RequestSpec] | None = None,
         sleep: t.Callable[[float], None] = time.sleep,
+        now: float | None = None,
     ) -> None:
+        self.now = time.time() if now is None else now
         self.specs = load_specs(config) if specs is None else specs
         self.by_name = {spec.name: spec for spec in self.specs}
         self.redactor = build_redactor(self.specs, config.get("secrets"))
