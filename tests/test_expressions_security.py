@@ -133,7 +133,7 @@ REJECTED_AT_LOAD = [
 ]
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize("source", REJECTED_AT_LOAD)
 def test_rejected_at_load(source: str) -> None:
     with pytest.raises(errors.ExpressionSyntaxError) as caught:
@@ -185,17 +185,17 @@ FAIL_FAST_AT_EVALUATION = [
 ]
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(("source", "body"), FAIL_FAST_AT_EVALUATION)
 def test_fails_fast_at_evaluation(source: str, body: t.Any) -> None:
     expression = load(source)
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(errors.ExpressionError):
         expression.evaluate({"info": {"params": {}, "header": {}, "body": body}})
-    assert time.perf_counter() - started < 4
+    assert time.process_time() - started < 4
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(
     "pattern",
     [
@@ -210,13 +210,13 @@ def test_fails_fast_at_evaluation(source: str, body: t.Any) -> None:
     ],
 )
 def test_catastrophic_patterns_run_in_linear_time(pattern: str) -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     result = evaluate(f"info['body'].match('{pattern}')", "a" * 20_000 + "!")
     assert result is None
-    assert time.perf_counter() - started < 4
+    assert time.process_time() - started < 4
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(
     "source",
     [
@@ -232,7 +232,7 @@ def test_size_is_checked_before_anything_is_built(source: str) -> None:
     assert peak < MAX_PEAK_BYTES
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(
     "source",
     [
@@ -270,7 +270,7 @@ def test_a_million_character_expression_is_not_printed_whole() -> None:
     assert "1000000 characters long" in str(caught.value)
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_parsing_from_deep_in_the_stack_is_still_safe() -> None:
     def nested(depth: int) -> t.Any:
         if depth:
@@ -281,7 +281,7 @@ def test_parsing_from_deep_in_the_stack_is_still_safe() -> None:
         nested(800)
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_depth_limit_accepts_just_under_the_limit() -> None:
     depth = expr.MAX_AST_DEPTH - 1
     source = "[" * depth + "1" + "]" * depth
@@ -293,17 +293,17 @@ def test_depth_limit_accepts_just_under_the_limit() -> None:
         load("[" * (depth + 1) + "1" + "]" * (depth + 1))
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_many_matches_share_one_step_budget() -> None:
     one = "(info['body'].match('(\\\\w+)=(\\\\d+)$') == None)"
     expression = load(" and ".join([one] * 20))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(errors.ExpressionError, match="MAX_REGEX_STEPS"):
         expression.evaluate({"info": {"body": "a" * 90_000}})
-    assert time.perf_counter() - started < 4
+    assert time.process_time() - started < 4
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_percent_is_never_string_formatting() -> None:
     with pytest.raises(errors.ExpressionError, match="Expected type NUMBER but found STRING"):
         evaluate("'%s' % info['body']", "secret")
