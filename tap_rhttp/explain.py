@@ -6,6 +6,8 @@ messages):
 
 - a ``curl`` command that repeats the request: method, headers, body and the exact URL,
   every secret replaced by the redactor's mask;
+- the decoder (``result_format`` and its ``csv``/``xml`` options), and per page what the
+  body was read as;
 - the status, the `info` the page expression saw (``params``, ``header``, ``body`` cut
   short), what `page` returned and the next request it chose, or why the chain stopped;
 - how many records the page held;
@@ -245,6 +247,7 @@ class Explainer:
             else "no `page`: one request per chain"
         )
         out(f"{spec.method} {self.redactor.url(spec.url)}; {paging}")
+        out(f"decoder: {spec.decoder.describe()}")
         bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
@@ -332,6 +335,11 @@ class Explainer:
             f"{response.header('Content-Type') or 'no Content-Type'}, "
             f"{response.elapsed:.3f} s{tries}"
         )
+        if spec.method != "HEAD":
+            how = spec.decoder.describe(response.header("Content-Type"), response=True)
+            if not isinstance(page.records, list):
+                how += " (streamed: a large body, parsed record by record)"
+            out(f"read as: {how}")
         if spec.page is not None:
             info = page.step.info
             if info is None:  # `page` did not run (page_limit reached): what it would see

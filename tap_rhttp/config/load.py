@@ -122,6 +122,31 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
                 allowed="`page`: 'link-next' or a page expression",
             )
         )
+    result_format = values.get("result_format", "auto")
+    for option in ("csv", "xml"):
+        if values.get(option) is not None and result_format not in (option, "auto"):
+            errors.append(
+                ConfigError(
+                    f"{path}.{option}",
+                    f"`{option}` applies to `result_format` `{option}` or `auto`, "
+                    f"not `{result_format}`.",
+                    value=raw.get(option),
+                )
+            )
+    xml = values.get("xml")
+    if (
+        result_format == "xml"
+        and xml is not None
+        and xml.records is not None
+        and values.get("records_path") is not None
+    ):
+        errors.append(
+            ConfigError(
+                f"{path}.records_path",
+                "give either `xml.records` or `records_path` for an XML body, not both.",
+                value=values["records_path"],
+            )
+        )
     base, cap = values.get("backoff_base"), values.get("backoff_max")
     if base is not None and cap is not None and cap < base:
         errors.append(

@@ -18,6 +18,7 @@ from tap_rhttp.config.checks import (
     check_any,
     check_auth,
     check_bool,
+    check_csv,
     check_for_each,
     check_header,
     check_method,
@@ -35,6 +36,7 @@ from tap_rhttp.config.checks import (
     check_string_list,
     check_url,
     check_verify,
+    check_xml,
     int_at_least,
     seconds,
 )
@@ -179,9 +181,51 @@ OPTIONS: dict[str, Option] = {
             "result_format",
             check_result_format,
             "auto",
-            "How to read the body: auto, json, jsonp, text or binary (base64).",
+            "How to read the body: auto, json, jsonp, text, binary (base64), csv, jsonl "
+            "(NDJSON) or xml.",
             {"type": "string", "enum": list(RESULT_FORMATS)},
             example='"result_format": "jsonp"',
+        ),
+        Option(
+            "csv",
+            check_csv,
+            None,
+            "CSV bodies: `delimiter` (default `,`, a tab for text/tab-separated-values), "
+            '`quotechar` (`"`, null: none), `escapechar`, `doublequote`, '
+            "`skipinitialspace`, `header` (default true: the first row names the fields), "
+            "`fieldnames`. Values are strings.",
+            {
+                "type": "object",
+                "properties": {
+                    "delimiter": {"type": "string", "minLength": 1, "maxLength": 1},
+                    "quotechar": {"type": ["string", "null"], "maxLength": 1},
+                    "escapechar": {"type": ["string", "null"], "maxLength": 1},
+                    "doublequote": {"type": "boolean"},
+                    "skipinitialspace": {"type": "boolean"},
+                    "header": {"type": "boolean"},
+                    "fieldnames": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+            r_http=False,
+            example='"csv": {"delimiter": ";", "header": true}',
+        ),
+        Option(
+            "xml",
+            check_xml,
+            None,
+            "XML bodies: `records`, the element path of the records from the root "
+            "(`channel/item`); `arrays`, element names that are always arrays.",
+            {
+                "type": "object",
+                "properties": {
+                    "records": {"type": "string"},
+                    "arrays": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+            r_http=False,
+            example='"xml": {"records": "channel/item", "arrays": ["category"]}',
         ),
         Option(
             "page",

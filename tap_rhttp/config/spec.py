@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from tap_rhttp.formats.decoder import Decoder
+from tap_rhttp.formats.delimited import CsvOptions
+from tap_rhttp.formats.xmldoc import XmlOptions
 from tap_rhttp.http.client import RequestOptions
 
 if t.TYPE_CHECKING:
@@ -34,6 +37,8 @@ class RequestSpec:
     redirects: int = 1
     verify: bool | str = True
     result_format: str = "auto"
+    csv: CsvOptions | None = None
+    xml: XmlOptions | None = None
     page: Expression | None = None
     page_source: str | None = None
     page_limit: int | None = None
@@ -71,6 +76,11 @@ class RequestSpec:
         if self.template_env:
             names.append("env")
         return tuple(names)
+
+    @property
+    def decoder(self) -> Decoder:
+        """How this spec reads its bodies: `result_format` with its `csv` and `xml`."""
+        return Decoder(self.result_format, self.csv or CsvOptions(), self.xml or XmlOptions())
 
     @property
     def has_data(self) -> bool:

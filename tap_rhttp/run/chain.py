@@ -16,8 +16,7 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
 from tap_rhttp.formats import streaming
-from tap_rhttp.formats.readers import read_body
-from tap_rhttp.formats.records import body_to_records, compile_records_path
+from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
 from tap_rhttp.http.retry import RetryPolicy, call_with_retries
@@ -165,15 +164,10 @@ class Chain:
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = spec.auth.query_params() if spec.auth is not None else {}
         self.read_ahead = read_ahead and spec.method in ("GET", "HEAD")
-        self._prefix = (
-            streaming.ijson_prefix(
-                method=spec.method,
-                result_format=spec.result_format,
-                body_read=spec.page is not None and spec.page.reads("info", "body"),
-                records_path=self.records_path,
-            )
-            if stream_bodies
-            else None
+        self.decoder = spec.decoder
+        self._streams = stream_bodies and streaming.may_stream(
+            method=spec.method,
+            body_read=spec.page is not None and spec.page.reads("info", "body"),
         )
         self._helper: ThreadPoolExecutor | None = None
 
@@ -198,7 +192,7 @@ class Chain:
         def attempt(number: int) -> Response:
             nonlocal tries
             tries = number
-            sink = BodySpool() if self._prefix is not None else None
+            sink = BodySpool() if self._streams else None
             try:
                 if self.limiter is None:
                     return self.client.fetch(target, sink)
@@ -236,8 +230,12 @@ class Chain:
         spool = response.spool
         if spool is not None:  # a spilled body: streamed into spooled records, or whole
             try:
-                spooled = streaming.stream_records(
-                    response, self.spec.result_format, self._prefix, self.redactor
+                spooled = (
+                    streaming.stream_records(
+                        response, self.decoder, self.records_path, self.redactor
+                    )
+                    if self._streams
+                    else None
                 )
                 if spooled is not None:
                     return None, spooled
@@ -246,8 +244,9 @@ class Chain:
                 spool.close()
         if self.spec.method == "HEAD" or not response.body:
             return None, []
-        body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
-        records = body_to_records(body, self.records_path)
+        body, records = self.decoder.read(
+            response.body, response.header("Content-Type"), self.records_path
+        )
         if self.redactor.mentions_secret(response.body):
             records = [self.redactor.literals(record) for record in records]
         return body, records
