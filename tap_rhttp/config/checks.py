@@ -313,25 +313,37 @@ def check_xml(value: JSON, path: str, name: str) -> XmlOptions:
     return XmlOptions(records=records, arrays=frozenset(arrays))
 
 
+def _check_scalar(item: JSON, path: str, name: str, *, in_list: bool) -> None:
+    if item is not None and not isinstance(item, str) and not is_number(item):
+        hint = "" if in_list else " A list of them sends the key once per value."
+        raise ConfigError(
+            path,
+            f"`{name}` values should be numbers, strings or null "
+            f"(got {type_name(item)} {quote_value(item)}).{hint}",
+            value=item,
+        )
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ConfigError(path, f"`{name}` values must be finite.", value=item)
+
+
 def check_scalar_map(value: JSON, path: str, name: str) -> dict[str, JSON]:
-    """`params` (and form `data`): an object of number/string/null values."""
+    """`params` (and form `data`): an object of number/string/null values, or lists of them.
+
+    A list sends its key once per value, in order (``fields=a&fields=b``).
+    """
     if not isinstance(value, dict):
         raise ConfigError(
             path,
             f"`{name}` should be an object (got {type_name(value)} {quote_value(value)}).",
             value=value,
-            allowed="an object whose values are numbers, strings or null",
+            allowed="an object whose values are numbers, strings or null, or lists of them",
         )
     for key, item in value.items():
-        if item is not None and not isinstance(item, str) and not is_number(item):
-            raise ConfigError(
-                f"{path}.{key}",
-                f"`{name}` values should be numbers, strings or null "
-                f"(got {type_name(item)} {quote_value(item)}).",
-                value=item,
-            )
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ConfigError(f"{path}.{key}", f"`{name}` values must be finite.", value=item)
+        if isinstance(item, list):
+            for index, element in enumerate(item):
+                _check_scalar(element, f"{path}.{key}[{index}]", name, in_list=True)
+        else:
+            _check_scalar(item, f"{path}.{key}", name, in_list=False)
     return dict(value)
 
 
@@ -589,26 +601,52 @@ def check_scalar(value: JSON, path: str, name: str) -> JSON:
     )
 
 
-def check_data(method: str, data: JSON, path: str) -> JSON:
-    """`data` against the method's rules (used at load and after templates render)."""
+def json_content_type(header: HeaderPairs) -> bool:
+    """Whether the spec's own `Content-Type` header is JSON (``application/json``, ``+json``)."""
+    for name, value in header:
+        if name.lower() == "content-type" and value:
+            kind = value.split(";", 1)[0].strip().lower()
+            return kind == "application/json" or kind.endswith("+json")
+    return False
+
+
+def check_data(method: str, data: JSON, path: str, *, as_json: bool = False) -> JSON:
+    """`data` (or `json`) against the method's rules (at load and after templates render).
+
+    Args:
+        as_json: the body goes out as JSON (`json`, or `data` under a JSON Content-Type):
+            any JSON value is allowed, on POST too.
+    """
     if data is None:
         return None
     if method in ("GET", "HEAD"):
+        option = path.rsplit(".", 1)[-1]
         raise ConfigError(
             path,
-            "`data` should only be specified on a PUT, POST, PATCH, or DELETE "
+            f"`{option}` should only be specified on a PUT, POST, PATCH, or DELETE "
             "request.  If you want URL parameters, use `params` instead.",
             value=data,
         )
+    if as_json:
+        return data
     if method == "POST" and not isinstance(data, (str, dict)):
         raise ConfigError(
             path,
             f"`data` on a POST should be an object or a string "
-            f"(got {type_name(data)} {quote_value(data)}).",
+            f"(got {type_name(data)} {quote_value(data)}); for a JSON body give `json`, or "
+            "a `Content-Type: application/json` header.",
             value=data,
         )
     if method == "POST" and isinstance(data, dict):
-        check_scalar_map(data, path, "data")
+        try:
+            check_scalar_map(data, path, "data")
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.path,
+                f"{exc.detail} A POST object is form-encoded; for a JSON body give `json`, "
+                "or a `Content-Type: application/json` header.",
+                value=exc.value,
+            ) from None
     return data
 
 

@@ -95,9 +95,13 @@ OPTIONS: dict[str, Option] = {
             check_scalar_map,
             None,
             "Query parameters (numbers, strings or null for `k=`), merged into the URL's "
-            "own query; a key already in the URL is replaced, never sent twice.",
-            {"type": "object", "additionalProperties": _SCALAR},
-            example='"params": {"q": "banana", "limit": 2}',
+            "own query; a key already in the URL is replaced, never sent twice. A list "
+            "sends its key once per value, in order (`fields=a&fields=b`).",
+            {
+                "type": "object",
+                "additionalProperties": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]},
+            },
+            example='"params": {"q": "banana", "limit": 2, "fields": ["id", "name"]}',
         ),
         Option(
             "header",
@@ -122,6 +126,17 @@ OPTIONS: dict[str, Option] = {
             "sent as is. PUT/PATCH/DELETE: a string is sent as is, anything else as JSON.",
             {},
             example='"data": {"player": "Bob", "game": "tic tac toe"}',
+        ),
+        Option(
+            "json",
+            check_any,
+            None,
+            "Request body sent as compact JSON with `Content-Type: application/json`, on "
+            "POST too (not on GET/HEAD): any JSON value; `{{ }}` placeholders that fill a "
+            "whole string keep their JSON type. Not with `data`.",
+            {},
+            r_http=False,
+            example='"json": {"query": "{ items { id } }", "variables": {"first": 100}}',
         ),
         Option(
             "auth",

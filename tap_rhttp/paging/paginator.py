@@ -280,10 +280,12 @@ def _check_params(params: JSON) -> None:
             f"{orjson.dumps(params).decode()}"
         )
     for key, value in params.items():
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (str, int, float))
-        ):
-            raise PaginationError(
-                f"Expected `params.{key}` to be a NUMBER, STRING or NULL, but found "
-                f"{reql_type_name(value)}:\n{orjson.dumps(value).decode()}"
-            )
+        for index, item in enumerate(value) if isinstance(value, list) else ((None, value),):
+            if item is not None and (
+                isinstance(item, bool) or not isinstance(item, (str, int, float))
+            ):
+                where = f"params.{key}" if index is None else f"params.{key}[{index}]"
+                raise PaginationError(
+                    f"Expected `{where}` to be a NUMBER, STRING or NULL, but found "
+                    f"{reql_type_name(item)}:\n{orjson.dumps(item).decode()}"
+                )

@@ -96,7 +96,10 @@ class ResumeState:
             for k, v in request.params.items()
             if own.get(k, object()) != v
             and not self.redactor.is_sensitive_param(k)
-            and (not isinstance(v, str) or self.redactor.text(v) == v)
+            and all(
+                not isinstance(item, str) or self.redactor.text(item) == item
+                for item in (v if isinstance(v, list) else (v,))
+            )
         }
         override = sorted(k for k in request.override if not self.redactor.is_sensitive_param(k))
         return {"url": url, "params": params, "override": override}
