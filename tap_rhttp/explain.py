@@ -135,7 +135,7 @@ def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
     url = chain.target(request)
     digest = isinstance(chain.client.auth, requests.auth.HTTPDigestAuth)
     # Preparing would step the digest auth's nonce counter: its header is left out.
-    prepared = chain.client.prepare(url, auth=not digest)
+    prepared = chain.client.prepare(url, auth=not digest, data=request.data)
     args = ["curl", "-i"]
     if spec.method == "HEAD":
         args.append("--head")
@@ -349,6 +349,9 @@ class Explainer:
             out(f"  header: {_json(self._header(info['header']))}")
             body = self.redactor.text(_cut(_json(info["body"])))
             out(f"  body:   {body}")
+            if info.get("data") is not None:
+                data = self.redactor.text(_cut(_json(self.redactor.value(info["data"]))))
+                out(f"  data:   {data}")
         out(f"next: {self._next(chain, spec, page, capped=capped)}")
         out(f"records: {len(page.records)}")
 
@@ -376,6 +379,9 @@ class Explainer:
             return f"none: `page` returned {shown}, so this was the last page."
         target = self.redactor.url(chain.target(page.next))
         text = f"`page` returned {shown} -> {spec.method} {target}"
+        if page.next.data != page.request.data:
+            moved = self.redactor.text(_cut(_json(self.redactor.value(page.next.data)), 300))
+            text += f" with body data {moved}"
         return f"{text} (not sent: --pages {self.pages} reached)" if capped else text
 
     def _records(

@@ -247,7 +247,8 @@ OPTIONS: dict[str, Option] = {
             check_page,
             None,
             "Depagination: 'link-next' or a page expression of `info` "
-            "(`params`, `header`, `body`). Needs `page_limit`.",
+            "(`params`, `header`, `body`, and `data`: the request body), returning the next "
+            "URL, or `url`/`params`/`data` to merge. Needs `page_limit`.",
             {"type": "string"},
             example="\"page\": \"info['body']['meta']['next'].default(None)\"",
         ),

@@ -127,7 +127,8 @@ class Chain:
         sleep: the wait between tries (tests inject a fake).
         limiter: an optional client-side rate limit shared by the stream's chains.
         prefetched: pages already fetched and read for this run (discovery's sample),
-            keyed by target URL, used once instead of a second identical request.
+            keyed by :attr:`PageRequest.key` (target URL and body), used once instead of
+            a second identical request.
         stats: the stream's counters.
         read_ahead: fetch and read the next page on a helper thread while the caller
             handles the current one, so waiting for the server overlaps the caller's
@@ -184,6 +185,10 @@ class Chain:
             target = merge_query(target, self._query_auth, set(self._query_auth))
         return target
 
+    def key(self, request: PageRequest) -> str:
+        """What identifies a request's page in `prefetched`: its target and its body."""
+        return request.key
+
     def fetch(self, request: PageRequest) -> tuple[Response, int]:
         """Fetch one page, retrying transient failures; returns the response and tries."""
         target = self.target(request)
@@ -195,9 +200,9 @@ class Chain:
             sink = BodySpool() if self._streams else None
             try:
                 if self.limiter is None:
-                    return self.client.fetch(target, sink)
+                    return self.client.fetch(target, sink, data=request.data)
                 with self.limiter:
-                    return self.client.fetch(target, sink)
+                    return self.client.fetch(target, sink, data=request.data)
             except BaseException:
                 if sink is not None:  # a failed try's body never reaches the next one
                     sink.close()
@@ -253,7 +258,7 @@ class Chain:
 
     def get(self, request: PageRequest) -> tuple[Fetched, int]:
         """Fetch and read one page (or take it from `prefetched`); with its tries."""
-        cached = self.prefetched.pop(self.target(request), None)
+        cached = self.prefetched.pop(self.key(request), None)
         if cached is not None:
             if cached.response.auth is not None:  # keep the sample's digest nonce going
                 self.client.auth = cached.response.auth
