@@ -1,4 +1,4 @@
-"""A 200 MB gzip'd CSV or JSON Lines export, synced by a tap process whose memory is capped.
+"""A 200 MB gzip'd CSV, JSON Lines or XML export, synced by a tap process whose memory is capped.
 
 The tap runs as a user runs it (``python -m tap_rhttp --config ...``) under an
 ``RLIMIT_AS`` far below what the body would take parsed whole, against a loopback server
@@ -41,6 +41,13 @@ def csv_rows(count: int) -> t.Iterator[bytes]:
 def jsonl_rows(count: int) -> t.Iterator[bytes]:
     for i in range(count):
         yield f'{{"id": {i}, "kind": "row, {i % 7}", "payload": "{FILLER}"}}\n'.encode()
+
+
+def xml_rows(count: int) -> t.Iterator[bytes]:
+    yield b'<?xml version="1.0" encoding="UTF-8"?>\n<export><meta>one</meta><rows>\n'
+    for i in range(count):
+        yield f'<row id="{i}"><kind>row, {i % 7}</kind><payload>{FILLER}</payload></row>\n'.encode()
+    yield b"</rows></export>\n"
 
 
 ROW_COUNT = BODY_BYTES // 1000
@@ -102,8 +109,9 @@ def run_capped(config: dict[str, t.Any], tmp_path: Path) -> tuple[int, int, int,
     for line in process.stdout:
         if line.startswith(b'{"type":"RECORD"'):
             record = json.loads(line)["record"]
-            in_order = in_order and int(record["id"]) == last + 1
-            last = int(record["id"])
+            number = int(record.get("id", record.get("@id", -2)))
+            in_order = in_order and number == last + 1
+            last = number
             count += 1
     process.stdout.close()
     code = process.wait(timeout=100)
@@ -116,8 +124,8 @@ def run_capped(config: dict[str, t.Any], tmp_path: Path) -> tuple[int, int, int,
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize(
     ("rows", "content_type"),
-    [(csv_rows, "text/csv"), (jsonl_rows, "application/x-ndjson")],
-    ids=["csv", "jsonl"],
+    [(csv_rows, "text/csv"), (jsonl_rows, "application/x-ndjson"), (xml_rows, "application/xml")],
+    ids=["csv", "jsonl", "xml"],
 )
 def test_a_200_mb_gzip_export_syncs_in_flat_memory(
     server: LocalServer,
@@ -133,6 +141,7 @@ def test_a_200_mb_gzip_export_syncs_in_flat_memory(
                 "url": server.url + "/export",
                 "schema": {"properties": {"id": {}, "kind": {}, "payload": {}}},
                 "timeout": 120,
+                "xml": {"records": "rows/row"},
             }
         ]
     }
