@@ -96,7 +96,7 @@ def test_csv_charset_and_byte_order_mark() -> None:
         (b'a,b\n1,"2"x\n', "line 2: ',' expected after '\"'"),
         (b"a,a\n1,2\n", "line 1: the header names `a` twice."),
         (b'a\n"never closed\n', "line 2: unexpected end of data"),
-        (b"a\n\xff\n", "the body is not valid text"),
+        (b"a\n\xff\n", "the body is not valid utf-8 text (invalid start byte)."),
     ],
 )
 def test_csv_errors_name_the_line(body: bytes, fragment: str) -> None:

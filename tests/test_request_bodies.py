@@ -9,7 +9,7 @@ import pytest
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import compile_string
-from tap_rhttp.errors import ConfigError, ConfigErrors
+from tap_rhttp.errors import ConfigError, ConfigErrors, PaginationError
 from tap_rhttp.http.urls import encode_pairs, merge_query
 
 if t.TYPE_CHECKING:
@@ -173,3 +173,43 @@ def test_list_params_take_templates(server: LocalServer, sync: t.Any) -> None:
 )
 def test_list_params_hold_scalars_only(params: dict[str, t.Any], fragment: str) -> None:
     assert any(fragment in message for message in config_errors(params=params))
+
+
+def test_page_sees_and_returns_list_params(server: LocalServer, sync: t.Any) -> None:
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": server.url + "/echo",
+                "params": {"ids": [1, 2]},
+                "page": "r.branch(info['params']['ids'].count() < 4, "
+                "{'params': {'ids': info['params']['ids'].append(info['params']['ids'].count() + 1)}}"
+                ", None)",
+                "page_limit": 5,
+            }
+        ]
+    }
+    found = sync(config).records("s")
+    assert [r["query"] for r in found] == [
+        "ids=1&ids=2",
+        "ids=1&ids=2&ids=3",
+        "ids=1&ids=2&ids=3&ids=4",
+    ]
+
+
+def test_page_returning_a_nested_list_param_is_an_error(server: LocalServer, sync: t.Any) -> None:
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": server.url + "/echo",
+                "page": "{'params': {'ids': [[1]]}}",
+                "page_limit": 5,
+            }
+        ]
+    }
+    with pytest.raises(
+        PaginationError,
+        match=r"Expected `params.ids\[0\]` to be a NUMBER, STRING or NULL, but found ARRAY",
+    ):
+        sync(config)

@@ -112,8 +112,11 @@ class _Lines:
         room = MAX_ROW_CHARS - self.used
         try:
             line = self.text.readline(room + 1)
-        except UnicodeDecodeError as exc:
-            raise _error(f"line {self.number + 1}: the body is not valid text: {exc}") from None
+        except UnicodeDecodeError as exc:  # text is decoded ahead, a block at a time
+            raise _error(
+                f"at line {self.number + 1} or in the lines just after it: the body is not "
+                f"valid {exc.encoding} text ({exc.reason})."
+            ) from None
         if not line:
             raise StopIteration
         self.number += 1
