@@ -156,13 +156,13 @@ def iter_xml(
     try:
         for event, item in iterparse(stream, events=("start", "end", "start-ns")):
             if started is not None:
-                if started.element.text:
+                if started.element.text and (keep_document or started.inside):
                     started.texts.append(started.element.text)
                 started.element.text = None
                 started = None
             if ended is not None:
                 parent = stack[-1]
-                if ended.tail:
+                if ended.tail and (keep_document or parent.inside):
                     parent.texts.append(ended.tail)
                 # Earlier siblings are gone: it is the first child, found at once.
                 parent.element.remove(ended)
@@ -185,7 +185,8 @@ def iter_xml(
                 stack.append(started)
                 continue
             frame = stack.pop()
-            value = frame.value(names)
+            # Outside the records, a streamed body keeps nothing (not even text): flat memory.
+            value = frame.value(names) if keep_document or frame.inside else None
             if frame.record:
                 yield "record", value
             if not stack:
