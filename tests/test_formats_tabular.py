@@ -247,6 +247,12 @@ def test_entity_declarations_are_refused(body: bytes, name: str) -> None:
     assert "root:" not in message  # nothing of /etc/passwd was read
 
 
+def test_xml_nested_past_the_bound_is_an_error() -> None:
+    assert records(b"<a>" * 512 + b"</a>" * 512, "text/xml")
+    message = error(b"<a>" * 513 + b"</a>" * 513, "text/xml")
+    assert message == "failed to parse XML response: elements nested deeper than 512 levels."
+
+
 def test_malformed_xml_is_an_error_with_its_position() -> None:
     assert error(b"<r><i>x</r>", "text/xml").startswith(
         "failed to parse XML response: mismatched tag: line 1, column 9"

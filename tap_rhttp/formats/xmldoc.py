@@ -24,9 +24,10 @@ How an element becomes a JSON value (also in the README's Bodies section):
 
 The body as a whole is ``{"<root name>": <root value>}``. ``xml.records`` is a path of
 element names from the root, ``channel/item`` for RSS: every element at that path is one
-record (a non-object value is wrapped ``{"value": ...}`` as usual). Records are read one
-at a time: an element outside a record is freed once its text has been read, so a large
-body needs memory for one record and the open elements above it, not for the body.
+record (a non-object value is wrapped ``{"value": ...}`` as usual). Elements may nest
+:data:`MAX_DEPTH` deep. Records are read one at a time: an element outside a record is
+freed once its text has been read, so a large body needs memory for one record and the
+open elements above it, not for the body.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
 
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
+#: Elements open at once (nesting depth) an XML body may have; a server may send any.
+MAX_DEPTH = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +184,8 @@ def iter_xml(
                     and all(f.name == step for f, step in zip(stack[1:], path[:-1], strict=True))
                 )
                 inside = record or bool(stack and stack[-1].inside)
+                if len(stack) >= MAX_DEPTH:
+                    raise _error(f"elements nested deeper than {MAX_DEPTH} levels.")
                 started = _Frame(name, element, record, inside)
                 stack.append(started)
                 continue
