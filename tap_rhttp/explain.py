@@ -6,6 +6,8 @@ messages):
 
 - a ``curl`` command that repeats the request: method, headers, body and the exact URL,
   every secret replaced by the redactor's mask;
+- the decoder (``result_format`` and its ``csv``/``xml`` options), and per page what the
+  body was read as;
 - the status, the `info` the page expression saw (``params``, ``header``, ``body`` cut
   short), what `page` returned and the next request it chose, or why the chain stopped;
 - how many records the page held;
@@ -133,7 +135,7 @@ def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
     url = chain.target(request)
     digest = isinstance(chain.client.auth, requests.auth.HTTPDigestAuth)
     # Preparing would step the digest auth's nonce counter: its header is left out.
-    prepared = chain.client.prepare(url, auth=not digest)
+    prepared = chain.client.prepare(url, auth=not digest, data=request.data)
     args = ["curl", "-i"]
     if spec.method == "HEAD":
         args.append("--head")
@@ -245,6 +247,7 @@ class Explainer:
             else "no `page`: one request per chain"
         )
         out(f"{spec.method} {self.redactor.url(spec.url)}; {paging}")
+        out(f"decoder: {spec.decoder.describe()}")
         bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
@@ -332,6 +335,11 @@ class Explainer:
             f"{response.header('Content-Type') or 'no Content-Type'}, "
             f"{response.elapsed:.3f} s{tries}"
         )
+        if spec.method != "HEAD":
+            how = spec.decoder.describe(response.header("Content-Type"), response=True)
+            if not isinstance(page.records, list):
+                how += " (streamed: a large body, parsed record by record)"
+            out(f"read as: {how}")
         if spec.page is not None:
             info = page.step.info
             if info is None:  # `page` did not run (page_limit reached): what it would see
@@ -341,6 +349,9 @@ class Explainer:
             out(f"  header: {_json(self._header(info['header']))}")
             body = self.redactor.text(_cut(_json(info["body"])))
             out(f"  body:   {body}")
+            if info.get("data") is not None:
+                data = self.redactor.text(_cut(_json(self.redactor.value(info["data"]))))
+                out(f"  data:   {data}")
         out(f"next: {self._next(chain, spec, page, capped=capped)}")
         out(f"records: {len(page.records)}")
 
@@ -368,6 +379,9 @@ class Explainer:
             return f"none: `page` returned {shown}, so this was the last page."
         target = self.redactor.url(chain.target(page.next))
         text = f"`page` returned {shown} -> {spec.method} {target}"
+        if page.next.data != page.request.data:
+            moved = self.redactor.text(_cut(_json(self.redactor.value(page.next.data)), 300))
+            text += f" with body data {moved}"
         return f"{text} (not sent: --pages {self.pages} reached)" if capped else text
 
     def _records(

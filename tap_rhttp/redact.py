@@ -358,8 +358,11 @@ class Redactor:
                 if credential.strip() and scheme.isalpha():
                     self.add_secret(credential.strip())
         for key, value in spec.params.items():
-            if isinstance(value, str) and value and self.is_sensitive_param(key):
-                self.add_secret(value)
+            if not self.is_sensitive_param(key):
+                continue
+            for item in value if isinstance(value, list) else (value,):
+                if isinstance(item, str) and item:
+                    self.add_secret(item)
 
     # -- predicates -------------------------------------------------------------------
 

@@ -302,7 +302,7 @@ def test_reql_offsets() -> None:
 
 def test_the_manuals_time_examples_run() -> None:
     section = MANUAL.read_text(encoding="utf-8").split("## Times", 1)[1].split("\n## ", 1)[0]
-    block = re.search(r"```python\n(.*?)```", section, re.S)
+    block = re.search(r"```text\n(.*?)```", section, re.S)
     assert block is not None
     env = {
         "info": {

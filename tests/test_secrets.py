@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import typing as t
 from urllib.parse import quote, quote_plus
 
 import pytest
 from fault_server import FaultServer, Hit, json_reply, reply
+from server import json_reply as local_json_reply
 
 from tap_rhttp.redact import MASK, Redactor
 
@@ -294,3 +296,36 @@ def test_literals_masks_config_secrets_only() -> None:
         "ok": True,
     }
     assert Redactor().literals(record) is record
+
+
+BODY_SECRET = "b0dy-secret-in-json-3f9a"
+
+
+def test_a_secret_in_a_paginated_body_stays_out_of_page_errors(server: t.Any, sync: t.Any) -> None:
+    """`info['data']` (the request body) is printed, redacted, when `page` fails."""
+
+    @server.route("/body-secret")
+    def handler(request: t.Any) -> t.Any:
+        return local_json_reply({"items": [{"id": 1}], "next": "c2"})
+
+    config = {
+        "secrets": {"k": BODY_SECRET},
+        "streams": [
+            {
+                "name": "s",
+                "url": server.url + "/body-secret",
+                "method": "POST",
+                "json": {"auth": {"key": "{{ secrets['k'] }}"}, "cursor": None},
+                "records_path": "$.items[*]",
+                "page": "{'data': {'cursor': info['body']['missing']}}",
+                "page_limit": 3,
+            }
+        ],
+    }
+    with pytest.raises(Exception) as info:
+        sync(config)
+    message = str(info.value)
+    assert "No attribute `missing`" in message
+    assert '"data":{"auth":{"key":"' + MASK + '"},"cursor":null}' in message
+    assert BODY_SECRET not in message
+    assert json.loads(server.requests_to("/body-secret")[0].body)["auth"]["key"] == BODY_SECRET

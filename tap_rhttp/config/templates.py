@@ -1,4 +1,4 @@
-"""``{{ expr }}`` templates in a spec's url, params, header, data and auth values.
+"""``{{ expr }}`` templates in a spec's url, params, header, data, json and auth values.
 
 The seed page's fan-out examples are ReQL functions around ``r.http``::
 
@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import typing as t
 from urllib.parse import quote
 
 import orjson
 
-from tap_rhttp.config.checks import check_data, plain_json
+from tap_rhttp.config.checks import check_data, json_content_type, plain_json
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expr import Expression, compile_expression
@@ -46,14 +45,13 @@ if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.types import JSON
 
-_PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
-TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth")
+TEMPLATE_FIELDS = ("url", "params", "header", "data", "json", "auth")
 
 
 def has_placeholder(value: JSON) -> bool:
-    """True when a JSON value contains a ``{{ ... }}`` anywhere."""
+    """True when a JSON value contains a ``{{`` (a placeholder, or an unclosed one) anywhere."""
     if isinstance(value, str):
-        return "{{" in value and _PLACEHOLDER_RE.search(value) is not None
+        return "{{" in value
     if isinstance(value, dict):
         return any(has_placeholder(v) for v in value.values())
     if isinstance(value, list):
@@ -106,27 +104,70 @@ class StringTemplate:
         return "".join(out)
 
 
+def placeholder_end(source: str, start: int) -> int:
+    """Where the placeholder whose expression starts at `start` closes (the index of its
+    ``}}``), or -1 when it never does.
+
+    The closing ``}}`` is the first one outside the expression's own string literals and
+    brackets, so ``{{ {'a': {'b': 1}} }}`` is one placeholder whose expression is a nested
+    dict literal.
+    """
+    depth = 0
+    quote_char = ""
+    index = start
+    length = len(source)
+    while index < length:
+        char = source[index]
+        if quote_char:
+            if char == "\\":
+                index += 1
+            elif char == quote_char:
+                quote_char = ""
+        elif char in "'\"":
+            quote_char = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+        elif char == "}":
+            if depth == 0 and source.startswith("}}", index):
+                return index
+            depth = max(depth - 1, 0)
+        index += 1
+    return -1
+
+
 def compile_string(
     source: str, *, path: str, names: t.Collection[str], url: bool = False
 ) -> StringTemplate | str:
-    """Compile one string; a string without placeholders is returned as is."""
+    """Compile one string; a string without placeholders is returned as is.
+
+    Every ``{{`` opens a placeholder, which :func:`placeholder_end` closes; a ``}}``
+    outside any placeholder is literal text (the end of a nested JSON object in a body
+    string). A literal ``{{`` is written as a placeholder: ``{{ '{{' }}``.
+    """
     if "{{" not in source:
         return source
     parts: list[str | Expression] = []
     position = 0
-    for match in _PLACEHOLDER_RE.finditer(source):
-        if match.start() > position:
-            parts.append(source[position : match.start()])
-        text = match.group(1).strip()
+    while (opening := source.find("{{", position)) != -1:
+        closing = placeholder_end(source, opening + 2)
+        if closing == -1:
+            raise ConfigError(
+                path,
+                f"unbalanced `{{{{` / `}}}}` in {source!r}: a `{{{{` at character "
+                f"{opening + 1} is never closed (write a literal `{{{{` as `{{{{ '{{{{' }}}}`).",
+                value=source,
+            )
+        if opening > position:
+            parts.append(source[position:opening])
+        text = source[opening + 2 : closing].strip()
         if not text:
             raise ConfigError(path, f"empty placeholder `{{{{}}}}` in {source!r}.", value=source)
         parts.append(compile_expression(text, path=path, names=tuple(names)))
-        position = match.end()
+        position = closing + 2
     if position < len(source):
         parts.append(source[position:])
-    leftover = "".join(p for p in parts if isinstance(p, str))
-    if "{{" in leftover or "}}" in leftover:
-        raise ConfigError(path, f"unbalanced `{{{{` / `}}}}` in {source!r}.", value=source)
     return StringTemplate(source, tuple(parts), url=url)
 
 
@@ -203,7 +244,11 @@ def render_spec(
         changes["header"] = OPTIONS["header"].check(rendered, f"{spec.path}.header", "header")
     if "data" in compiled:
         data = _render_field(compiled["data"], env, f"{spec.path}.data", now)
-        changes["data"] = check_data(spec.method, data, f"{spec.path}.data")
+        as_json = isinstance(data, (dict, list)) and json_content_type(spec.header)
+        changes["data"] = check_data(spec.method, data, f"{spec.path}.data", as_json=as_json)
+    if "json" in compiled:
+        body = _render_field(compiled["json"], env, f"{spec.path}.json", now)
+        changes["json"] = check_data(spec.method, body, f"{spec.path}.json", as_json=True)
     if "auth" in compiled and spec.auth is not None:
         fields = _render_field(compiled["auth"], env, f"{spec.path}.auth", now)
         values: dict[str, t.Any] = {

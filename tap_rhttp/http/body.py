@@ -28,14 +28,20 @@ FORM = "application/x-www-form-urlencoded"
 SPOOL_THRESHOLD = 8 << 20
 
 
-def encode_body(method: str, data: JSON) -> tuple[bytes | None, str | None]:
+def encode_body(
+    method: str, data: JSON, *, as_json: bool = False
+) -> tuple[bytes | None, str | None]:
     """The request body and its automatic Content-Type, by r.http's rules.
 
     POST: a string as is, an object form-encoded. PUT/PATCH/DELETE: a string as is,
     anything else as compact JSON. A string body gets the form type curl gives it.
+    `as_json` (the `json` option, or `data` under a JSON Content-Type): any value as
+    compact JSON, on every method that has a body.
     """
     if data is None or method in ("GET", "HEAD"):
         return None, None
+    if as_json:
+        return orjson.dumps(data), "application/json"
     if isinstance(data, str):
         return data.encode("utf-8"), FORM
     if method == "POST":

@@ -51,6 +51,11 @@ if t.TYPE_CHECKING:
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON, HeaderPairs
 
+
+class CONFIGURED:
+    """A marker: send the configured `data` (no request of the chain moved the body)."""
+
+
 USER_AGENT = f"tap-rhttp/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"))
 #: How much of an error body goes into the envelope.
@@ -74,6 +79,8 @@ class RequestOptions:
     method: str = "GET"
     header: HeaderPairs = ()
     data: JSON = None
+    #: `data` goes out as JSON whatever its type (the `json` option, or a JSON Content-Type).
+    json_body: bool = False
     credentials: Credentials | None = None
     timeout: float = 30.0
     redirects: int = 1
@@ -171,7 +178,7 @@ class HttpClient:
             self.session.mount(prefix, DeadlineAdapter(self._watchdog))
         self.auth = make_auth(options.credentials)
         self._headers = self._build_headers()
-        self._body, self._content_type = encode_body(options.method, options.data)
+        self._body, self._content_type = self.encode(options.data)
         self._url = ""  # the URL of the hop in progress, for error messages
 
     def _build_headers(self) -> dict[str, str | None]:
@@ -194,22 +201,33 @@ class HttpClient:
         self._watchdog.close()
         self.session.close()
 
-    def prepare(self, url: str, *, auth: bool = True) -> requests.PreparedRequest:
+    def encode(self, data: JSON) -> tuple[bytes | None, str | None]:
+        """A request body for `data`, and its automatic Content-Type."""
+        return encode_body(self.options.method, data, as_json=self.options.json_body)
+
+    def prepare(
+        self, url: str, *, auth: bool = True, data: JSON | type[CONFIGURED] = CONFIGURED
+    ) -> requests.PreparedRequest:
         """The request as it goes out to `url` (explain mode prints it as curl).
 
         Args:
             url: the target.
             auth: apply the auth object (explain passes False for digest auth, whose
                 nonce counter preparing would step).
+            data: this request's body data, when pagination moved it (default: the
+                configured `data`).
         """
+        body, content_type = (
+            (self._body, self._content_type) if data is CONFIGURED else self.encode(data)
+        )
         headers: dict[str, str | None] = dict(self._headers)
-        if self._content_type and not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = self._content_type
+        if content_type and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
         request = requests.Request(
             method=self.options.method,
             url=url,
             headers=headers,
-            data=self._body,
+            data=body,
             auth=self.auth if auth else None,
         )
         return self.session.prepare_request(request)
@@ -221,13 +239,21 @@ class HttpClient:
 
     # ------------------------------------------------------------------ the layers
 
-    def fetch(self, url: str, sink: BodySpool | None = None) -> Response:
+    def fetch(
+        self,
+        url: str,
+        sink: BodySpool | None = None,
+        *,
+        data: JSON | type[CONFIGURED] = CONFIGURED,
+    ) -> Response:
         """Make one attempt at a request, following redirects, within `timeout`.
 
         Args:
             url: the complete target URL (params already merged).
             sink: where a successful body goes (else it is read into memory); the
                 returned response holds it in ``spool`` when it spilled to disk.
+            data: the request's body data when pagination moved it (default: the
+                configured `data`).
 
         Returns:
             The complete final response, status 2xx.
@@ -241,10 +267,10 @@ class HttpClient:
         deadline = started + timeout if timeout > 0 else None
         self._url = url
         if deadline is None:
-            return self._follow(url, started, None, sink)
+            return self._follow(url, started, None, sink, data)
         self._watchdog.arm(timeout)
         try:
-            response = self._follow(url, started, deadline, sink)
+            response = self._follow(url, started, deadline, sink, data)
         except TransientRequestError as exc:
             # The watchdog cut the exchange: whatever broke was the deadline.
             if self._watchdog.fired and exc.status is None:
@@ -259,13 +285,18 @@ class HttpClient:
         return response
 
     def _follow(
-        self, url: str, started: float, deadline: float | None, sink: BodySpool | None
+        self,
+        url: str,
+        started: float,
+        deadline: float | None,
+        sink: BodySpool | None,
+        data: JSON | type[CONFIGURED],
     ) -> Response:
         """Send, following redirects one hop at a time (``redirects`` hops at most)."""
         with self._mapped():
             self.redactor.add_url_secrets(url)
             self._check_scheme(url, url)
-            prepared = self.prepare(url)
+            prepared = self.prepare(url, data=data)
             hops = 0
             while True:
                 response = self._send(prepared, deadline)

@@ -51,7 +51,8 @@ class StreamRun:
             RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
         )
         self.stats = ChainStats()
-        #: Discovery's sample pages, by target URL; the sync uses each once.
+        #: Discovery's sample pages, by request key (target URL and body); the sync uses
+        #: each once.
         self.prefetched: dict[str, Fetched] = {}
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
@@ -161,7 +162,7 @@ class StreamRun:
             fetched, _ = chain.get(first)
         finally:
             chain.close()
-        self.prefetched[chain.target(first)] = fetched
+        self.prefetched[chain.key(first)] = fetched
         records = fetched.records
         sample = (
             records

@@ -1,14 +1,18 @@
 """Where each chain of a stream stands, as it goes into STATE: the resume position.
 
 After each completely emitted page the stream saves, under its STATE key ``rhttp``, the
-next request of every chain in progress and which chains are finished. It holds URLs
-and params only, never secrets, and a hash of the spec so a changed config never resumes
-from a stale position.
+next request of every chain in progress and which chains are finished. It holds URLs,
+params and, when pagination moved the request body (``page`` returned ``data``), that
+body; never secrets, and a hash of the spec so a changed config never resumes from a
+stale position. A next request whose URL path or body holds a secret gets no resume
+position (a body's secret cannot be stripped and restored the way a query param can):
+the chain would restart from its first page, and a WARNING says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import typing as t
 
 import orjson
@@ -36,14 +40,25 @@ class ResumeState:
     Shape (under the stream's state, key ``rhttp``)::
 
         {"spec": "<hash>", "chains": {"<key>": {"url": ..., "params": {...},
-         "override": [...], "requests": 3}}, "done": ["<key>", ...]}
+         "override": [...], "data": {...}, "requests": 3}}, "done": ["<key>", ...]}
+
+    ``data`` is there only when pagination moved the body away from the spec's.
     """
 
     KEY = "rhttp"
 
-    def __init__(self, spec: RequestSpec, redactor: Redactor, *, track_done: bool) -> None:
+    def __init__(
+        self,
+        spec: RequestSpec,
+        redactor: Redactor,
+        *,
+        track_done: bool,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.spec = spec
         self.redactor = redactor
+        self.logger = logger or logging.getLogger("tap-rhttp")
+        self._warned = False
         self.hash = spec_hash(spec, redactor)
         self.track_done = track_done
         self.chains: dict[str, dict[str, JSON]] = {}
@@ -75,6 +90,7 @@ class ResumeState:
             url=str(saved["url"]),
             params=params,
             override=frozenset(saved.get("override", ())),
+            data=saved.get("data", spec.body),
         )
         return request, int(saved.get("requests", 0))
 
@@ -96,10 +112,31 @@ class ResumeState:
             for k, v in request.params.items()
             if own.get(k, object()) != v
             and not self.redactor.is_sensitive_param(k)
-            and (not isinstance(v, str) or self.redactor.text(v) == v)
+            and all(
+                not isinstance(item, str) or self.redactor.text(item) == item
+                for item in (v if isinstance(v, list) else (v,))
+            )
         }
         override = sorted(k for k in request.override if not self.redactor.is_sensitive_param(k))
-        return {"url": url, "params": params, "override": override}
+        saved: dict[str, JSON] = {"url": url, "params": params, "override": override}
+        if request.data != spec.body:
+            if self.redactor.value(request.data) != request.data:
+                self._warn_secret_body()
+                return None  # the body holds a secret: no position at all, rather than that
+            saved["data"] = request.data
+        return saved
+
+    def _warn_secret_body(self) -> None:
+        if self._warned:
+            return
+        self._warned = True
+        self.logger.warning(
+            "stream %s: the next request's body, as `page` moved it, holds a secret (a "
+            "value of the config's secrets, or a field with a secret-looking name), so no "
+            "resume position is saved in STATE for it: a killed run restarts that chain "
+            "from its first page.",
+            self.spec.name,
+        )
 
     def advance(self, key: str, page: Page, spec: RequestSpec) -> None:
         """Record a completely emitted page: the chain's next request, or its end."""
