@@ -118,8 +118,10 @@ def _json(value: JSON) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _cut(text: str, limit: int = INFO_BODY_CHARS) -> str:
-    return text if len(text) <= limit else f"{text[:limit]} ... ({len(text)} characters)"
+def _excerpt(redactor: Redactor, text: str, limit: int = INFO_BODY_CHARS) -> str:
+    """`text` redacted, then cut (cutting first could leave the head of a secret)."""
+    shown, cut = redactor.excerpt(text, limit)
+    return f"{shown} ... ({len(text)} characters)" if cut else shown
 
 
 def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
@@ -228,7 +230,7 @@ class Explainer:
         tasks = stream.tasks(bookmark=bookmark)
         if spec.for_each is not None:
             return [
-                (f"{task.label} = {_cut(_json(item), 80)}", task)
+                (f"{task.label} = {_excerpt(stream.redactor, _json(item), 80)}", task)
                 for task, item in zip(tasks, spec.for_each, strict=True)
             ]
         return [("", task) for task in tasks]
@@ -339,7 +341,7 @@ class Explainer:
             out("info seen by `page`:")
             out(f"  params: {_json(self.redactor.value(dict(info['params'])))}")
             out(f"  header: {_json(self._header(info['header']))}")
-            body = self.redactor.text(_cut(_json(info["body"])))
+            body = _excerpt(self.redactor, _json(info["body"]))
             out(f"  body:   {body}")
         out(f"next: {self._next(chain, spec, page, capped=capped)}")
         out(f"records: {len(page.records)}")
@@ -363,7 +365,7 @@ class Explainer:
         if page.failure is not None:
             first_line = self.redactor.text(str(page.failure)).split("\n", 1)[0]
             return f"none: `page` failed (the whole error follows): {first_line}"
-        shown = self.redactor.text(_cut(_json(page.step.returned), 200))
+        shown = _excerpt(self.redactor, _json(page.step.returned), 200)
         if page.next is None:
             return f"none: `page` returned {shown}, so this was the last page."
         target = self.redactor.url(chain.target(page.next))

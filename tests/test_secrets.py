@@ -269,10 +269,10 @@ def test_url_secrets_leave_ordinary_params_alone() -> None:
 def test_envelope_keeps_its_backtick_after_a_masked_param() -> None:
     redactor = Redactor()
 
-    text = "Error in HTTP GET of `http://h/x?page=2&token=abc`: status code 500."
+    text = "Error in HTTP GET of `http://h/x?page=2&access_token=abc`: status code 500."
 
     assert redactor.text(text) == (
-        f"Error in HTTP GET of `http://h/x?page=2&token={MASK}`: status code 500."
+        f"Error in HTTP GET of `http://h/x?page=2&access_token={MASK}`: status code 500."
     )
 
 
