@@ -23,16 +23,25 @@ from __future__ import annotations
 
 import base64
 import html
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import typing as t
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import pytest
 from fault_server import FaultServer, Hit, json_reply, reply
+from server import LocalServer, Reply, Request
+from server import json_reply as local_json_reply
 
 from tap_rhttp.redact import MASK, Redactor
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from fault_server import Action
 
@@ -294,3 +303,130 @@ def test_literals_masks_config_secrets_only() -> None:
         "ok": True,
     }
     assert Redactor().literals(record) is record
+
+
+# ------------------------------------------------------------------ STATE: cursors stay
+
+CURSOR_NAMES = ["pagination_token", "$skiptoken", "syncToken", "resumptionToken", "start_key"]
+STATE_KEY = "state-api-key-5c1e9d"
+
+
+def _cursor_server(server: LocalServer, name: str, pages: int = 8, per_page: int = 5) -> None:
+    """Pages chained by an opaque cursor in a next link that also echoes our API key."""
+
+    @server.route("/cursor")
+    def cursor(request: Request) -> Reply:
+        time.sleep(0.1)
+        token = request.args.get(name, "c-1-start")
+        page = int(token.split("-")[1])
+        items = [{"id": (page - 1) * per_page + i} for i in range(1, per_page + 1)]
+        following = f"c-{page + 1}-{'x' * page}" if page < pages else None
+        link = None
+        if following is not None:  # the server puts our key back into its link (many do)
+            link = f"/cursor?{name}={following}&api_key={request.args['api_key']}"
+        return local_json_reply({"items": items, "next": link})
+
+
+def _run_until_killed(config: dict[str, t.Any], tmp_path: Path, min_states: int) -> list[t.Any]:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    messages: list[t.Any] = []
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            messages.append(json.loads(line))
+            states = [m for m in messages if m["type"] == "STATE" and "rhttp" in json.dumps(m)]
+            if len(states) >= min_states:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    return messages
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", CURSOR_NAMES)
+def test_a_cursor_named_like_a_token_stays_in_state_and_a_killed_run_resumes_exactly(
+    name: str, server: LocalServer, sync: t.Any, tmp_path: Path
+) -> None:
+    """SIGKILL mid-pagination, then resume: the cursor is saved, the secret is not."""
+    _cursor_server(server, name)
+    config = {
+        "streams": [
+            {
+                "name": "paged",
+                "url": server.url + "/cursor",
+                "params": {"api_key": STATE_KEY},
+                "page": "info['body']['next']",
+                "page_limit": -1,
+                "records_path": "$.items[*]",
+                "primary_keys": ["id"],
+                "schema": {"properties": {"id": {"type": "integer"}}},
+            }
+        ]
+    }
+    killed = _run_until_killed(config, tmp_path, min_states=3)
+    first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
+    state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
+    (position,) = state["bookmarks"]["paged"]["rhttp"]["chains"].values()
+
+    assert STATE_KEY not in json.dumps(state)
+    saved_cursor = dict(parse_qsl(urlsplit(position["url"]).query))[name]
+    assert saved_cursor.startswith(f"c-{position['requests'] + 1}-")  # the exact next page
+    assert position["withheld"] == ["api_key"]
+
+    server.log.clear()
+    resumed = sync(config, state=state)
+    second_ids = [r["id"] for r in resumed.records("paged")]
+
+    first_request = server.log[0]
+    assert first_request.args[name] == saved_cursor
+    assert first_request.args["api_key"] == STATE_KEY  # given back from the config
+    everything = list(range(1, 8 * 5 + 1))
+    assert sorted(set(first_ids) | set(second_ids)) == everything  # nothing lost
+    assert len(first_ids) + len(second_ids) - len(everything) <= 5  # the page in flight
+
+
+def test_a_position_whose_secret_the_config_cannot_give_back_is_not_saved(
+    server: LocalServer, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Our key echoed under another name: withholding it would change the request."""
+
+    @server.route("/leaky-next")
+    def leaky(request: Request) -> Reply:
+        page = int(request.args.get("p", "1"))
+        following = f"/leaky-next?p={page + 1}&sig={STATE_KEY}" if page < 3 else None
+        return local_json_reply({"items": [{"id": page}], "next": following})
+
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": server.url + "/leaky-next",
+                "params": {"api_key": STATE_KEY},
+                "page": "info['body']['next']",
+                "page_limit": -1,
+                "records_path": "$.items[*]",
+                "schema": {"properties": {"id": {"type": "integer"}}},
+            }
+        ]
+    }
+    result = sync(config)
+
+    assert [r["id"] for r in result.records("s")] == [1, 2, 3]
+    assert STATE_KEY not in json.dumps(result.of_type("STATE"))
+    assert "its position is not saved in STATE" in caplog.text
