@@ -1385,8 +1385,9 @@ def install_log_redaction(redactor: Redactor) -> None:
     Wraps the log record factory (:func:`logging.setLogRecordFactory`), once per
     process: every record any logger makes, whatever handlers, levels and
     ``propagate`` a ``SINGER_SDK_LOG_CONFIG`` file sets up (and ``logging.lastResort``),
-    is redacted by every installed redactor that is still alive, before any handler
-    sees it. Calling it again with the same redactor does nothing.
+    is redacted by every installed redactor that is still alive (they are held weakly:
+    the caller keeps its redactor, as the tap's run does), before any handler sees it.
+    Calling it again with the same redactor does nothing.
     """
     with _INSTALL_LOCK:
         _INSTALLED.add(redactor)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ from fault_server import FaultServer, Hit, json_reply, reply
 from server import LocalServer, Reply, Request
 from server import json_reply as local_json_reply
 
-from tap_rhttp.redact import MASK, Redactor
+from tap_rhttp.redact import MASK, Redactor, install_log_redaction
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -430,3 +431,95 @@ def test_a_position_whose_secret_the_config_cannot_give_back_is_not_saved(
     assert [r["id"] for r in result.records("s")] == [1, 2, 3]
     assert STATE_KEY not in json.dumps(result.of_type("STATE"))
     assert "its position is not saved in STATE" in caplog.text
+
+
+# ------------------------------------------------------------------ every logger, any handler
+
+LOG_KEY = "log-api-key-3f8a2c"
+
+
+@pytest.mark.timeout(60)
+def test_a_log_config_file_with_its_own_urllib3_handler_prints_no_secret(
+    leaky: FaultServer, tmp_path: Path
+) -> None:
+    """SINGER_SDK_LOG_CONFIG gives urllib3 a DEBUG handler of its own that does not
+    propagate: its request lines are redacted all the same."""
+    leaky.route("/x")(lambda hit: json_reply([{"id": 1}]))
+    log_config = tmp_path / "logging.yml"
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"plain": {"format": "OWN %(name)s %(levelname)s %(message)s"}},
+                "handlers": {
+                    "own": {
+                        "class": "logging.StreamHandler",
+                        "stream": "ext://sys.stderr",
+                        "formatter": "plain",
+                    }
+                },
+                "loggers": {"urllib3": {"level": "DEBUG", "handlers": ["own"], "propagate": False}},
+            }
+        )
+    )
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": f"{leaky.url}/x?access_token={URL_TOKEN}",
+                "params": {"api_key": LOG_KEY},
+                "schema": SCHEMA,
+            }
+        ]
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
+    env["SINGER_SDK_LOG_CONFIG"] = str(log_config)
+    env.pop("TAP_RHTTP_LOGLEVEL", None)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env=env,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert f"OWN urllib3.connectionpool DEBUG http://127.0.0.1:{leaky.port}" in done.stderr
+    assert f'"GET /x?access_token={MASK}&api_key={MASK} HTTP/1.1" 200' in done.stderr
+    for secret in (LOG_KEY, URL_TOKEN):
+        for form in forms(secret):
+            assert form not in done.stderr
+            assert form not in done.stdout
+
+
+def test_log_redaction_covers_handlers_added_later_and_the_last_resort(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = "late-handler-secret-77"
+    redactor = Redactor([secret])  # installed while alive (the tap's run holds its own)
+    install_log_redaction(redactor)
+    late = logging.getLogger("tap_rhttp.test_secrets.late")
+    late.propagate = False
+    late.setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    late.addHandler(handler)  # added after the redaction was installed
+    orphan = logging.getLogger("tap_rhttp.test_secrets.orphan")
+    orphan.propagate = False  # no handler at all: logging.lastResort prints the warning
+    try:
+        late.info("token %s", secret)
+        orphan.warning("again %s", quote(secret))
+        try:
+            raise RuntimeError(secret)
+        except RuntimeError:
+            late.exception("failed")
+    finally:
+        late.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert f"token {MASK}" in err
+    assert f"again {MASK}" in err
+    assert f"RuntimeError: {MASK}" in err
+    assert secret not in err
