@@ -26,18 +26,20 @@ import html
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import typing as t
-from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 import pytest
 from fault_server import FaultServer, Hit, json_reply, reply
 from server import LocalServer, Reply, Request
 from server import json_reply as local_json_reply
 
+from tap_rhttp.paging.paginator import INFO_BODY_CHARS
 from tap_rhttp.redact import MASK, Redactor, install_log_redaction
 
 if t.TYPE_CHECKING:
@@ -523,3 +525,189 @@ def test_log_redaction_covers_handlers_added_later_and_the_last_resort(
     assert f"again {MASK}" in err
     assert f"RuntimeError: {MASK}" in err
     assert secret not in err
+
+
+# ------------------------------------------------------------------ echoes in any spelling
+
+ECHOED = "tok.bearer+S3cr3t/value=echo1"  # + and / are what PHP and .NET escape
+
+
+def php(text: str) -> str:
+    """json_encode() as PHP writes it: ``/`` as ``\\/``."""
+    return json.dumps(text)[1:-1].replace("/", "\\/")
+
+
+def dotnet(text: str) -> str:
+    """System.Text.Json's default: ``+``, ``'``, ``<``, ``>``, ``&`` as ``\\u002B``..."""
+    out = json.dumps(text)[1:-1]
+    for char in "+'<>&":
+        out = out.replace(char, f"\\u{ord(char):04X}")
+    return out
+
+
+def every_char(text: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+def decoded_views(text: str) -> str:
+    """The text, and what JSON, URL and HTML unescaping make of it, one after another."""
+    views = [text]
+    unescaped = re.sub(
+        r"\\+u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text.replace("\\/", "/")
+    )
+    views += [unescaped, unquote(unescaped), html.unescape(unquote(unescaped))]
+    return "\n".join(views)
+
+
+@pytest.mark.timeout(30)
+def test_php_and_dotnet_escaped_echoes_reach_neither_records_nor_errors(
+    leaky: FaultServer, cli: t.Any
+) -> None:
+    body = (
+        f'{{"items": [{{"id": 1, "php": "Bearer {php(ECHOED)}", "net": "{dotnet(ECHOED)}", "all": "{every_char(ECHOED)}", "mixed": "{dotnet(php(ECHOED))}"}}],'
+        ' "next": "/fail"}'
+    )
+    leaky.route("/ok")(lambda hit: reply(200, body))
+    error = f'{{"error": "bad token", "got": "{dotnet(ECHOED)}", "as": "{php(ECHOED)}"}}'
+    leaky.route("/fail")(lambda hit: reply(403, error))
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": f"{leaky.url}/ok",
+                "auth": {"type": "bearer", "token": ECHOED},
+                "page": "info['body']['next']",
+                "page_limit": -1,
+                "records_path": "$.items[*]",
+                "schema": SCHEMA,
+            }
+        ]
+    }
+
+    done = cli(config, timeout=25)
+
+    assert done.code == 1
+    (record,) = [m["record"] for m in done.messages() if m["type"] == "RECORD"]
+    assert record == {"id": 1, "php": f"Bearer {MASK}", "net": MASK, "all": MASK, "mixed": MASK}
+    assert "status code 403." in done.stderr
+    assert f'"got": "{MASK}", "as": "{MASK}"' in done.stderr
+    for where, text in (("stdout", done.stdout), ("stderr", done.stderr)):
+        assert ECHOED not in decoded_views(text), where
+
+
+@pytest.mark.timeout(30)
+def test_server_tokens_are_masked_in_errors_but_kept_as_record_data(
+    leaky: FaultServer, cli: t.Any
+) -> None:
+    """Set-Cookie and OAuth token fields the server sends: data in records, masked in
+    messages; and an ordinary ``code=503`` is shown as the server sent it."""
+    tokens = {"id": 1, "access_token": "srv-at-123456", "refresh_token": "srv-rt-654321"}
+    leaky.route("/tokens")(
+        lambda hit: json_reply([tokens], headers=[("Set-Cookie", "sid=srv-sid-111; Path=/")])
+    )
+    failure = {
+        "error": "invalid_grant",
+        "access_token": "srv-at-999999",
+        "code": 503,
+        "detail": "upstream said code=503",
+    }
+    leaky.route("/oauth")(
+        lambda hit: reply(
+            400, json.dumps(failure), [("Set-Cookie", "session=srv-session-222; HttpOnly")]
+        )
+    )
+    config = {
+        "streams": [
+            {"name": "a_tokens", "url": f"{leaky.url}/tokens", "schema": SCHEMA},
+            {
+                "name": "b_oauth",
+                "url": f"{leaky.url}/oauth",
+                "params": {"code": 503},
+                "schema": SCHEMA,
+            },
+        ]
+    }
+
+    done = cli(config, timeout=25)
+
+    assert done.code == 1
+    records = [m["record"] for m in done.messages() if m["type"] == "RECORD"]
+    assert records == [tokens]  # the API's own data
+    assert f"Error in HTTP GET of `{leaky.url}/oauth?code=503`: status code 400." in done.stderr
+    assert f"Set-Cookie: {MASK}" in done.stderr
+    assert f'"access_token": "{MASK}"' in done.stderr
+    assert '"code": 503' in done.stderr
+    assert "upstream said code=503" in done.stderr
+    for value in ("srv-at-999999", "srv-session-222"):
+        assert value not in done.stderr
+
+
+@pytest.mark.timeout(30)
+def test_explain_redacts_before_it_cuts_an_excerpt(leaky: FaultServer, cli: t.Any) -> None:
+    """The cut of info.body falls inside an echoed token: no part of it is printed."""
+    token = "Zq9xWv-Kt7pLm2Rn8sQw4YbH6jDc3FgT0"  # 33 characters
+    pad = INFO_BODY_CHARS - len('{"pad":"') - len('","echo":"') - 32
+    leaky.route("/x")(
+        lambda hit: json_reply({"pad": "p" * pad, "echo": token, "more": "q" * 300, "next": None})
+    )
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": f"{leaky.url}/x",
+                "auth": {"type": "bearer", "token": token},
+                "page": "info['body']['next']",
+                "page_limit": -1,
+            }
+        ]
+    }
+
+    done = cli(config, "--explain", "--pages", "1", timeout=25)
+
+    assert done.code == 0, done.stderr
+    (body_line,) = [line for line in done.stdout.splitlines() if line.startswith("  body:")]
+    assert f'"echo":"{MASK}' in body_line
+    assert body_line.endswith("characters)")
+    for start in range(len(token) - 5):
+        assert token[start : start + 6] not in done.stdout
+
+
+@pytest.mark.timeout(30)
+def test_proxy_credentials_are_secrets(leaky: FaultServer, tmp_path: Path) -> None:
+    """HTTP_PROXY's userinfo and the Proxy-Authorization it becomes, echoed by the proxy."""
+    user, password = "puser", "proxy-pa55-9e2f"
+    basic = credentials(user, password)
+
+    def proxy(hit: Hit) -> Action:  # an error page quoting what the proxy received
+        lines = "\n".join(f"{k}: {v}" for k, v in hit.headers.items())
+        page = (
+            f"<pre>{hit.method} {hit.target}\n{lines}\nvia http://{user}:{password}@proxy\n"
+            f"rejected {user} / {password} ({basic})</pre>"
+        )
+        return reply(502, page, [], "text/html")
+
+    leaky.route("/x")(proxy)
+    config = {"streams": [{"name": "s", "url": "http://upstream.invalid/x", "reattempts": 1}]}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
+    env["HTTP_PROXY"] = f"http://{user}:{password}@127.0.0.1:{leaky.port}"
+    env["TAP_RHTTP_LOGLEVEL"] = "DEBUG"
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        env=env,
+    )
+
+    assert done.returncode == 1
+    (hit,) = leaky.hits()
+    assert hit.header("Proxy-Authorization") == f"Basic {basic}"  # it went through the proxy
+    assert "status code 502." in done.stderr
+    assert f"Proxy-Authorization: Basic {MASK}" in done.stderr
+    assert f"http://{user}:{MASK}@proxy" in done.stderr
+    for form in (*forms(password), basic):
+        assert form not in done.stderr
+        assert form not in done.stdout
