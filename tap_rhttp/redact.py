@@ -227,8 +227,9 @@ any key ending in one of ``_token``, ``_key``, ``_secret``, ``-token``, ``-key``
 ``clientSecret``: a second comparison ignores ``-`` and ``_``); and keys that, so
 compared, end in ``token``, ``secret``, ``password``, ``passwd`` or ``apikey``
 (``githubToken``). Exempt: pagination and ordering keys such as ``page_token``,
-``pageToken``, ``next_token``, ``sort_key``. A value the server sends is never a secret
-because of its name.
+``pageToken``, ``next_token``, ``sort_key``. ``code`` is not in the list: a country, error
+or product code is far more common in a config than an OAuth authorization code. A value
+the server sends is never a secret because of its name.
 """
 
 SENSITIVE_HEADERS: frozenset[str] = frozenset(
@@ -750,6 +751,9 @@ class Redactor:
     # -- registration -----------------------------------------------------------------
 
     def _build_structure(self) -> _Structure:
+        self._marked = frozenset(
+            _collapse(n) for n in (*self._secret_params, *self._secret_headers)
+        )
         return _Structure.build(
             {*CREDENTIAL_KEYS, *self._secret_params},
             {*CREDENTIAL_HEADERS, *self._secret_headers},
@@ -982,9 +986,7 @@ class Redactor:
         the config marked secret (learned, ``secret_headers``, a query API key's name).
         """
         collapsed = _collapse(name.strip())
-        return collapsed in _COLLAPSED_CREDENTIALS or collapsed in {
-            _collapse(n) for n in (*self._secret_params, *self._secret_headers)
-        }
+        return collapsed in _COLLAPSED_CREDENTIALS or collapsed in self._marked
 
     def is_credential_header(self, name: str) -> bool:
         """Whether a header's value is masked by position: :data:`CREDENTIAL_HEADERS`, or
