@@ -41,6 +41,7 @@ from server import json_reply as local_json_reply
 
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS
 from tap_rhttp.redact import MASK, Redactor, install_log_redaction
+from tap_rhttp.run.context import RunContext
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -711,3 +712,29 @@ def test_proxy_credentials_are_secrets(leaky: FaultServer, tmp_path: Path) -> No
     for form in (*forms(password), basic):
         assert form not in done.stderr
         assert form not in done.stdout
+
+
+def test_a_template_value_from_a_parent_row_is_no_secret_but_one_from_secrets_is() -> None:
+    """Rendered per row: ``next_key`` holds the row's cursor (data), ``sig`` a secret."""
+    config = {
+        "secrets": {"s": "ab1"},
+        "streams": [
+            {"name": "p", "url": "http://h.invalid/p", "schema": SCHEMA},
+            {
+                "name": "c",
+                "url": "http://h.invalid/c",
+                "parent": "p",
+                "params": {"next_key": "{{ row['cursor'] }}", "sig": "{{ secrets['s'] }}"},
+                "header": {"X-Auth-Token": "{{ row['token'] }}"},
+            },
+        ],
+    }
+    run = RunContext(config)
+    (task,) = run.stream("c").tasks(row={"id": 1, "cursor": "row-cursor-77", "token": "row-tok-99"})
+    assert task.spec is not None
+    redactor = run.redactor
+
+    assert redactor.text("next_key=row-cursor-77 row-tok-99") == "next_key=row-cursor-77 row-tok-99"
+    assert redactor.url("http://h.invalid/c?sig=ab1&next_key=x") == (
+        f"http://h.invalid/c?sig={MASK}&next_key=x"
+    )
