@@ -120,8 +120,10 @@ def _json(value: JSON) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
-def _cut(text: str, limit: int = INFO_BODY_CHARS) -> str:
-    return text if len(text) <= limit else f"{text[:limit]} ... ({len(text)} characters)"
+def _excerpt(redactor: Redactor, text: str, limit: int = INFO_BODY_CHARS) -> str:
+    """`text` redacted, then cut (cutting first could leave the head of a secret)."""
+    shown, cut = redactor.excerpt(text, limit)
+    return f"{shown} ... ({len(text)} characters)" if cut else shown
 
 
 def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
@@ -230,7 +232,7 @@ class Explainer:
         tasks = stream.tasks(bookmark=bookmark)
         if spec.for_each is not None:
             return [
-                (f"{task.label} = {_cut(_json(item), 80)}", task)
+                (f"{task.label} = {_excerpt(stream.redactor, _json(item), 80)}", task)
                 for task, item in zip(tasks, spec.for_each, strict=True)
             ]
         return [("", task) for task in tasks]
@@ -347,10 +349,10 @@ class Explainer:
             out("info seen by `page`:")
             out(f"  params: {_json(self.redactor.value(dict(info['params'])))}")
             out(f"  header: {_json(self._header(info['header']))}")
-            body = self.redactor.text(_cut(_json(info["body"])))
+            body = _excerpt(self.redactor, _json(info["body"]))
             out(f"  body:   {body}")
             if info.get("data") is not None:
-                data = self.redactor.text(_cut(_json(self.redactor.value(info["data"]))))
+                data = _excerpt(self.redactor, _json(self.redactor.value(info["data"])))
                 out(f"  data:   {data}")
         out(f"next: {self._next(chain, spec, page, capped=capped)}")
         out(f"records: {len(page.records)}")
@@ -374,13 +376,13 @@ class Explainer:
         if page.failure is not None:
             first_line = self.redactor.text(str(page.failure)).split("\n", 1)[0]
             return f"none: `page` failed (the whole error follows): {first_line}"
-        shown = self.redactor.text(_cut(_json(page.step.returned), 200))
+        shown = _excerpt(self.redactor, _json(page.step.returned), 200)
         if page.next is None:
             return f"none: `page` returned {shown}, so this was the last page."
         target = self.redactor.url(chain.target(page.next))
         text = f"`page` returned {shown} -> {spec.method} {target}"
         if page.next.data != page.request.data:
-            moved = self.redactor.text(_cut(_json(self.redactor.value(page.next.data)), 300))
+            moved = _excerpt(self.redactor, _json(self.redactor.value(page.next.data)), 300)
             text += f" with body data {moved}"
         return f"{text} (not sent: --pages {self.pages} reached)" if capped else text
 

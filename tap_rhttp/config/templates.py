@@ -209,6 +209,53 @@ def referenced_names(value: JSON) -> set[str]:
     return found
 
 
+#: Names whose values come from the server: a template reading them renders data.
+DATA_NAMES = frozenset({"row", "bookmark"})
+
+
+def template_sources(
+    spec: RequestSpec,
+) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
+    """Which templated values are server data, and which are read from ``secrets``.
+
+    Returns two sets of ``(field, key)`` pairs (key ``""`` for a whole ``url`` or a
+    ``data`` that is one template): the values whose placeholders read only what a
+    server sent (``row``, ``bookmark``: a cursor from a parent row is no secret because
+    of the name it is sent under), and the values that read ``secrets`` (their names
+    are secret, whatever they look like). For ``Redactor.learn``.
+    """
+    data: set[tuple[str, str]] = set()
+    secret: set[tuple[str, str]] = set()
+
+    def classify(field: str, key: str, value: JSON) -> None:
+        names = referenced_names(value)
+        if "secrets" in names:
+            secret.add((field, key))
+        elif names and names <= DATA_NAMES | {"config"} and names & DATA_NAMES:
+            data.add((field, key))
+
+    compiled = spec.templates
+    if "url" in compiled:
+        classify("url", "", compiled["url"])
+    for key, value in (compiled.get("params") or {}).items():
+        classify("params", key, value)
+    for name, value in compiled.get("header") or ():
+        classify("header", name, value)
+    for field in ("data", "json"):
+        body = compiled.get(field)
+        if isinstance(body, dict):
+            stack = list(body.items())
+            while stack:
+                key, value = stack.pop()
+                if isinstance(value, dict):
+                    stack.extend(value.items())
+                else:
+                    classify(field, key, value)
+        elif body is not None:
+            classify(field, "", body)
+    return frozenset(data), frozenset(secret)
+
+
 def _render_field(compiled: JSON, env: t.Mapping[str, JSON], path: str, now: float | None) -> JSON:
     try:
         return render_value(compiled, env, now)

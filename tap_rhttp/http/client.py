@@ -60,9 +60,9 @@ USER_AGENT = f"tap-rhttp/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"))
 #: How much of an error body goes into the envelope.
 ERROR_BODY_CHARS = 1024
-#: How much of an error body is decoded and redacted before it is cut to ERROR_BODY_CHARS
-#: (masking can shorten the text; the window keeps the cut away from unredacted text).
-ERROR_BODY_REDACT_WINDOW = 1 << 16
+#: How much of an error body is decoded for the envelope: ``Redactor.excerpt`` redacts
+#: a window past ERROR_BODY_CHARS (so no secret straddles the cut), never the whole body.
+ERROR_BODY_DECODE_BYTES = 1 << 16
 _SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
 #: Exceptions whose text says something about the exchange (see ``HttpClient._reason``).
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
@@ -180,6 +180,7 @@ class HttpClient:
         self._headers = self._build_headers()
         self._body, self._content_type = self.encode(options.data)
         self._url = ""  # the URL of the hop in progress, for error messages
+        self._proxies_learned: set[str] = set()
 
     def _build_headers(self) -> dict[str, str | None]:
         """Defaults, then the user's; a null value means "do not send this header"."""
@@ -235,6 +236,10 @@ class HttpClient:
     def _settings(self, url: str) -> dict[str, t.Any]:
         verify = self.options.verify
         merged = self.session.merge_environment_settings(url, {}, True, verify, None)
+        for proxy in merged["proxies"].values():
+            if proxy not in self._proxies_learned:  # its credentials are secrets
+                self._proxies_learned.add(proxy)
+                self.redactor.add_url_secrets(proxy)
         return {"verify": merged["verify"], "proxies": merged["proxies"], "cert": merged["cert"]}
 
     # ------------------------------------------------------------------ the layers
@@ -294,7 +299,6 @@ class HttpClient:
     ) -> Response:
         """Send, following redirects one hop at a time (``redirects`` hops at most)."""
         with self._mapped():
-            self.redactor.add_url_secrets(url)
             self._check_scheme(url, url)
             prepared = self.prepare(url, data=data)
             hops = 0
@@ -317,7 +321,6 @@ class HttpClient:
                     )
                 )
                 self._url = t.cast("str", following.url)
-                self.redactor.add_url_secrets(self._url)
                 self._check_scheme(self._url, url)
                 prepared = t.cast("requests.PreparedRequest", following)
             if not 200 <= response.status_code < 300:
@@ -426,13 +429,13 @@ class HttpClient:
             read_body(response.raw, deadline, chunks.append)
         response.close()
         raw = b"".join(chunks)
-        # Redact first, then cut: cutting first could keep the head of a secret that
-        # straddles the cut, which literal masking would no longer recognise.
-        body_text = self.redactor.text(
-            raw[:ERROR_BODY_REDACT_WINDOW].decode("utf-8", errors="replace")
+        # Redact, then cut (cutting first could keep the head of a secret that straddles
+        # the cut); only a bounded window is redacted, however long the body.
+        body_text, cut = self.redactor.excerpt(
+            raw[:ERROR_BODY_DECODE_BYTES].decode("utf-8", errors="replace"), ERROR_BODY_CHARS
         )
-        if len(body_text) > ERROR_BODY_CHARS:
-            body_text = body_text[:ERROR_BODY_CHARS] + " ..."
+        if cut or len(raw) > ERROR_BODY_DECODE_BYTES:
+            body_text += " ..."
         headers = self.redactor.headers(list(response.headers.items()))
         kind: type[RequestError] = (
             TransientRequestError if status in RETRIABLE_STATUSES else PermanentRequestError

@@ -327,8 +327,8 @@ class Paginator:
         """An error in `page`, worded as r.http words it, with every secret masked.
 
         The inner message may quote values from `info` (an excerpt cut short, so a
-        pattern-based redactor could miss a secret cut in half): the values of sensitive
-        fields found in `info` are masked in it literally, whole or cut.
+        pattern-based redactor could miss a secret cut in half): the values of credential
+        fields found in `info`, and the known secrets, are masked in it, whole or cut.
         """
         data = info.get("data")
         data_text = (
@@ -338,9 +338,12 @@ class Paginator:
         )
         params_text = orjson.dumps(self.redactor.value(info.get("params")), default=str)
         header_text = orjson.dumps(self.redactor.value(info.get("header")), default=str)
-        body_text = orjson.dumps(self.redactor.value(info.get("body")), default=str).decode()
-        if len(body_text) > INFO_BODY_CHARS:
-            body_text = body_text[:INFO_BODY_CHARS] + " ..."
+        # The body may be megabytes: only the excerpt shown is redacted (before the cut).
+        body_text, cut = self.redactor.excerpt(
+            orjson.dumps(info.get("body"), default=str).decode(), INFO_BODY_CHARS
+        )
+        if cut:
+            body_text += " ..."
         inner = self.redactor.text_quoting(message, info)
         return (
             f"Error in HTTP {self.spec.method} of `{self.redactor.url(current.target)}`: "

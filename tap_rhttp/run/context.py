@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 import typing as t
+import urllib.request
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import template_context
@@ -205,7 +206,9 @@ class RunContext:
         self.now = time.time() if now is None else now
         self.specs = load_specs(config) if specs is None else specs
         self.by_name = {spec.name: spec for spec in self.specs}
-        self.redactor = build_redactor(self.specs, config.get("secrets"))
+        self.redactor = build_redactor(
+            self.specs, config.get("secrets"), proxies=urllib.request.getproxies().values()
+        )
         self.template_context = template_context(config)
         self.logger = logger or logging.getLogger("tap-rhttp")
         self.sleep = sleep
