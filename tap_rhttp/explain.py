@@ -6,6 +6,8 @@ messages):
 
 - a ``curl`` command that repeats the request: method, headers, body and the exact URL,
   every secret replaced by the redactor's mask;
+- the decoder (``result_format`` and its ``csv``/``xml`` options), and per page what the
+  body was read as;
 - the status, the `info` the page expression saw (``params``, ``header``, ``body`` cut
   short), what `page` returned and the next request it chose, or why the chain stopped;
 - how many records the page held;
@@ -127,8 +129,10 @@ def _json(value: JSON) -> str:
     return dump_json(value, default=str).decode()
 
 
-def _cut(text: str, limit: int = INFO_BODY_CHARS) -> str:
-    return text if len(text) <= limit else f"{text[:limit]} ... ({len(text)} characters)"
+def _excerpt(redactor: Redactor, text: str, limit: int = INFO_BODY_CHARS) -> str:
+    """`text` redacted, then cut (cutting first could leave the head of a secret)."""
+    shown, cut = redactor.excerpt(text, limit)
+    return f"{shown} ... ({len(text)} characters)" if cut else shown
 
 
 def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
@@ -142,7 +146,7 @@ def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
     url = chain.target(request)
     digest = isinstance(chain.client.auth, requests.auth.HTTPDigestAuth)
     # Preparing would step the digest auth's nonce counter: its header is left out.
-    prepared = chain.client.prepare(url, auth=not digest)
+    prepared = chain.client.prepare(url, auth=not digest, data=request.data)
     args = ["curl", "-i"]
     if spec.method == "HEAD":
         args.append("--head")
@@ -237,7 +241,7 @@ class Explainer:
         tasks = stream.tasks(bookmark=bookmark)
         if spec.for_each is not None:
             return [
-                (f"{task.label} = {_cut(_json(item), 80)}", task)
+                (f"{task.label} = {_excerpt(stream.redactor, _json(item), 80)}", task)
                 for task, item in zip(tasks, spec.for_each, strict=True)
             ]
         return [("", task) for task in tasks]
@@ -254,6 +258,7 @@ class Explainer:
             else "no `page`: one request per chain"
         )
         out(f"{spec.method} {self.redactor.url(spec.url)}; {paging}")
+        out(f"decoder: {spec.decoder.describe()}")
         bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
@@ -341,6 +346,11 @@ class Explainer:
             f"{response.header('Content-Type') or 'no Content-Type'}, "
             f"{response.elapsed:.3f} s{tries}"
         )
+        if spec.method != "HEAD":
+            how = spec.decoder.describe(response.header("Content-Type"), response=True)
+            if not isinstance(page.records, list):
+                how += " (streamed: a large body, parsed record by record)"
+            out(f"read as: {how}")
         if spec.page is not None:
             info = page.step.info
             if info is None:  # `page` did not run (page_limit reached): what it would see
@@ -348,8 +358,11 @@ class Explainer:
             out("info seen by `page`:")
             out(f"  params: {_json(self.redactor.value(dict(info['params'])))}")
             out(f"  header: {_json(self._header(info['header']))}")
-            body = self.redactor.text(_cut(_json(info["body"])))
+            body = _excerpt(self.redactor, _json(info["body"]))
             out(f"  body:   {body}")
+            if info.get("data") is not None:
+                data = _excerpt(self.redactor, _json(self.redactor.value(info["data"])))
+                out(f"  data:   {data}")
         out(f"next: {self._next(chain, spec, page, capped=capped)}")
         out(f"records: {len(page.records)}")
 
@@ -372,11 +385,14 @@ class Explainer:
         if page.failure is not None:
             first_line = self.redactor.text(str(page.failure)).split("\n", 1)[0]
             return f"none: `page` failed (the whole error follows): {first_line}"
-        shown = self.redactor.text(_cut(_json(page.step.returned), 200))
+        shown = _excerpt(self.redactor, _json(page.step.returned), 200)
         if page.next is None:
             return f"none: `page` returned {shown}, so this was the last page."
         target = self.redactor.url(chain.target(page.next))
         text = f"`page` returned {shown} -> {spec.method} {target}"
+        if page.next.data != page.request.data:
+            moved = _excerpt(self.redactor, _json(self.redactor.value(page.next.data)), 300)
+            text += f" with body data {moved}"
         return f"{text} (not sent: --pages {self.pages} reached)" if capped else text
 
     def _records(

@@ -151,7 +151,9 @@ class RHTTPStream(StreamHooks):
         spec, run = self.spec, self.run
         bookmark = self.bookmark(context)
         resumable = spec.parent is None
-        resume = ResumeState(spec, self.redactor, track_done=spec.for_each is not None)
+        resume = ResumeState(
+            spec, self.redactor, track_done=spec.for_each is not None, logger=self.logger
+        )
         if resumable:
             resume.load(self.stream_state.get(ResumeState.KEY), self.logger)
         row = (context or {}).get("row") if spec.parent is not None else None

@@ -9,7 +9,6 @@ where a schema must be inferred. Errors of r.http end the run with one ERROR lin
 from __future__ import annotations
 
 import gc
-import logging
 import pathlib
 import sys
 import typing as t
@@ -22,7 +21,7 @@ from tap_rhttp.config.checks import type_name
 from tap_rhttp.config.jsonschema import config_schema
 from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
-from tap_rhttp.redact import RedactingFilter
+from tap_rhttp.redact import install_log_redaction
 from tap_rhttp.run.context import RunContext
 from tap_rhttp.sdk_compat import TapHooks, load_json
 from tap_rhttp.streams import RHTTPStream
@@ -88,18 +87,21 @@ class TapRHTTP(TapHooks, Tap):
         return []
 
     def _install_redaction(self) -> None:
-        """Redact every log line, whoever writes it (the SDK, requests, urllib3)."""
-        log_filter = RedactingFilter(self.run.redactor)
-        for logger in (logging.getLogger(), logging.getLogger(self.name)):
-            for handler in logger.handlers:
-                if not any(isinstance(f, RedactingFilter) for f in handler.filters):
-                    handler.addFilter(log_filter)
+        """Redact every log record, whoever makes it and whatever handler prints it.
+
+        A record factory (``redact.install_log_redaction``) rather than handler filters:
+        a ``SINGER_SDK_LOG_CONFIG`` file may give any logger its own handler with
+        ``propagate: false`` (urllib3 at DEBUG), and handlers added later, or
+        ``logging.lastResort``, would go around filters set now.
+        """
+        install_log_redaction(self.run.redactor)
 
     @property
     def run(self) -> RunContext:
         """The run's context (built on first use when config checks were skipped)."""
         if not hasattr(self, "_run"):
             self._run = RunContext(self.config, logger=self.logger)
+            self._install_redaction()
         return self._run
 
     @property

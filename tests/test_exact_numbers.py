@@ -145,3 +145,27 @@ def test_a_big_integer_from_a_parent_row_renders_in_a_child_url(
     assert f'"uid":"{BIG}"' in done.stdout
     (hit,) = fault.hits("/posts")
     assert hit.args["r"] == f'{{"id":{BIG}}}'
+
+
+def test_a_big_integer_from_a_parent_row_goes_out_in_a_json_body(
+    fault: FaultServer, cli: t.Any
+) -> None:
+    """The `json` option sends the row as JSON; orjson could not write the integer."""
+    fault.routes["/users"] = lambda hit: reply(200, f'[{{"id": {BIG}}}]'.encode())
+    fault.routes["/lookup"] = lambda hit: reply(200, b'[{"ok": true}]')
+    config = {
+        "streams": [
+            {"name": "users", "url": fault.url + "/users", "primary_keys": ["id"]},
+            {
+                "name": "lookup",
+                "url": fault.url + "/lookup",
+                "method": "POST",
+                "json": {"user": "{{ row['id'] }}"},
+                "parent": "users",
+            },
+        ]
+    }
+    done = cli(config)
+    assert done.code == 0, done.stderr[-2000:]
+    (hit,) = fault.hits("/lookup")
+    assert hit.body == f'{{"user":{BIG}}}'.encode()

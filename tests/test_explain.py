@@ -340,3 +340,38 @@ def test_fractional_seconds_in_a_config_file(server: LocalServer, cli: Cli) -> N
 
     assert result.code == 0, result.stderr
     assert "--max-time 2.5" in result.stdout
+
+
+def test_explain_shows_the_decoder_and_what_each_body_was_read_as(
+    server: LocalServer, cli: Cli
+) -> None:
+    @server.route("/explain/export")
+    def export(request: Request) -> Reply:
+        return Reply(200, b"id;name\n1;a\n2;b\n", (), "text/csv; charset=utf-8")
+
+    @server.route("/explain/feed")
+    def feed(request: Request) -> Reply:
+        return Reply(200, b"<rss><channel><item><t>x</t></item></channel></rss>", (), "text/xml")
+
+    config = {
+        "streams": [
+            {"name": "export", "url": f"{server.url}/explain/export", "csv": {"delimiter": ";"}},
+            {
+                "name": "feed",
+                "url": f"{server.url}/explain/feed",
+                "result_format": "xml",
+                "xml": {"records": "channel/item", "arrays": ["t"]},
+            },
+        ]
+    }
+    result = cli(config, "--explain")
+    assert result.code == 0, result.stderr
+    out = result.stdout
+    assert "decoder: result_format auto; csv {delimiter: ';', quotechar: '\"'" in out
+    assert (
+        "read as: csv (auto, by Content-Type text/csv; charset=utf-8); csv {delimiter: ';'" in out
+    )
+    assert "header: true" in out
+    assert "decoder: result_format xml; xml {records: 'channel/item', arrays: ['t']}" in out
+    assert "read as: xml; xml {records: 'channel/item', arrays: ['t']}" in out
+    assert re.search(r"== export: 1 request\(s\), 2 record\(s\)", out)

@@ -15,7 +15,9 @@ import typing as t
 
 import pytest
 
-from tap_rhttp import errors, expressions
+from tap_rhttp import errors
+from tap_rhttp.expr import compile_expression
+from tap_rhttp.expr.functions import _METHODS, _R_FUNCTIONS
 
 CASES_PATH = pathlib.Path(__file__).parent / "data" / "expression_cases.json"
 CASES: list[dict[str, t.Any]] = json.loads(CASES_PATH.read_text(encoding="utf-8"))
@@ -32,12 +34,12 @@ def test_case(case: dict[str, t.Any]) -> None:
     if "error" in case:
         error_type = getattr(errors, case["error_type"])
         with pytest.raises(error_type) as caught:
-            expressions.compile_expression(case["expression"], path="case").evaluate({"info": info})
+            compile_expression(case["expression"], path="case").evaluate({"info": info})
         assert case["error"] in str(caught.value)
         if case["error_type"] == "ExpressionError":
             assert not isinstance(caught.value, errors.NonExistenceError)
     else:
-        expression = expressions.compile_expression(case["expression"], path="case")
+        expression = compile_expression(case["expression"], path="case")
         result = expression.evaluate({"info": info})
         assert _as_json(result) == _as_json(case["result"])
     assert info == pristine, "evaluation changed its input"
@@ -50,13 +52,13 @@ def test_there_are_enough_cases() -> None:
         assert ("result" in case) != ("error" in case)
 
 
-@pytest.mark.parametrize("name", sorted(expressions._METHODS))
+@pytest.mark.parametrize("name", sorted(_METHODS))
 def test_every_method_has_a_case(name: str) -> None:
     pattern = re.compile(rf"\.{re.escape(name)}\(")
     assert any(pattern.search(case["expression"]) for case in CASES if "result" in case)
 
 
-@pytest.mark.parametrize("name", sorted(expressions._R_FUNCTIONS))
+@pytest.mark.parametrize("name", sorted(_R_FUNCTIONS))
 def test_every_r_function_has_a_case(name: str) -> None:
     pattern = re.compile(rf"\br\.{re.escape(name)}\(")
     assert any(pattern.search(case["expression"]) for case in CASES)

@@ -7,19 +7,23 @@ without a big allocation (measured with tracemalloc).
 
 from __future__ import annotations
 
+import ast
+import pathlib
+import subprocess
+import sys
 import time
 import tracemalloc
 import typing as t
 
 import pytest
 
-from tap_rhttp import errors, expressions
-from tap_rhttp.expressions import compile_expression
+from tap_rhttp import errors, expr
+from tap_rhttp.expr import compile_expression
 
 MAX_PEAK_BYTES = 64 * 1024 * 1024  # a little over what one MAX_STRING_LENGTH string may take
 
 
-def load(source: str) -> expressions.Expression:
+def load(source: str) -> expr.Expression:
     return compile_expression(source, path="streams[0].page")
 
 
@@ -109,10 +113,27 @@ REJECTED_AT_LOAD = [
     "info\n.body",
     "\\\ninfo.body",
     "info['x'] # comment\n.__class__",
+    # through a time: it is a value of the language, never an object with attributes
+    "r.now().__class__",
+    "r.now().ms",
+    "r.now().tz",
+    "r.now()._replace(ms=0)",
+    "r.epoch_time(0).__reduce__()",
+    "r.now().strftime('%Y')",
+    "r.now().isoformat()",
+    "r.now().timestamp()",
+    "r.now().replace(year=1)",
+    "r.iso8601('2024-01-01T00:00Z').astimezone()",
+    "r.now().civil()",
+    "r.now().to_iso8601.__self__",
+    "r.datetime(2024, 1, 1)",
+    "r.now(tz='Z')",
+    "r.epoch_time(seconds=0)",
+    "r.time(2024, 1, 1, 0, 0, 'Z')",
 ]
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize("source", REJECTED_AT_LOAD)
 def test_rejected_at_load(source: str) -> None:
     with pytest.raises(errors.ExpressionSyntaxError) as caught:
@@ -152,20 +173,29 @@ FAIL_FAST_AT_EVALUATION = [
     ("info['body'] * info['body']", 10**4000),
     ("info['body'] / 3", 10**4000),
     ("r.error('stop')", None),
+    ("r.now()['ms']", None),
+    ("r.now()['__class__']", None),
+    ("r.now()[0]", None),
+    ("r.now().keys()", None),
+    ("r.now().merge({'ms': 0})", None),
+    ("r.now().in_timezone('+00:00' * 100000)", None),
+    ("r.iso8601('2024-01-01T00:00:00.' + '1' * 999900 + 'x')", None),
+    ("r.epoch_time(1e300)", None),
+    ("r.time(2024, 1, 1, 1000000000000000, 0, 0, 'Z')", None),
 ]
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(("source", "body"), FAIL_FAST_AT_EVALUATION)
 def test_fails_fast_at_evaluation(source: str, body: t.Any) -> None:
     expression = load(source)
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(errors.ExpressionError):
         expression.evaluate({"info": {"params": {}, "header": {}, "body": body}})
-    assert time.perf_counter() - started < 4
+    assert time.process_time() - started < 4
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(
     "pattern",
     [
@@ -180,13 +210,13 @@ def test_fails_fast_at_evaluation(source: str, body: t.Any) -> None:
     ],
 )
 def test_catastrophic_patterns_run_in_linear_time(pattern: str) -> None:
-    started = time.perf_counter()
+    started = time.process_time()
     result = evaluate(f"info['body'].match('{pattern}')", "a" * 20_000 + "!")
     assert result is None
-    assert time.perf_counter() - started < 4
+    assert time.process_time() - started < 4
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(
     "source",
     [
@@ -202,7 +232,7 @@ def test_size_is_checked_before_anything_is_built(source: str) -> None:
     assert peak < MAX_PEAK_BYTES
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 @pytest.mark.parametrize(
     "source",
     [
@@ -230,7 +260,7 @@ def test_pathological_nesting_and_length(source: str) -> None:
         load(source)
     message = str(caught.value)
     assert any(word in message for word in ("MAX_EXPRESSION_LENGTH", "nests", "MAX_AST_DEPTH"))
-    assert len(message) < 2 * expressions.MAX_EXPRESSION_LENGTH
+    assert len(message) < 2 * expr.MAX_EXPRESSION_LENGTH
 
 
 def test_a_million_character_expression_is_not_printed_whole() -> None:
@@ -240,7 +270,7 @@ def test_a_million_character_expression_is_not_printed_whole() -> None:
     assert "1000000 characters long" in str(caught.value)
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_parsing_from_deep_in_the_stack_is_still_safe() -> None:
     def nested(depth: int) -> t.Any:
         if depth:
@@ -251,9 +281,9 @@ def test_parsing_from_deep_in_the_stack_is_still_safe() -> None:
         nested(800)
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_depth_limit_accepts_just_under_the_limit() -> None:
-    depth = expressions.MAX_AST_DEPTH - 1
+    depth = expr.MAX_AST_DEPTH - 1
     source = "[" * depth + "1" + "]" * depth
     value: t.Any = 1
     for _ in range(depth):
@@ -263,17 +293,17 @@ def test_depth_limit_accepts_just_under_the_limit() -> None:
         load("[" * (depth + 1) + "1" + "]" * (depth + 1))
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_many_matches_share_one_step_budget() -> None:
     one = "(info['body'].match('(\\\\w+)=(\\\\d+)$') == None)"
     expression = load(" and ".join([one] * 20))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(errors.ExpressionError, match="MAX_REGEX_STEPS"):
         expression.evaluate({"info": {"body": "a" * 90_000}})
-    assert time.perf_counter() - started < 4
+    assert time.process_time() - started < 4
 
 
-@pytest.mark.timeout(5)
+@pytest.mark.timeout(30)  # wall clock, for a loaded machine; the bound is CPU time
 def test_percent_is_never_string_formatting() -> None:
     with pytest.raises(errors.ExpressionError, match="Expected type NUMBER but found STRING"):
         evaluate("'%s' % info['body']", "secret")
@@ -291,6 +321,62 @@ def test_no_python_object_is_reachable_from_a_result() -> None:
             elif isinstance(item, dict):
                 assert all(isinstance(key, str) for key in item)
                 stack.extend(item.values())
+
+
+TIME_RESULTS = [
+    "r.now()",
+    "[r.now(), {'at': r.epoch_time(0)}, [[r.iso8601('2024-01-01T00:00Z')]]]",
+    "r.branch(True, r.now(), None)",
+    "info['body'].default(r.now())",
+    "r.expr(r.now()).in_timezone('+01:00')",
+    "{'since': r.now() - 86400, 'until': r.now()}",
+    "[r.now()] * 3",
+    "r.now().coerce_to('object')",
+    "[r.now()].append(r.now().date())",
+    "{'a': r.now()}.merge({'b': {'c': r.now()}})",
+    "[r.now(), r.now()].slice(1)",
+    "r.now() if True else 1",
+    "r.now().to_json_string()",
+]
+
+
+@pytest.mark.parametrize("source", TIME_RESULTS)
+def test_no_time_object_leaves_an_evaluation(source: str) -> None:
+    result = evaluate(source, None)
+    stack = [result]
+    while stack:
+        item = stack.pop()
+        assert type(item) in (type(None), bool, int, float, str, list, dict), type(item)
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            assert all(type(key) is str for key in item)
+            stack.extend(item.values())
+
+
+def test_times_are_made_without_pythons_datetime() -> None:
+    package = pathlib.Path(expr.__file__).parent
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                assert all("datetime" not in alias.name for alias in node.names), path
+            if isinstance(node, ast.ImportFrom):
+                assert "datetime" not in (node.module or ""), path
+    script = (
+        "import sys\n"
+        "from tap_rhttp.expr import compile_expression\n"
+        f"for source in {TIME_RESULTS!r}:\n"
+        "    compile_expression(source, path='p').evaluate({'info': {'body': None}})\n"
+        "assert 'datetime' not in sys.modules and '_datetime' not in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=package.parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_dunder_keys_are_just_missing_fields() -> None:

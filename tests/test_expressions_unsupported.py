@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tap_rhttp import errors
-from tap_rhttp.expressions import compile_expression
+from tap_rhttp.expr import compile_expression
 
 UNSUPPORTED = [
     # (expression, column of the caret, words the message must contain)

@@ -439,3 +439,33 @@ def test_for_each_resume_skips_finished_values(server: t.Any, sync: t.Any) -> No
     server.log.clear()
     records = sync(config, state=state).records("s")
     assert [r["target"] for r in records] == ["/echo?v=c"]
+
+
+def test_r_now_is_one_instant_for_the_whole_run(server: t.Any, sync: t.Any) -> None:
+    """Templates and page expressions of every chain see the run's instant, however long
+    the run takes (each request here waits 50 ms), so a run is reproducible."""
+
+    @server.route("/now-pages")
+    def pages(request: t.Any) -> t.Any:
+        time.sleep(0.05)
+        return json_reply([{"id": f"{request.args['item']}-{request.args.get('page', '1')}"}])
+
+    config = {
+        "streams": [
+            {
+                "name": "clock",
+                "url": server.url + "/now-pages",
+                "for_each": ["a", "b", "c"],
+                "params": {"item": "{{ item }}", "t": "{{ r.now().to_epoch_time() }}"},
+                "page": "{'params': {'page': 2, 'seen': r.now().to_epoch_time()}}",
+                "page_limit": 2,
+            }
+        ]
+    }
+    result = sync(config)
+    assert len(result.records("clock")) == 6
+    sent = [r.args for r in server.requests_to("/now-pages")]
+    assert len(sent) == 6
+    instants = {a["t"] for a in sent} | {a["seen"] for a in sent if "seen" in a}
+    assert len(instants) == 1, instants  # one instant across 6 requests spanning >= 0.3 s
+    assert abs(float(instants.pop()) - time.time()) < 60

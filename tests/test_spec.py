@@ -107,7 +107,7 @@ def test_unknown_key_suggests_the_option() -> None:
         ({"redirects": -1}, "streams[0].redirects", "greater than or equal to 0 (got -1)"),
         ({"redirects": 1.5}, "streams[0].redirects", "should be an integer (got 1.5)"),
         ({"verify": "yes" * 0}, "streams[0].verify", "true, false or a path"),
-        ({"result_format": "xml"}, "streams[0].result_format", '"xml" is not recognized'),
+        ({"result_format": "yaml"}, "streams[0].result_format", '"yaml" is not recognized'),
         (
             {"params": {"flag": True}},
             "streams[0].params.flag",

@@ -98,6 +98,10 @@ def was_streamed(chain: Chain, body: bytes, content_type: str) -> bool:
 
 BIG = json.dumps([{"id": i, "name": f"n{i}", "v": [i, None, 1.5]} for i in range(300)]).encode()
 
+BIG_CSV = b"id,name,v\n" + b"".join(f'{i},"n, {i}",\n'.encode() for i in range(300))
+BIG_JSONL = b"".join(f'{{"id": {i}, "v": [1.5, null]}}\n'.encode() for i in range(300))
+BIG_XML = b"<x>" + b"".join(f'<r i="{i}"><n>{i}</n></r>'.encode() for i in range(300)) + b"</x>"
+
 # id, body, options, content type, streamed?
 CASES: list[tuple[str, bytes, dict[str, t.Any], str, bool]] = [
     ("array-of-objects", BIG, {}, "application/json", True),
@@ -222,6 +226,39 @@ CASES: list[tuple[str, bytes, dict[str, t.Any], str, bool]] = [
         {},
         "application/json",
         False,
+    ),
+    ("csv", BIG_CSV, {}, "text/csv", True),
+    ("csv-explicit-format", BIG_CSV, {"result_format": "csv"}, "text/plain", True),
+    ("tsv", BIG_CSV.replace(b",", b"\t"), {}, "text/tab-separated-values", True),
+    ("csv-records-path-dollar", BIG_CSV, {"records_path": "$"}, "text/csv", True),
+    ("csv-records-path-filter", BIG_CSV, {"records_path": "$[?(@.id == '3')]"}, "text/csv", False),
+    ("csv-bad-row-late", BIG_CSV + b"1,2,3,4\n", {}, "text/csv", False),
+    ("csv-as-text", BIG_CSV, {"result_format": "text"}, "text/csv", False),
+    ("jsonl", BIG_JSONL, {}, "application/x-ndjson", True),
+    ("jsonl-bad-line-late", BIG_JSONL + b"{oops\n", {}, "application/jsonl", False),
+    (
+        "jsonl-nesting-deeper-than-orjson-writes",
+        BIG_JSONL + b"[" * 300 + b"]" * 300 + b"\n",
+        {},
+        "application/jsonl",
+        False,
+    ),
+    ("xml-records", BIG_XML, {"xml": {"records": "r"}}, "application/xml", True),
+    ("xml-without-records", BIG_XML, {}, "application/xml", False),
+    ("xml-truncated", BIG_XML[:-10], {"xml": {"records": "r"}}, "text/xml", False),
+    (
+        "xml-entities",
+        b'<!DOCTYPE x [<!ENTITY e "e">]>' + BIG_XML,
+        {"xml": {"records": "r"}},
+        "text/xml",
+        False,
+    ),
+    (
+        "csv-secret-echoed-back",
+        BIG_CSV + f'https://x/?token={SECRET},"n",\n'.encode(),
+        {},
+        "text/csv",
+        True,
     ),
     (
         "secret-echoed-back",

@@ -17,7 +17,9 @@ import typing as t
 import unicodedata
 
 from tap_rhttp.errors import ConfigError
+from tap_rhttp.formats.delimited import CsvOptions
 from tap_rhttp.formats.records import compile_records_path
+from tap_rhttp.formats.xmldoc import XmlOptions
 from tap_rhttp.http.auth import AUTH_TYPES, Credentials
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
 
@@ -25,7 +27,7 @@ if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON, HeaderPairs
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
-RESULT_FORMATS = ("auto", "json", "jsonp", "text", "binary")
+RESULT_FORMATS = ("auto", "json", "jsonp", "text", "binary", "csv", "jsonl", "xml")
 LINK_NEXT = "link-next"
 #: RethinkDB's definition of the `link-next` preset, run by the one expression paginator.
 LINK_NEXT_EXPRESSION = "info['header']['link']['rel=\"next\"'].default(None)"
@@ -279,25 +281,150 @@ def check_result_format(value: JSON, path: str, name: str) -> str:
     )
 
 
-def check_scalar_map(value: JSON, path: str, name: str) -> dict[str, JSON]:
-    """`params` (and form `data`): an object of number/string/null values."""
+def _object_of(value: JSON, path: str, name: str, keys: t.Collection[str]) -> dict[str, JSON]:
     if not isinstance(value, dict):
         raise ConfigError(
             path,
             f"`{name}` should be an object (got {type_name(value)} {quote_value(value)}).",
             value=value,
-            allowed="an object whose values are numbers, strings or null",
+            allowed="an object with " + ", ".join(f"`{k}`" for k in keys),
         )
-    for key, item in value.items():
-        if item is not None and not isinstance(item, str) and not is_number(item):
+    for key in value:
+        if key not in keys:
             raise ConfigError(
                 f"{path}.{key}",
-                f"`{name}` values should be numbers, strings or null "
-                f"(got {type_name(item)} {quote_value(item)}).",
-                value=item,
+                f"`{key}` is not an option of `{name}`.",
+                value=key,
+                allowed=", ".join(f"`{k}`" for k in keys),
             )
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ConfigError(f"{path}.{key}", f"`{name}` values must be finite.", value=item)
+    return value
+
+
+def _one_char(value: JSON, path: str, label: str, *, nullable: bool) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+        raise ConfigError(
+            path,
+            f"`{label}` should be one character (got {quote_value(value)}).",
+            value=value,
+            allowed="one character other than CR and LF" + (", or null" if nullable else ""),
+        )
+    return value
+
+
+_CSV_KEYS = (
+    "delimiter",
+    "quotechar",
+    "escapechar",
+    "doublequote",
+    "skipinitialspace",
+    "header",
+    "fieldnames",
+)
+
+
+def check_csv(value: JSON, path: str, name: str) -> CsvOptions:
+    """The `csv` option: how CSV bodies are read."""
+    options = _object_of(value, path, name, _CSV_KEYS)
+    delimiter = options.get("delimiter")
+    if delimiter is not None:
+        delimiter = _one_char(delimiter, f"{path}.delimiter", "csv.delimiter", nullable=False)
+    quotechar = _one_char(
+        options.get("quotechar", '"'), f"{path}.quotechar", "csv.quotechar", nullable=True
+    )
+    escapechar = _one_char(
+        options.get("escapechar"), f"{path}.escapechar", "csv.escapechar", nullable=True
+    )
+    flags = {
+        key: check_bool(options[key], f"{path}.{key}", f"csv.{key}")
+        for key in ("doublequote", "skipinitialspace", "header")
+        if key in options
+    }
+    fieldnames = None
+    if options.get("fieldnames") is not None:
+        fieldnames = check_string_list(
+            options["fieldnames"], f"{path}.fieldnames", "csv.fieldnames"
+        )
+    if not flags.get("header", True) and fieldnames is None:
+        raise ConfigError(
+            f"{path}.header",
+            "`csv.header: false` needs `csv.fieldnames` (the names of the fields).",
+            value=False,
+        )
+    chars = [c for c in (delimiter or ",", quotechar, escapechar) if c is not None]
+    if len(set(chars)) != len(chars):
+        raise ConfigError(
+            path,
+            "`csv.delimiter`, `csv.quotechar` and `csv.escapechar` must differ "
+            f"(got {quote_value(value)}).",
+            value=value,
+        )
+    return CsvOptions(
+        delimiter=delimiter,
+        quotechar=quotechar,
+        escapechar=escapechar,
+        fieldnames=fieldnames,
+        **flags,
+    )
+
+
+_XML_NAME_RE = re.compile(r"^[^\s/<>&\"'=]+$")
+
+
+def check_xml(value: JSON, path: str, name: str) -> XmlOptions:
+    """The `xml` option: where the records of an XML body are, and which names are arrays."""
+    options = _object_of(value, path, name, ("records", "arrays"))
+    records = None
+    if options.get("records") is not None:
+        text = options["records"]
+        steps = text.strip("/").split("/") if isinstance(text, str) else []
+        if not steps or not all(_XML_NAME_RE.fullmatch(step) for step in steps):
+            raise ConfigError(
+                f"{path}.records",
+                f"`xml.records` should be a path of element names from the root, such as "
+                f"`channel/item` (got {quote_value(text)}).",
+                value=text,
+                allowed="element names (`prefix:name` when namespaced) separated by `/`",
+            )
+        records = tuple(steps)
+    arrays: tuple[str, ...] = ()
+    if options.get("arrays") is not None:
+        arrays = check_string_list(options["arrays"], f"{path}.arrays", "xml.arrays")
+    return XmlOptions(records=records, arrays=frozenset(arrays))
+
+
+def _check_scalar(item: JSON, path: str, name: str, *, in_list: bool) -> None:
+    if item is not None and not isinstance(item, str) and not is_number(item):
+        hint = "" if in_list else " A list of them sends the key once per value."
+        raise ConfigError(
+            path,
+            f"`{name}` values should be numbers, strings or null "
+            f"(got {type_name(item)} {quote_value(item)}).{hint}",
+            value=item,
+        )
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ConfigError(path, f"`{name}` values must be finite.", value=item)
+
+
+def check_scalar_map(value: JSON, path: str, name: str) -> dict[str, JSON]:
+    """`params` (and form `data`): an object of number/string/null values, or lists of them.
+
+    A list sends its key once per value, in order (``fields=a&fields=b``).
+    """
+    if not isinstance(value, dict):
+        raise ConfigError(
+            path,
+            f"`{name}` should be an object (got {type_name(value)} {quote_value(value)}).",
+            value=value,
+            allowed="an object whose values are numbers, strings or null, or lists of them",
+        )
+    for key, item in value.items():
+        if isinstance(item, list):
+            for index, element in enumerate(item):
+                _check_scalar(element, f"{path}.{key}[{index}]", name, in_list=True)
+        else:
+            _check_scalar(item, f"{path}.{key}", name, in_list=False)
     return dict(value)
 
 
@@ -635,26 +762,52 @@ def check_scalar(value: JSON, path: str, name: str) -> JSON:
     )
 
 
-def check_data(method: str, data: JSON, path: str) -> JSON:
-    """`data` against the method's rules (used at load and after templates render)."""
+def json_content_type(header: HeaderPairs) -> bool:
+    """Whether the spec's own `Content-Type` header is JSON (``application/json``, ``+json``)."""
+    for name, value in header:
+        if name.lower() == "content-type" and value:
+            kind = value.split(";", 1)[0].strip().lower()
+            return kind == "application/json" or kind.endswith("+json")
+    return False
+
+
+def check_data(method: str, data: JSON, path: str, *, as_json: bool = False) -> JSON:
+    """`data` (or `json`) against the method's rules (at load and after templates render).
+
+    Args:
+        as_json: the body goes out as JSON (`json`, or `data` under a JSON Content-Type):
+            any JSON value is allowed, on POST too.
+    """
     if data is None:
         return None
     if method in ("GET", "HEAD"):
+        option = path.rsplit(".", 1)[-1]
         raise ConfigError(
             path,
-            "`data` should only be specified on a PUT, POST, PATCH, or DELETE "
+            f"`{option}` should only be specified on a PUT, POST, PATCH, or DELETE "
             "request.  If you want URL parameters, use `params` instead.",
             value=data,
         )
+    if as_json:
+        return data
     if method == "POST" and not isinstance(data, (str, dict)):
         raise ConfigError(
             path,
             f"`data` on a POST should be an object or a string "
-            f"(got {type_name(data)} {quote_value(data)}).",
+            f"(got {type_name(data)} {quote_value(data)}); for a JSON body give `json`, or "
+            "a `Content-Type: application/json` header.",
             value=data,
         )
     if method == "POST" and isinstance(data, dict):
-        check_scalar_map(data, path, "data")
+        try:
+            check_scalar_map(data, path, "data")
+        except ConfigError as exc:
+            raise ConfigError(
+                exc.path,
+                f"{exc.detail} A POST object is form-encoded; for a JSON body give `json`, "
+                "or a `Content-Type: application/json` header.",
+                value=exc.value,
+            ) from None
     return data
 
 

@@ -22,6 +22,7 @@ from tap_rhttp.config.checks import (
     LINK_NEXT,
     LINK_NEXT_EXPRESSION,
     check_data,
+    json_content_type,
     number_errors,
     plain_json,
     quote_value,
@@ -30,7 +31,7 @@ from tap_rhttp.config.options import ALIASES, MERGED, NOT_IN_DEFAULTS, OPTIONS
 from tap_rhttp.config.spec import RequestSpec
 from tap_rhttp.config.templates import compile_string, compile_value, has_placeholder
 from tap_rhttp.errors import ConfigError, ConfigErrors
-from tap_rhttp.expressions import compile_expression
+from tap_rhttp.expr import compile_expression
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON, HeaderPairs
@@ -105,10 +106,25 @@ def check_values(raw: dict[str, JSON], path: str) -> tuple[dict[str, JSON], list
 def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> list[ConfigError]:
     errors: list[ConfigError] = []
     method = values.get("method", "GET")
-    try:
-        check_data(method, values.get("data"), f"{path}.data")
-    except ConfigError as exc:
-        errors.append(exc)
+    as_json = json_content_type(values.get("header", ()))
+    if values.get("data") is not None and values.get("json") is not None:
+        errors.append(
+            ConfigError(
+                f"{path}.json",
+                "give either `data` or `json`, not both (both are the request body).",
+                value=values["json"],
+            )
+        )
+    for option in ("data", "json"):
+        try:
+            check_data(
+                method,
+                values.get(option),
+                f"{path}.{option}",
+                as_json=option == "json" or as_json,
+            )
+        except ConfigError as exc:
+            errors.append(exc)
     has_page = "page" in values
     has_limit = "page_limit" in values
     if has_page and not has_limit:
@@ -127,6 +143,31 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
                 "`page_limit` needs `page` too (either none or both must be provided).",
                 value=values["page_limit"],
                 allowed="`page`: 'link-next' or a page expression",
+            )
+        )
+    result_format = values.get("result_format", "auto")
+    for option in ("csv", "xml"):
+        if values.get(option) is not None and result_format not in (option, "auto"):
+            errors.append(
+                ConfigError(
+                    f"{path}.{option}",
+                    f"`{option}` applies to `result_format` `{option}` or `auto`, "
+                    f"not `{result_format}`.",
+                    value=raw.get(option),
+                )
+            )
+    xml = values.get("xml")
+    if (
+        result_format == "xml"
+        and xml is not None
+        and xml.records is not None
+        and values.get("records_path") is not None
+    ):
+        errors.append(
+            ConfigError(
+                f"{path}.records_path",
+                "give either `xml.records` or `records_path` for an XML body, not both.",
+                value=values["records_path"],
             )
         )
     base, cap = values.get("backoff_base"), values.get("backoff_max")
@@ -211,6 +252,8 @@ def _compile_templates(spec: RequestSpec) -> dict[str, JSON]:
         )
     if has_placeholder(spec.data):
         out["data"] = compile_value(spec.data, path=f"{spec.path}.data", names=names)
+    if has_placeholder(spec.json):
+        out["json"] = compile_value(spec.json, path=f"{spec.path}.json", names=names)
     if spec.auth is not None:
         fields = {
             f.name: getattr(spec.auth, f.name)

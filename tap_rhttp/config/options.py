@@ -20,6 +20,7 @@ from tap_rhttp.config.checks import (
     check_any,
     check_auth,
     check_bool,
+    check_csv,
     check_for_each,
     check_header,
     check_method,
@@ -37,6 +38,7 @@ from tap_rhttp.config.checks import (
     check_string_list,
     check_url,
     check_verify,
+    check_xml,
     int_between,
     seconds,
 )
@@ -115,9 +117,13 @@ OPTIONS: dict[str, Option] = {
             check_scalar_map,
             None,
             "Query parameters (numbers, strings or null for `k=`), merged into the URL's "
-            "own query; a key already in the URL is replaced, never sent twice.",
-            {"type": "object", "additionalProperties": _SCALAR},
-            example='"params": {"q": "banana", "limit": 2}',
+            "own query; a key already in the URL is replaced, never sent twice. A list "
+            "sends its key once per value, in order (`fields=a&fields=b`).",
+            {
+                "type": "object",
+                "additionalProperties": {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}]},
+            },
+            example='"params": {"q": "banana", "limit": 2, "fields": ["id", "name"]}',
         ),
         Option(
             "header",
@@ -142,6 +148,17 @@ OPTIONS: dict[str, Option] = {
             "sent as is. PUT/PATCH/DELETE: a string is sent as is, anything else as JSON.",
             {},
             example='"data": {"player": "Bob", "game": "tic tac toe"}',
+        ),
+        Option(
+            "json",
+            check_any,
+            None,
+            "Request body sent as compact JSON with `Content-Type: application/json`, on "
+            "POST too (not on GET/HEAD): any JSON value; `{{ }}` placeholders that fill a "
+            "whole string keep their JSON type. Not with `data`.",
+            {},
+            r_http=False,
+            example='"json": {"query": "{ items { id } }", "variables": {"first": 100}}',
         ),
         Option(
             "auth",
@@ -202,16 +219,59 @@ OPTIONS: dict[str, Option] = {
             "result_format",
             check_result_format,
             "auto",
-            "How to read the body: auto, json, jsonp, text or binary (base64).",
+            "How to read the body: auto, json, jsonp, text, binary (base64), csv, jsonl "
+            "(NDJSON) or xml.",
             {"type": "string", "enum": list(RESULT_FORMATS)},
             example='"result_format": "jsonp"',
+        ),
+        Option(
+            "csv",
+            check_csv,
+            None,
+            "CSV bodies: `delimiter` (default `,`, a tab for text/tab-separated-values), "
+            '`quotechar` (`"`, null: none), `escapechar`, `doublequote`, '
+            "`skipinitialspace`, `header` (default true: the first row names the fields), "
+            "`fieldnames`. Values are strings.",
+            {
+                "type": "object",
+                "properties": {
+                    "delimiter": {"type": "string", "minLength": 1, "maxLength": 1},
+                    "quotechar": {"type": ["string", "null"], "maxLength": 1},
+                    "escapechar": {"type": ["string", "null"], "maxLength": 1},
+                    "doublequote": {"type": "boolean"},
+                    "skipinitialspace": {"type": "boolean"},
+                    "header": {"type": "boolean"},
+                    "fieldnames": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+            r_http=False,
+            example='"csv": {"delimiter": ";", "header": true}',
+        ),
+        Option(
+            "xml",
+            check_xml,
+            None,
+            "XML bodies: `records`, the element path of the records from the root "
+            "(`channel/item`); `arrays`, element names that are always arrays.",
+            {
+                "type": "object",
+                "properties": {
+                    "records": {"type": "string"},
+                    "arrays": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": False,
+            },
+            r_http=False,
+            example='"xml": {"records": "channel/item", "arrays": ["category"]}',
         ),
         Option(
             "page",
             check_page,
             None,
             "Depagination: 'link-next' or a page expression of `info` "
-            "(`params`, `header`, `body`). Needs `page_limit`.",
+            "(`params`, `header`, `body`, and `data`: the request body), returning the next "
+            "URL, or `url`/`params`/`data` to merge. Needs `page_limit`.",
             {"type": "string"},
             example="\"page\": \"info['body']['meta']['next'].default(None)\"",
         ),

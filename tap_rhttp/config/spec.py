@@ -9,6 +9,10 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from tap_rhttp.config.checks import json_content_type
+from tap_rhttp.formats.decoder import Decoder
+from tap_rhttp.formats.delimited import CsvOptions
+from tap_rhttp.formats.xmldoc import XmlOptions
 from tap_rhttp.http.client import MAX_BODY_BYTES, RequestOptions
 
 if t.TYPE_CHECKING:
@@ -28,12 +32,15 @@ class RequestSpec:
     params: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict)
     header: HeaderPairs = ()
     data: JSON = None
+    json: JSON = None
     auth: Credentials | None = None
     timeout: float = 30.0
     reattempts: int = 5
     redirects: int = 1
     verify: bool | str = True
     result_format: str = "auto"
+    csv: CsvOptions | None = None
+    xml: XmlOptions | None = None
     page: Expression | None = None
     page_source: str | None = None
     page_limit: int | None = None
@@ -74,16 +81,34 @@ class RequestSpec:
         return tuple(names)
 
     @property
+    def decoder(self) -> Decoder:
+        """How this spec reads its bodies: `result_format` with its `csv` and `xml`."""
+        return Decoder(self.result_format, self.csv or CsvOptions(), self.xml or XmlOptions())
+
+    @property
     def has_data(self) -> bool:
         """True when a request body is configured."""
-        return self.data is not None
+        return self.body is not None
+
+    @property
+    def body(self) -> JSON:
+        """The request body's data: `json`, else `data` (None: no body)."""
+        return self.json if self.json is not None else self.data
+
+    @property
+    def json_body(self) -> bool:
+        """The body goes out as JSON: `json`, or object/array `data` under a JSON type."""
+        if self.json is not None:
+            return True
+        return isinstance(self.data, (dict, list)) and json_content_type(self.header)
 
     def request_options(self) -> RequestOptions:
         """What the transport needs to make this spec's requests."""
         return RequestOptions(
             method=self.method,
             header=self.header,
-            data=self.data,
+            data=self.body,
+            json_body=self.json_body,
             credentials=self.auth,
             timeout=self.timeout,
             redirects=self.redirects,

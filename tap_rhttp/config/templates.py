@@ -1,4 +1,4 @@
-"""``{{ expr }}`` templates in a spec's url, params, header, data and auth values.
+"""``{{ expr }}`` templates in a spec's url, params, header, data, json and auth values.
 
 The seed page's fan-out examples are ReQL functions around ``r.http``::
 
@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import typing as t
 from urllib.parse import quote
 
-from tap_rhttp.config.checks import check_credentials, check_data, plain_json
+from tap_rhttp.config.checks import check_credentials, check_data, json_content_type, plain_json
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
-from tap_rhttp.expressions import Expression, compile_expression
+from tap_rhttp.expr import Expression, compile_expression
 from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.auth import Credentials
 
@@ -45,14 +44,13 @@ if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.types import JSON
 
-_PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
-TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth")
+TEMPLATE_FIELDS = ("url", "params", "header", "data", "json", "auth")
 
 
 def has_placeholder(value: JSON) -> bool:
-    """True when a JSON value contains a ``{{ ... }}`` anywhere."""
+    """True when a JSON value contains a ``{{`` (a placeholder, or an unclosed one) anywhere."""
     if isinstance(value, str):
-        return "{{" in value  # an unbalanced `{{` too: compiling it reports it
+        return "{{" in value
     if isinstance(value, dict):
         return any(has_placeholder(v) for v in value.values())
     if isinstance(value, list):
@@ -91,41 +89,84 @@ class StringTemplate:
             return self.parts[0]
         return None
 
-    def render(self, env: t.Mapping[str, JSON]) -> JSON:
+    def render(self, env: t.Mapping[str, JSON], now: float | None = None) -> JSON:
         whole = self.whole
         if whole is not None:
-            return whole.evaluate(env)
+            return whole.evaluate(env, now=now)
         out = []
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
             else:
-                text = as_text(part.evaluate(env))
+                text = as_text(part.evaluate(env, now=now))
                 out.append(quote(text, safe="") if self.url else text)
         return "".join(out)
+
+
+def placeholder_end(source: str, start: int) -> int:
+    """Where the placeholder whose expression starts at `start` closes (the index of its
+    ``}}``), or -1 when it never does.
+
+    The closing ``}}`` is the first one outside the expression's own string literals and
+    brackets, so ``{{ {'a': {'b': 1}} }}`` is one placeholder whose expression is a nested
+    dict literal.
+    """
+    depth = 0
+    quote_char = ""
+    index = start
+    length = len(source)
+    while index < length:
+        char = source[index]
+        if quote_char:
+            if char == "\\":
+                index += 1
+            elif char == quote_char:
+                quote_char = ""
+        elif char in "'\"":
+            quote_char = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+        elif char == "}":
+            if depth == 0 and source.startswith("}}", index):
+                return index
+            depth = max(depth - 1, 0)
+        index += 1
+    return -1
 
 
 def compile_string(
     source: str, *, path: str, names: t.Collection[str], url: bool = False
 ) -> StringTemplate | str:
-    """Compile one string; a string without placeholders is returned as is."""
+    """Compile one string; a string without placeholders is returned as is.
+
+    Every ``{{`` opens a placeholder, which :func:`placeholder_end` closes; a ``}}``
+    outside any placeholder is literal text (the end of a nested JSON object in a body
+    string). A literal ``{{`` is written as a placeholder: ``{{ '{{' }}``.
+    """
     if "{{" not in source:
         return source
     parts: list[str | Expression] = []
     position = 0
-    for match in _PLACEHOLDER_RE.finditer(source):
-        if match.start() > position:
-            parts.append(source[position : match.start()])
-        text = match.group(1).strip()
+    while (opening := source.find("{{", position)) != -1:
+        closing = placeholder_end(source, opening + 2)
+        if closing == -1:
+            raise ConfigError(
+                path,
+                f"unbalanced `{{{{` / `}}}}` in {source!r}: a `{{{{` at character "
+                f"{opening + 1} is never closed (write a literal `{{{{` as `{{{{ '{{{{' }}}}`).",
+                value=source,
+            )
+        if opening > position:
+            parts.append(source[position:opening])
+        text = source[opening + 2 : closing].strip()
         if not text:
             raise ConfigError(path, f"empty placeholder `{{{{}}}}` in {source!r}.", value=source)
         parts.append(compile_expression(text, path=path, names=tuple(names)))
-        position = match.end()
+        position = closing + 2
     if position < len(source):
         parts.append(source[position:])
-    leftover = "".join(p for p in parts if isinstance(p, str))
-    if "{{" in leftover or "}}" in leftover:
-        raise ConfigError(path, f"unbalanced `{{{{` / `}}}}` in {source!r}.", value=source)
     return StringTemplate(source, tuple(parts), url=url)
 
 
@@ -140,14 +181,14 @@ def compile_value(value: JSON, *, path: str, names: t.Collection[str]) -> JSON:
     return value
 
 
-def render_value(value: JSON, env: t.Mapping[str, JSON]) -> JSON:
+def render_value(value: JSON, env: t.Mapping[str, JSON], now: float | None = None) -> JSON:
     """Render a compiled JSON value."""
     if isinstance(value, StringTemplate):
-        return value.render(env)
+        return value.render(env, now)
     if isinstance(value, dict):
-        return {k: render_value(v, env) for k, v in value.items()}
+        return {k: render_value(v, env, now) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, env) for v in value]
+        return [render_value(v, env, now) for v in value]
     return value
 
 
@@ -167,14 +208,63 @@ def referenced_names(value: JSON) -> set[str]:
     return found
 
 
-def _render_field(compiled: JSON, env: t.Mapping[str, JSON], path: str) -> JSON:
+#: Names whose values come from the server: a template reading them renders data.
+DATA_NAMES = frozenset({"row", "bookmark"})
+
+
+def template_sources(
+    spec: RequestSpec,
+) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str]]]:
+    """Which templated values are server data, and which are read from ``secrets``.
+
+    Returns two sets of ``(field, key)`` pairs (key ``""`` for a whole ``url`` or a
+    ``data`` that is one template): the values whose placeholders read only what a
+    server sent (``row``, ``bookmark``: a cursor from a parent row is no secret because
+    of the name it is sent under), and the values that read ``secrets`` (their names
+    are secret, whatever they look like). For ``Redactor.learn``.
+    """
+    data: set[tuple[str, str]] = set()
+    secret: set[tuple[str, str]] = set()
+
+    def classify(field: str, key: str, value: JSON) -> None:
+        names = referenced_names(value)
+        if "secrets" in names:
+            secret.add((field, key))
+        elif names and names <= DATA_NAMES | {"config"} and names & DATA_NAMES:
+            data.add((field, key))
+
+    compiled = spec.templates
+    if "url" in compiled:
+        classify("url", "", compiled["url"])
+    for key, value in (compiled.get("params") or {}).items():
+        classify("params", key, value)
+    for name, value in compiled.get("header") or ():
+        classify("header", name, value)
+    for field in ("data", "json"):
+        body = compiled.get(field)
+        if isinstance(body, dict):
+            stack = list(body.items())
+            while stack:
+                key, value = stack.pop()
+                if isinstance(value, dict):
+                    stack.extend(value.items())
+                else:
+                    classify(field, key, value)
+        elif body is not None:
+            classify(field, "", body)
+    return frozenset(data), frozenset(secret)
+
+
+def _render_field(compiled: JSON, env: t.Mapping[str, JSON], path: str, now: float | None) -> JSON:
     try:
-        return render_value(compiled, env)
+        return render_value(compiled, env, now)
     except ExpressionError as exc:
         raise type(exc)(f"{path}: in a `{{{{ }}}}` template: {exc}") from None
 
 
-def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
+def render_spec(
+    spec: RequestSpec, env: t.Mapping[str, JSON], *, now: float | None = None
+) -> RequestSpec:
     """The spec with every template rendered for one item/row, and re-checked.
 
     Raises:
@@ -187,22 +277,26 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         return spec
     changes: dict[str, JSON] = {}
     if "url" in compiled:
-        url = _render_field(compiled["url"], env, f"{spec.path}.url")
+        url = _render_field(compiled["url"], env, f"{spec.path}.url", now)
         changes["url"] = OPTIONS["url"].check(as_text(url), f"{spec.path}.url", "url")
     if "params" in compiled:
-        params = _render_field(compiled["params"], env, f"{spec.path}.params")
+        params = _render_field(compiled["params"], env, f"{spec.path}.params", now)
         changes["params"] = OPTIONS["params"].check(params, f"{spec.path}.params", "params")
     if "header" in compiled:
         rendered = {
-            name: _render_field(value, env, f"{spec.path}.header.{name}")
+            name: _render_field(value, env, f"{spec.path}.header.{name}", now)
             for name, value in compiled["header"]
         }
         changes["header"] = OPTIONS["header"].check(rendered, f"{spec.path}.header", "header")
     if "data" in compiled:
-        data = _render_field(compiled["data"], env, f"{spec.path}.data")
-        changes["data"] = check_data(spec.method, data, f"{spec.path}.data")
+        data = _render_field(compiled["data"], env, f"{spec.path}.data", now)
+        as_json = isinstance(data, (dict, list)) and json_content_type(spec.header)
+        changes["data"] = check_data(spec.method, data, f"{spec.path}.data", as_json=as_json)
+    if "json" in compiled:
+        body = _render_field(compiled["json"], env, f"{spec.path}.json", now)
+        changes["json"] = check_data(spec.method, body, f"{spec.path}.json", as_json=True)
     if "auth" in compiled and spec.auth is not None:
-        fields = _render_field(compiled["auth"], env, f"{spec.path}.auth")
+        fields = _render_field(compiled["auth"], env, f"{spec.path}.auth", now)
         values: dict[str, t.Any] = {
             k: as_text(v) if v is not None else None for k, v in fields.items()
         }

@@ -1,7 +1,9 @@
 """Reading a response body by `result_format`: ``json``, ``jsonp``, ``text``, ``binary``, ``auto``.
 
-``auto`` picks by the Content-Type as r.http does; binary bodies travel base64-encoded.
-Turning a read body into records is ``records``' job.
+``auto`` picks by the Content-Type as r.http does (and, beyond r.http, CSV, JSON Lines
+and XML types pick those formats, read by ``delimited`` and ``xmldoc``); binary bodies
+travel base64-encoded. Turning a read body into records is ``records``' job, and
+``decoder`` puts the formats together.
 
 JSON is parsed with orjson (strict: no NaN, no trailing commas), except where it would
 not be exact, which the standard library then parses instead:
@@ -40,6 +42,18 @@ if t.TYPE_CHECKING:
 BINARY_PREFIXES = ("audio/", "image/", "video/")
 BINARY_TYPES = frozenset({"application/octet-stream"})
 JSONP_TYPES = frozenset({"application/json-p", "text/json-p", "text/javascript"})
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/tab-separated-values"})
+JSONL_TYPES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonl",
+        "application/x-jsonl",
+        "application/jsonlines",
+        "application/x-jsonlines",
+    }
+)
+XML_TYPES = frozenset({"application/xml", "text/xml"})
 
 # fn(...), obj.fn(...), obj["fn"](...), with an optional /**/ prefix and trailing `;`.
 _IDENT = r"[A-Za-z_$][\w$]*"
@@ -72,6 +86,12 @@ def auto_format(content_type: str | None) -> str:
         return "jsonp"
     if kind.startswith(BINARY_PREFIXES) or kind in BINARY_TYPES:
         return "binary"
+    if kind in CSV_TYPES:
+        return "csv"
+    if kind in JSONL_TYPES:
+        return "jsonl"
+    if kind in XML_TYPES or kind.endswith("+xml"):
+        return "xml"
     return "text"
 
 

@@ -33,12 +33,19 @@ spooled body is parsed whole, as before (so in memory, the documented fallback):
 - the body does not start with ``[`` (no ``records_path``) or ``{`` (a key path), or the
   key path selects no array element (the value there may be an object, or missing);
 - the body holds a lone UTF-16 surrogate escape (ijson would read it as ``?``);
-- ijson fails (but not for want of disk: a full disk fails the page, since parsing a
-  spilled body whole could exhaust memory instead), or a record cannot be written back
-  as JSON by orjson: numbers beyond 64
+- ijson fails, or a record cannot be written back as JSON by orjson: numbers beyond 64
   bits (ijson refuses them, orjson reads them differently), non-finite floats, nesting
   deeper than orjson's limit, invalid UTF-8, trailing data, truncation. The full parse
   then gives the exact result, or the exact error, a non-streamed page would give.
+
+CSV, JSON Lines and XML bodies (``result_format`` ``csv``, ``jsonl``, ``xml``, or
+``auto`` picking them by Content-Type) stream the same way, through the very readers a
+whole body is read with (``delimited.iter_csv``, ``delimited.iter_jsonl``,
+``xmldoc.iter_xml``), so the records and the error for a broken body are the same
+either way; such an error is raised at once (a whole read would only repeat it, in
+memory). They stream when CSV and JSON Lines have no ``records_path`` (or ``$``), and
+when XML has ``xml.records``; else, or when a record cannot be written back by orjson,
+the body is read whole.
 
 One known difference is kept: a body that repeats a key on the records path (RFC 8259
 §4 leaves duplicate names undefined) yields the records of every occurrence when
@@ -64,9 +71,11 @@ import ijson
 import orjson
 
 from tap_rhttp.errors import ResponseFormatError
-from tap_rhttp.formats.readers import auto_format
+from tap_rhttp.formats.delimited import iter_csv, iter_jsonl
+from tap_rhttp.formats.xmldoc import iter_xml
 
 if t.TYPE_CHECKING:
+    from tap_rhttp.formats.decoder import Decoder
     from tap_rhttp.formats.records import RecordsPath
     from tap_rhttp.http.client import Response
     from tap_rhttp.redact import Redactor
@@ -177,29 +186,80 @@ def _windows(fd: int, size: int) -> t.Iterator[bytes]:
         offset += _SCAN_WINDOW - _SCAN_OVERLAP
 
 
+def may_stream(*, method: str, body_read: bool) -> bool:
+    """Whether a chain's large bodies may be streamed at all.
+
+    Not for HEAD (no body), nor when the page expression reads ``info['body']`` (it
+    needs the whole body).
+    """
+    return method != "HEAD" and not body_read
+
+
 def stream_records(
-    response: Response, result_format: str, prefix: str | None, redactor: Redactor
+    response: Response,
+    decoder: Decoder,
+    records_path: RecordsPath | None,
+    redactor: Redactor,
 ) -> SpooledRecords | None:
-    """The records of a spilled body, parsed one at a time; None: parse it whole instead."""
+    """The records of a spilled body, parsed one at a time; None: parse it whole instead.
+
+    Raises:
+        ResponseFormatError: a CSV, JSON Lines or XML body that does not parse (the
+            error a whole read gives: both use the same reader).
+    """
     assert response.spool is not None
-    if prefix is None:
-        return None
-    if result_format == "auto" and auto_format(response.header("Content-Type")) != "json":
-        return None
+    content_type = response.header("Content-Type")
+    fmt = decoder.format_for(content_type)
     file = response.spool.open()
-    if _first_byte(file) != (b"[" if prefix == "item" else b"{"):
-        return None
     fd = file.fileno()
-    if any(_lone_surrogate(window) for window in _windows(fd, response.spool.size)):
+    size = response.spool.size
+    if fmt == "json":
+        prefix = ijson_prefix(
+            method="GET", result_format="json", body_read=False, records_path=records_path
+        )
+        if prefix is None or _first_byte(file) != (b"[" if prefix == "item" else b"{"):
+            return None
+        if any(_lone_surrogate(window) for window in _windows(fd, size)):
+            return None
+        mask = any(redactor.mentions_secret(w) for w in _windows(fd, size))
+        file.seek(0)
+        try:
+            spooled = _spool(ijson.items(file, prefix, use_float=True), redactor, mask)
+        except ResponseFormatError:  # a full disk (see _spool)
+            raise
+        except Exception:  # any doubt: the whole-body parse gives the exact result or error
+            return None
+        if len(spooled) == 0 and prefix != "item":
+            spooled.close()  # the value at the path may be an object, or missing: parse whole
+            return None
+        return spooled
+    items: t.Iterator[JSON]
+    if fmt in ("csv", "jsonl") and (records_path is None or records_path.keys == ()):
+        file.seek(0)
+        items = iter_csv(file, content_type, decoder.csv) if fmt == "csv" else iter_jsonl(file)
+    elif fmt == "xml" and decoder.xml.records is not None:
+        file.seek(0)
+        items = (item for _, item in iter_xml(file, decoder.xml, keep_document=False))
+    else:
         return None
-    mask = any(redactor.mentions_secret(w) for w in _windows(fd, response.spool.size))
+    mask = any(redactor.mentions_secret(w) for w in _windows(fd, size))
+    file.seek(0)
+    try:
+        return _spool(items, redactor, mask)
+    except ResponseFormatError:
+        raise
+    except Exception:  # a record orjson cannot write (an integer past 64 bits): whole
+        return None
+
+
+def _spool(items: t.Iterable[JSON], redactor: Redactor, mask: bool) -> SpooledRecords:
+    """Write each item as one JSON line (wrapped when not an object) to a temporary file."""
     out = t.cast("t.BinaryIO", tempfile.TemporaryFile())  # noqa: SIM115
     count = 0
     try:
-        file.seek(0)
         dumps = orjson.dumps
         write = out.write
-        for item in ijson.items(file, prefix, use_float=True):
+        for item in items:
             record = item if isinstance(item, dict) else {"value": item}
             write(dumps(redactor.literals(record) if mask else record))
             write(b"\n")
@@ -211,10 +271,7 @@ def stream_records(
             f"could not write the page's records to a temporary file: {exc} (free disk "
             "space, or point TMPDIR at a larger disk)."
         ) from None
-    except Exception:  # any doubt: the whole-body parse gives the exact result or error
+    except BaseException:
         out.close()
-        return None
-    if count == 0 and prefix != "item":
-        out.close()  # the value at the path may be an object, or missing: parse whole
-        return None
+        raise
     return SpooledRecords(out, count)

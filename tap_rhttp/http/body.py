@@ -29,24 +29,33 @@ FORM = "application/x-www-form-urlencoded"
 SPOOL_THRESHOLD = 8 << 20
 
 
-def encode_body(method: str, data: JSON) -> tuple[bytes | None, str | None]:
+def encode_body(
+    method: str, data: JSON, *, as_json: bool = False
+) -> tuple[bytes | None, str | None]:
     """The request body and its automatic Content-Type, by r.http's rules.
 
     POST: a string as is, an object form-encoded. PUT/PATCH/DELETE: a string as is,
     anything else as compact JSON. A string body gets the form type curl gives it.
+    `as_json` (the `json` option, or `data` under a JSON Content-Type): any value as
+    compact JSON, on every method that has a body.
     """
     if data is None or method in ("GET", "HEAD"):
         return None, None
+    if as_json:
+        return _json_bytes(data), "application/json"
     if isinstance(data, str):
         return data.encode("utf-8"), FORM
     if method == "POST":
         return "&".join(encode_pairs(data)).encode("ascii"), FORM
+    return _json_bytes(data), "application/json"
+
+
+def _json_bytes(data: JSON) -> bytes:
+    """Compact JSON, an integer past 64 bits (from a parent row, say) exact too."""
     try:
-        return orjson.dumps(data), "application/json"
-    except orjson.JSONEncodeError:  # an integer past 64 bits (from a parent row): exact
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), (
-            "application/json"
-        )
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:  # orjson cannot write such an integer
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class BodySpool:

@@ -59,15 +59,20 @@ if t.TYPE_CHECKING:
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON, HeaderPairs
 
+
+class CONFIGURED:
+    """A marker: send the configured `data` (no request of the chain moved the body)."""
+
+
 USER_AGENT = f"tap-rhttp/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"))
 #: How much of an error body goes into the envelope.
 ERROR_BODY_CHARS = 1024
-#: How much of an error body is read (decoded bytes; the rest is never read, so an endless
-#: or inflating error body costs no more), then redacted before it is cut to
-#: ERROR_BODY_CHARS (masking can shorten the text; the window keeps the cut away from
-#: unredacted text).
-ERROR_BODY_REDACT_WINDOW = 1 << 16
+#: How much of an error body is decoded for the envelope: ``Redactor.excerpt`` redacts
+#: a window past ERROR_BODY_CHARS (so no secret straddles the cut), never the whole body.
+#: No more of it is read either (one byte more, to know it goes on): an endless or
+#: inflating error body costs no more than this.
+ERROR_BODY_DECODE_BYTES = 1 << 16
 #: The default of `max_body_bytes`: the most decoded bytes one success body may have.
 MAX_BODY_BYTES = 256 << 20
 _SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
@@ -86,6 +91,8 @@ class RequestOptions:
     method: str = "GET"
     header: HeaderPairs = ()
     data: JSON = None
+    #: `data` goes out as JSON whatever its type (the `json` option, or a JSON Content-Type).
+    json_body: bool = False
     credentials: Credentials | None = None
     timeout: float = 30.0
     redirects: int = 1
@@ -215,8 +222,9 @@ class HttpClient:
             self.session.mount(prefix, DeadlineAdapter(self._watchdog))
         self.auth = make_auth(options.credentials)
         self._headers = self._build_headers()
-        self._body, self._content_type = encode_body(options.method, options.data)
+        self._body, self._content_type = self.encode(options.data)
         self._url = ""  # the URL of the hop in progress, for error messages
+        self._proxies_learned: set[str] = set()
 
     def _build_headers(self) -> dict[str, str | None]:
         """Defaults, then the user's; a null value means "do not send this header"."""
@@ -238,22 +246,33 @@ class HttpClient:
         self._watchdog.close()
         self.session.close()
 
-    def prepare(self, url: str, *, auth: bool = True) -> requests.PreparedRequest:
+    def encode(self, data: JSON) -> tuple[bytes | None, str | None]:
+        """A request body for `data`, and its automatic Content-Type."""
+        return encode_body(self.options.method, data, as_json=self.options.json_body)
+
+    def prepare(
+        self, url: str, *, auth: bool = True, data: JSON | type[CONFIGURED] = CONFIGURED
+    ) -> requests.PreparedRequest:
         """The request as it goes out to `url` (explain mode prints it as curl).
 
         Args:
             url: the target.
             auth: apply the auth object (explain passes False for digest auth, whose
                 nonce counter preparing would step).
+            data: this request's body data, when pagination moved it (default: the
+                configured `data`).
         """
+        body, content_type = (
+            (self._body, self._content_type) if data is CONFIGURED else self.encode(data)
+        )
         headers: dict[str, str | None] = dict(self._headers)
-        if self._content_type and not any(k.lower() == "content-type" for k in headers):
-            headers["Content-Type"] = self._content_type
+        if content_type and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
         request = requests.Request(
             method=self.options.method,
             url=url,
             headers=headers,
-            data=self._body,
+            data=body,
             auth=self.auth if auth else None,
         )
         return self.session.prepare_request(request)
@@ -261,17 +280,29 @@ class HttpClient:
     def _settings(self, url: str) -> dict[str, t.Any]:
         verify = self.options.verify
         merged = self.session.merge_environment_settings(url, {}, True, verify, None)
+        for proxy in merged["proxies"].values():
+            if proxy not in self._proxies_learned:  # its credentials are secrets
+                self._proxies_learned.add(proxy)
+                self.redactor.add_url_secrets(proxy)
         return {"verify": merged["verify"], "proxies": merged["proxies"], "cert": merged["cert"]}
 
     # ------------------------------------------------------------------ the layers
 
-    def fetch(self, url: str, sink: BodySpool | None = None) -> Response:
+    def fetch(
+        self,
+        url: str,
+        sink: BodySpool | None = None,
+        *,
+        data: JSON | type[CONFIGURED] = CONFIGURED,
+    ) -> Response:
         """Make one attempt at a request, following redirects, within `timeout`.
 
         Args:
             url: the complete target URL (params already merged).
             sink: where a successful body goes (else it is read into memory); the
                 returned response holds it in ``spool`` when it spilled to disk.
+            data: the request's body data when pagination moved it (default: the
+                configured `data`).
 
         Returns:
             The complete final response, status 2xx.
@@ -286,10 +317,10 @@ class HttpClient:
         self._url = url
         self.session.deadline = deadline
         if deadline is None:
-            return self._follow(url, started, None, sink)
+            return self._follow(url, started, None, sink, data)
         self._watchdog.arm(timeout)
         try:
-            response = self._follow(url, started, deadline, sink)
+            response = self._follow(url, started, deadline, sink, data)
         except TransientRequestError as exc:
             # The watchdog cut the exchange: whatever broke was the deadline.
             if self._watchdog.fired and exc.status is None:
@@ -304,13 +335,17 @@ class HttpClient:
         return response
 
     def _follow(
-        self, url: str, started: float, deadline: float | None, sink: BodySpool | None
+        self,
+        url: str,
+        started: float,
+        deadline: float | None,
+        sink: BodySpool | None,
+        data: JSON | type[CONFIGURED],
     ) -> Response:
         """Send, following redirects one hop at a time (``redirects`` hops at most)."""
         with self._mapped():
-            self.redactor.add_url_secrets(url)
             self._check_scheme(url, url)
-            prepared = self.prepare(url)
+            prepared = self.prepare(url, data=data)
             hops = 0
             while True:
                 response = self._send(prepared, deadline)
@@ -331,7 +366,6 @@ class HttpClient:
                     )
                 )
                 self._url = t.cast("str", following.url)
-                self.redactor.add_url_secrets(self._url)
                 self._check_scheme(self._url, url)
                 prepared = t.cast("requests.PreparedRequest", following)
             if not 200 <= response.status_code < 300:
@@ -456,16 +490,16 @@ class HttpClient:
         chunks: list[bytes] = []
         # The status is the error; a broken body only shortens the message.
         with contextlib.suppress(Exception):
-            read_body(response.raw, deadline, chunks.append, at_most=ERROR_BODY_REDACT_WINDOW)
+            read_body(response.raw, deadline, chunks.append, at_most=ERROR_BODY_DECODE_BYTES + 1)
         response.close()  # the rest of the body, if any, is never read
         raw = b"".join(chunks)
-        # Redact first, then cut: cutting first could keep the head of a secret that
-        # straddles the cut, which literal masking would no longer recognise.
-        body_text = self.redactor.text(
-            raw[:ERROR_BODY_REDACT_WINDOW].decode("utf-8", errors="replace")
+        # Redact, then cut (cutting first could keep the head of a secret that straddles
+        # the cut); only a bounded window is redacted, however long the body.
+        body_text, cut = self.redactor.excerpt(
+            raw[:ERROR_BODY_DECODE_BYTES].decode("utf-8", errors="replace"), ERROR_BODY_CHARS
         )
-        if len(body_text) > ERROR_BODY_CHARS:
-            body_text = body_text[:ERROR_BODY_CHARS] + " ..."
+        if cut or len(raw) > ERROR_BODY_DECODE_BYTES:
+            body_text += " ..."
         headers = self.redactor.headers(list(response.headers.items()))
         kind: type[RequestError] = (
             TransientRequestError if status in RETRIABLE_STATUSES else PermanentRequestError

@@ -46,11 +46,18 @@ def format_param(value: JSON) -> str:
 
 
 def encode_pairs(params: t.Mapping[str, JSON]) -> list[str]:
-    """Encode params like RethinkDB: sorted keys, every reserved byte escaped, `%20`."""
-    return [
-        f"{quote(str(key), safe='')}={quote(format_param(params[key]), safe='')}"
-        for key in sorted(params)
-    ]
+    """Encode params like RethinkDB: sorted keys, every reserved byte escaped, `%20`.
+
+    A list value sends its key once per element, in the list's order (an empty list
+    sends nothing), as APIs that take ``fields=a&fields=b`` expect.
+    """
+    pairs = []
+    for key in sorted(params):
+        name = quote(str(key), safe="")
+        value = params[key]
+        for item in value if isinstance(value, list) else (value,):
+            pairs.append(f"{name}={quote(format_param(item), safe='')}")
+    return pairs
 
 
 def merge_query(url: str, params: t.Mapping[str, JSON], override: t.Collection[str]) -> str:

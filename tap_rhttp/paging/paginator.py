@@ -1,7 +1,9 @@
 """Depagination: one expression paginator, with `link-next` as a preset of it.
 
 r.http's ``page`` is ``'link-next'`` or a function of ``info = {params, header, body}``
-returning the next URL, params to merge, both, or null. RethinkDB itself defines
+returning the next URL, params to merge, both, or null. Beyond r.http, ``info['data']`` is
+the request's body data and ``page`` may return ``data`` to merge into it (deeply, as
+ReQL's ``merge``), which is how POST search APIs and GraphQL cursors page. RethinkDB itself defines
 ``'link-next'`` as ``info['header']['link']['rel="next"'].default(None)``, so there is
 exactly one paginator here: it evaluates a compiled expression (see ``tap_rhttp.expr``),
 and ``'link-next'`` is that expression. The robustness real Link headers need (``rel=next``
@@ -15,7 +17,8 @@ request, :meth:`Paginator.step` reads a response and returns a :class:`Step` (th
 request or None, and what ``page`` saw and returned, which the page keeps), and
 :meth:`Paginator.resume` continues a saved chain. It proves it terminates: ``page_limit``
 counts requests (``page`` is not even evaluated once it is reached), and a request equal to
-any earlier one of the same chain (A→B→A included) is an error naming both pages. An empty
+any earlier one of the same chain (A→B→A included; same URL and same body) is an error
+naming both pages. An empty
 page does not stop it: only null or ``page_limit`` does, as in r.http.
 
 What ``page`` returns is checked with RethinkDB's own messages (``Expected `page` to return
@@ -35,10 +38,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import typing as t
 
+import orjson
+
 from tap_rhttp.errors import ExpressionError, PaginationError
-from tap_rhttp.expressions import reql_type_name
+from tap_rhttp.expr import reql_type_name
 from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.urls import merge_query, resolve
 from tap_rhttp.paging.link import header_info
@@ -51,23 +57,43 @@ if t.TYPE_CHECKING:
 
 #: How much of `info.body` an error message shows.
 INFO_BODY_CHARS = 500
+#: How much of the repeated request's URL the loop guard's message shows.
+LOOP_URL_CHARS = 1000
+
+
+def canonical(data: JSON) -> bytes:
+    """A request body's data as canonical JSON bytes (keys sorted): equal data, equal bytes."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer past 64 bits
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
 @dataclasses.dataclass(frozen=True)
 class PageRequest:
-    """Where one page request goes: a URL, the merged params, and which params win.
+    """Where one page request goes: a URL, the merged params, which params win, the body.
 
-    ``params`` is what the page expression sees as ``info['params']``.
+    ``params`` is what the page expression sees as ``info['params']``, ``data`` what it
+    sees as ``info['data']``: the body's data (the spec's `json` or `data`, as `page`
+    moved it; None without a body).
     """
 
     url: str
     params: t.Mapping[str, JSON]
     override: frozenset[str]
+    data: JSON = None
 
     @property
     def target(self) -> str:
         """The URL actually requested."""
         return merge_query(self.url, self.params, self.override)
+
+    @property
+    def key(self) -> str:
+        """What makes two requests the same: the target URL and the body."""
+        if self.data is None:
+            return self.target
+        return f"{self.target}\n{canonical(self.data).decode()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,17 +119,19 @@ class Paginator:
     Args:
         spec: the stream's spec (its `page`, `page_limit`, `url`, `params`, `method`).
         redactor: for error messages.
+        now: the run's instant (epoch seconds), which ``r.now()`` returns in `page`.
     """
 
-    def __init__(self, spec: RequestSpec, redactor: Redactor) -> None:
+    def __init__(self, spec: RequestSpec, redactor: Redactor, *, now: float | None = None) -> None:
         self.spec = spec
         self.redactor = redactor
+        self.now = now
         self.expression = spec.page
         self.limit: int = spec.page_limit if spec.page_limit is not None else 1
         self._needs_link = bool(self.expression and self.expression.reads("info", "header", "link"))
         self.requests = 0
         # request digest -> page number: a fixed 16 bytes per request, however long the
-        # URL (a chain of 60 kB next links kept 58 MB per 1000 pages as whole URLs).
+        # URL or body (a chain of 60 kB next links kept 58 MB per 1000 pages as whole URLs).
         self._seen: dict[bytes, int] = {}
 
     def __str__(self) -> str:
@@ -113,14 +141,17 @@ class Paginator:
         )
 
     def _admit(self, request: PageRequest) -> PageRequest:
-        target = request.target
-        digest = _digest(target)
+        key = request.key
+        digest = _digest(key)
         earlier = self._seen.get(digest)
         if earlier is not None:
+            same = "the same request" if request.data is None else "the same URL and body"
+            shown = self.redactor.url(request.target)  # redacted whole, then cut
+            if len(shown) > LOOP_URL_CHARS:  # so both page numbers survive any cut
+                shown = shown[:LOOP_URL_CHARS] + " ..."
             raise PaginationError(
                 f"`page` of stream `{self.spec.name}` led page {self.requests + 1} back to "
-                f"`{self.redactor.url(target)}`, the same request as page {earlier}; "
-                "stopping instead of looping forever."
+                f"`{shown}`, {same} as page {earlier}; stopping instead of looping forever."
             )
         self.requests += 1
         self._seen[digest] = self.requests
@@ -143,6 +174,7 @@ class Paginator:
                 url=url or self.spec.url,
                 params=start_params,
                 override=frozenset(start_params),
+                data=self.spec.body,
             )
         )
 
@@ -172,6 +204,7 @@ class Paginator:
             "params": dict(current.params),
             "header": header_info(response.headers, parse_link=self._needs_link),
             "body": body,
+            "data": current.data,
         }
 
     def next(self, current: PageRequest, response: Response, body: JSON) -> PageRequest | None:
@@ -197,10 +230,11 @@ class Paginator:
                 "params": dict(current.params),
                 "header": header_info(response.headers, parse_link=False),
                 "body": body,
+                "data": current.data,
             }
             raise PaginationError(self._describe(current, str(exc), raw)) from None
         try:
-            result = self.expression.evaluate({"info": info})
+            result = self.expression.evaluate({"info": info}, now=self.now)
         except ExpressionError as exc:
             raise type(exc)(self._describe(current, str(exc), info)) from None
         try:
@@ -218,20 +252,28 @@ class Paginator:
         if isinstance(result, str):
             return self._admit(
                 PageRequest(
-                    url=resolve(response.url, result), params=current.params, override=frozenset()
+                    url=resolve(response.url, result),
+                    params=current.params,
+                    override=frozenset(),
+                    data=current.data,
                 )
             )
         if not isinstance(result, dict):
             raise PaginationError(
                 f"Expected `page` to return an OBJECT, but found {reql_type_name(result)}."
             )
-        if "url" not in result and "params" not in result:
+        if "url" not in result and "params" not in result and "data" not in result:
+            if current.data is None:  # r.http's own case, in r.http's words
+                raise PaginationError(
+                    "OBJECT returned by `page` must contain `url` and/or `params` fields."
+                )
             raise PaginationError(
-                "OBJECT returned by `page` must contain `url` and/or `params` fields."
+                "OBJECT returned by `page` must contain `url`, `params` and/or `data` fields."
             )
         new_params = result.get("params", {})
         _check_params(new_params)
         params = {**current.params, **new_params}
+        data = self._merge_data(current.data, result["data"]) if "data" in result else current.data
         if "url" in result:
             url = result["url"]
             if url is None:
@@ -246,24 +288,71 @@ class Paginator:
                     url=resolve(response.url, url),
                     params=params,
                     override=frozenset(new_params),
+                    data=data,
                 )
             )
         return self._admit(
-            PageRequest(url=current.url, params=params, override=current.override | set(new_params))
+            PageRequest(
+                url=current.url,
+                params=params,
+                override=current.override | set(new_params),
+                data=data,
+            )
         )
+
+    def _merge_data(self, current: JSON, new: JSON) -> JSON:
+        """The next body: `data` returned by `page`, merged into the current body.
+
+        An object body takes the returned object deeply, as ReQL's ``merge`` does: nested
+        objects merge key by key, anything else (arrays too) replaces, null sets null. A
+        string body is replaced by a returned string; any other JSON body is replaced.
+        A POST object that is form-encoded must stay flat (values scalars or lists).
+        """
+        if current is None:
+            raise PaginationError(
+                "`page` returned `data`, but this request has no body to merge it into "
+                "(give the spec `data` or `json`)."
+            )
+        if isinstance(current, dict):
+            if not isinstance(new, dict):
+                raise PaginationError(
+                    "Expected `data` to be an OBJECT (the request body is an OBJECT), but "
+                    f"found {reql_type_name(new)}:\n{dump_json(new, default=str).decode()}"
+                )
+            merged = merge_deep(current, new)
+            if self.spec.method == "POST" and not self.spec.json_body:
+                _check_params(merged, field="data")
+            return merged
+        if isinstance(current, str):
+            if not isinstance(new, str):
+                raise PaginationError(
+                    "Expected `data` to be a STRING (the request body is a STRING), but "
+                    f"found {reql_type_name(new)}:\n{dump_json(new, default=str).decode()}"
+                )
+            return new
+        return new
 
     def _describe(self, current: PageRequest, message: str, info: dict[str, JSON]) -> str:
         """An error in `page`, worded as r.http words it, with every secret masked.
 
         The inner message may quote values from `info` (an excerpt cut short, so a
-        pattern-based redactor could miss a secret cut in half): the values of sensitive
-        fields found in `info` are masked in it literally, whole or cut.
+        pattern-based redactor could miss a secret cut in half): the values of credential
+        fields found in `info`, and the known secrets, are masked in it, whole or cut.
         """
+        data = info.get("data")
+        data_text = (
+            ""
+            if data is None
+            else f',"data":{dump_json(self.redactor.value(data), default=str).decode()}'
+        )
         params_text = dump_json(self.redactor.value(info.get("params")), default=str)
         header_text = dump_json(self.redactor.value(info.get("header")), default=str)
-        body_text = dump_json(self.redactor.value(info.get("body")), default=str).decode()
-        if len(body_text) > INFO_BODY_CHARS:
-            body_text = body_text[:INFO_BODY_CHARS] + " ..."
+        # The body may be megabytes: only the excerpt shown is redacted (before the cut).
+        body_text, cut = self.redactor.excerpt(
+            dump_json(info.get("body"), default=str).decode(), INFO_BODY_CHARS
+        )
+        if cut:
+            body_text += " ..."
         inner = self.redactor.text_quoting(message, info)
         return (
             f"Error in HTTP {self.spec.method} of `{self.redactor.url(current.target)}`: "
@@ -271,31 +360,46 @@ class Paginator:
             f"Error occurred during `page` ({self.redactor.text(self.spec.page_source or '')}) "
             "called with:\n"
             f'{{"params":{params_text.decode()},"header":{header_text.decode()},'
-            f'"body":{body_text}}}'
+            f'"body":{body_text}{data_text}}}'
         )
 
 
-def _digest(target: str) -> bytes:
-    """A request's identity for the loop guard: BLAKE2b-128 of its URL (RFC 7693).
+def _digest(key: str) -> bytes:
+    """A request's identity for the loop guard: BLAKE2b-128 of its key (RFC 7693).
 
     A collision would need 2**64 requests in one chain, so two different requests are
     never taken for one; ``surrogatepass`` keeps any string a URL may hold encodable.
     """
-    return hashlib.blake2b(target.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def _check_params(params: JSON) -> None:
-    """`params` returned by `page`: an OBJECT of NUMBER, STRING or NULL values (r.http's)."""
+def merge_deep(base: dict[str, JSON], new: dict[str, JSON]) -> dict[str, JSON]:
+    """ReQL's ``merge``: `new` over `base`, nested objects merged key by key (copies)."""
+    merged = dict(base)
+    for key, value in new.items():
+        present = merged.get(key)
+        if isinstance(value, dict) and isinstance(present, dict):
+            merged[key] = merge_deep(present, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _check_params(params: JSON, field: str = "params") -> None:
+    """`params` returned by `page` (or a form body): an OBJECT of NUMBER, STRING or NULL
+    values, or ARRAYs of them (r.http's messages)."""
     if not isinstance(params, dict):
         raise PaginationError(
-            f"Expected `params` to be an OBJECT, but found {reql_type_name(params)}:\n"
+            f"Expected `{field}` to be an OBJECT, but found {reql_type_name(params)}:\n"
             f"{dump_json(params, default=str).decode()}"
         )
     for key, value in params.items():
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (str, int, float))
-        ):
-            raise PaginationError(
-                f"Expected `params.{key}` to be a NUMBER, STRING or NULL, but found "
-                f"{reql_type_name(value)}:\n{dump_json(value, default=str).decode()}"
-            )
+        for index, item in enumerate(value) if isinstance(value, list) else ((None, value),):
+            if item is not None and (
+                isinstance(item, bool) or not isinstance(item, (str, int, float))
+            ):
+                where = f"{field}.{key}" if index is None else f"{field}.{key}[{index}]"
+                raise PaginationError(
+                    f"Expected `{where}` to be a NUMBER, STRING or NULL, but found "
+                    f"{reql_type_name(item)}:\n{dump_json(item, default=str).decode()}"
+                )

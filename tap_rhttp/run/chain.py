@@ -16,8 +16,7 @@ import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
 from tap_rhttp.formats import streaming
-from tap_rhttp.formats.readers import read_body
-from tap_rhttp.formats.records import body_to_records, compile_records_path
+from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
 from tap_rhttp.http.retry import RetryPolicy, call_with_retries
@@ -128,7 +127,8 @@ class Chain:
         sleep: the wait between tries (tests inject a fake).
         limiter: an optional client-side rate limit shared by the stream's chains.
         prefetched: pages already fetched and read for this run (discovery's sample),
-            keyed by target URL, used once instead of a second identical request.
+            keyed by :attr:`PageRequest.key` (target URL and body), used once instead of
+            a second identical request.
         stats: the stream's counters.
         read_ahead: fetch and read the next page on a helper thread while the caller
             handles the current one, so waiting for the server overlaps the caller's
@@ -138,6 +138,7 @@ class Chain:
             the chain's requests are then made on that one thread.
         stream_bodies: read large bodies in flat memory when their records are an
             array (see ``tap_rhttp.formats.streaming``).
+        now: the run's instant (epoch seconds), which ``r.now()`` returns in `page`.
     """
 
     def __init__(
@@ -152,8 +153,10 @@ class Chain:
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
+        now: float | None = None,
     ) -> None:
         self.spec = spec
+        self.now = now
         self.redactor = redactor
         self.logger = logger
         self.sleep = sleep
@@ -165,15 +168,10 @@ class Chain:
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = spec.auth.query_params() if spec.auth is not None else {}
         self.read_ahead = read_ahead and spec.method in ("GET", "HEAD")
-        self._prefix = (
-            streaming.ijson_prefix(
-                method=spec.method,
-                result_format=spec.result_format,
-                body_read=spec.page is not None and spec.page.reads("info", "body"),
-                records_path=self.records_path,
-            )
-            if stream_bodies
-            else None
+        self.decoder = spec.decoder
+        self._streams = stream_bodies and streaming.may_stream(
+            method=spec.method,
+            body_read=spec.page is not None and spec.page.reads("info", "body"),
         )
         self._helper: ThreadPoolExecutor | None = None
 
@@ -190,6 +188,10 @@ class Chain:
             target = merge_query(target, self._query_auth, set(self._query_auth))
         return target
 
+    def key(self, request: PageRequest) -> str:
+        """What identifies a request's page in `prefetched`: its target and its body."""
+        return request.key
+
     def fetch(self, request: PageRequest) -> tuple[Response, int]:
         """Fetch one page, retrying transient failures; returns the response and tries."""
         target = self.target(request)
@@ -198,12 +200,12 @@ class Chain:
         def attempt(number: int) -> Response:
             nonlocal tries
             tries = number
-            sink = BodySpool() if self._prefix is not None else None
+            sink = BodySpool() if self._streams else None
             try:
                 if self.limiter is None:
-                    return self.client.fetch(target, sink)
+                    return self.client.fetch(target, sink, data=request.data)
                 with self.limiter:
-                    return self.client.fetch(target, sink)
+                    return self.client.fetch(target, sink, data=request.data)
             except BaseException:
                 if sink is not None:  # a failed try's body never reaches the next one
                     sink.close()
@@ -236,8 +238,12 @@ class Chain:
         spool = response.spool
         if spool is not None:  # a spilled body: streamed into spooled records, or whole
             try:
-                spooled = streaming.stream_records(
-                    response, self.spec.result_format, self._prefix, self.redactor
+                spooled = (
+                    streaming.stream_records(
+                        response, self.decoder, self.records_path, self.redactor
+                    )
+                    if self._streams
+                    else None
                 )
                 if spooled is not None:
                     return None, spooled
@@ -246,15 +252,16 @@ class Chain:
                 spool.close()
         if self.spec.method == "HEAD" or not response.body:
             return None, []
-        body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
-        records = body_to_records(body, self.records_path)
+        body, records = self.decoder.read(
+            response.body, response.header("Content-Type"), self.records_path
+        )
         if self.redactor.mentions_secret(response.body):
             records = [self.redactor.literals(record) for record in records]
         return body, records
 
     def get(self, request: PageRequest) -> tuple[Fetched, int]:
         """Fetch and read one page (or take it from `prefetched`); with its tries."""
-        cached = self.prefetched.pop(self.target(request), None)
+        cached = self.prefetched.pop(self.key(request), None)
         if cached is not None:
             if cached.response.auth is not None:  # keep the sample's digest nonce going
                 self.client.auth = cached.response.auth
@@ -277,7 +284,7 @@ class Chain:
             start: resume at this request (it was not yet fetched).
             done: how many requests the chain had made before `start`.
         """
-        paginator = Paginator(self.spec, self.redactor)
+        paginator = Paginator(self.spec, self.redactor, now=self.now)
         request = paginator.resume(start, done) if start is not None else paginator.first()
         # With read-ahead, every request of the chain is made on the helper thread: auth
         # state that requests keeps per thread (a digest nonce) then carries over.

@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 import typing as t
+import urllib.request
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import template_context
@@ -51,7 +52,8 @@ class StreamRun:
             RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
         )
         self.stats = ChainStats()
-        #: Discovery's sample pages, by target URL; the sync uses each once.
+        #: Discovery's sample pages, by request key (target URL and body); the sync uses
+        #: each once.
         self.prefetched: dict[str, Fetched] = {}
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
@@ -75,6 +77,7 @@ class StreamRun:
             stats=self.stats if counted else ChainStats(),
             read_ahead=read_ahead,
             stream_bodies=True,
+            now=self.context.now,
         )
 
     def tasks(
@@ -82,7 +85,12 @@ class StreamRun:
     ) -> list[ChainTask]:
         """The chains a sync runs: one, one per `for_each` value, or one for a parent row."""
         return chain_tasks(
-            self.spec, self.context.template_context, self.redactor, bookmark=bookmark, row=row
+            self.spec,
+            self.context.template_context,
+            self.redactor,
+            bookmark=bookmark,
+            row=row,
+            now=self.context.now,
         )
 
     def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
@@ -155,7 +163,7 @@ class StreamRun:
             fetched, _ = chain.get(first)
         finally:
             chain.close()
-        self.prefetched[chain.target(first)] = fetched
+        self.prefetched[chain.key(first)] = fetched
         records = fetched.records
         sample = (
             records
@@ -179,6 +187,8 @@ class RunContext:
         logger: where the run logs.
         specs: the config's specs, when already loaded (else :func:`load_specs` runs).
         sleep: the wait between tries (tests inject a fake).
+        now: the run's instant (epoch seconds; default: when the context is built): what
+            ``r.now()`` returns in every template and page expression of the run.
 
     Raises:
         ConfigErrors: the config is invalid.
@@ -191,10 +201,14 @@ class RunContext:
         logger: logging.Logger | None = None,
         specs: list[RequestSpec] | None = None,
         sleep: t.Callable[[float], None] = time.sleep,
+        now: float | None = None,
     ) -> None:
+        self.now = time.time() if now is None else now
         self.specs = load_specs(config) if specs is None else specs
         self.by_name = {spec.name: spec for spec in self.specs}
-        self.redactor = build_redactor(self.specs, config.get("secrets"))
+        self.redactor = build_redactor(
+            self.specs, config.get("secrets"), proxies=urllib.request.getproxies().values()
+        )
         self.template_context = template_context(config)
         self.logger = logger or logging.getLogger("tap-rhttp")
         self.sleep = sleep

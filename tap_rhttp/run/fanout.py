@@ -16,7 +16,7 @@ import queue
 import threading
 import typing as t
 
-from tap_rhttp.config.templates import render_spec, template_env
+from tap_rhttp.config.templates import render_spec, template_env, template_sources
 from tap_rhttp.errors import RHTTPError
 
 if t.TYPE_CHECKING:
@@ -57,19 +57,23 @@ def chain_tasks(
     *,
     bookmark: JSON = None,
     row: dict[str, JSON] | None = None,
+    now: float | None = None,
 ) -> list[ChainTask]:
     """The chains a sync of `spec` runs: one for a parent row, one per `for_each` value,
     or one. Each gets its rendered spec (or the error rendering raised); secrets that only
-    exist once rendered (from `env` or `secrets`) are taught to `redactor`.
+    exist once rendered (from `env` or `secrets`) are taught to `redactor`. `now` is the
+    run's instant, which ``r.now()`` returns in every template.
     """
+
+    from_data, from_secrets = template_sources(spec) if spec.templates else ((), ())
 
     def task(key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
         try:
-            rendered = render_spec(spec, env)
+            rendered = render_spec(spec, env, now=now)
         except RHTTPError as exc:
             return ChainTask(key=key, label=label, error=exc, row=row)
         if rendered is not spec:
-            redactor.learn(rendered)
+            redactor.learn(rendered, from_data=from_data, from_secrets=from_secrets)
         return ChainTask(key=key, label=label, spec=rendered, row=row)
 
     if spec.parent is not None:
