@@ -171,7 +171,11 @@ class TapRHTTP(TapHooks, Tap):
     @classmethod
     @override
     def get_singer_command(cls) -> click.Command:
-        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``)."""
+        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``).
+
+        ``tap-rhttp init`` is dispatched before this command (``tap_rhttp.main``); the
+        help text points to it.
+        """
 
         def make_run(options: dict[str, t.Any]) -> RunContext:
             config = options.get("config")
@@ -183,7 +187,13 @@ class TapRHTTP(TapHooks, Tap):
             )
             return tap.run
 
-        return add_explain_options(super().get_singer_command(), make_run=make_run, fail=cls.fail)
+        command = add_explain_options(
+            super().get_singer_command(), make_run=make_run, fail=cls.fail
+        )
+        command.epilog = (
+            "To write a stream spec for an API: tap-rhttp init URL (tap-rhttp init --help)."
+        )
+        return command
 
 
 if __name__ == "__main__":
