@@ -21,7 +21,7 @@ from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import RedactingFilter
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks
+from tap_rhttp.sdk_compat import TapHooks, quiet_startup_notice
 from tap_rhttp.streams import RHTTPStream
 from tap_rhttp.writer import BufferedMsgSpecWriter
 
@@ -47,8 +47,12 @@ class TapRHTTP(TapHooks, Tap):
     _run: RunContext
 
     def __init__(self, *args: t.Any, state: t.Any = None, **kwargs: t.Any) -> None:
-        """Keep the input STATE at hand: the SDK discovers streams before loading it."""
+        """Keep the input STATE at hand: the SDK discovers streams before loading it.
+
+        Also lowers singer-sdk's "Skipping parse of env var settings..." to DEBUG.
+        """
         self._input_state = state if isinstance(state, dict) else {}
+        quiet_startup_notice(self.logger)
         super().__init__(*args, state=state, **kwargs)
 
     @override
