@@ -27,6 +27,7 @@ from server import Reply, json_reply
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.tap import TapRHTTP
+from tap_rhttp.wizard import detect
 from tap_rhttp.wizard.command import init_command, stream_name
 from tap_rhttp.wizard.probe import Probe, Proposal, Start, propose
 
@@ -296,6 +297,16 @@ def test_no_primary_key_when_no_field_is_unique(server: LocalServer) -> None:
     assert "appends" in dict(proposal.reasons)["primary_keys"]
 
 
+def test_primary_keys_are_id_like_fields() -> None:
+    rows = [{"paid": n, "orderId": f"o{n}", "customer_id": 1} for n in range(3)]
+    assert detect.primary_key(rows)[0] == "orderId"  # `paid` ends in "id" but is no id
+    rows = [{"uuid": f"u{n}", "id": None} for n in range(3)]
+    assert detect.primary_key(rows)[0] == "uuid"  # a null `id` disqualifies it
+    key, why = detect.primary_key([{"paid": 1, "name": "a"}, {"paid": 2, "name": "b"}])
+    assert key is None
+    assert "appends" in why
+
+
 def test_stream_names_come_from_the_url() -> None:
     assert stream_name("https://x.example/api/v2/tickets.json?page=1") == "tickets"
     assert stream_name("https://x.example/api/orders/") == "orders"
@@ -431,3 +442,26 @@ def test_basic_auth_password_is_a_secret_reference(server: LocalServer) -> None:
     }
     for form in _forms(PASSWORD):
         assert form not in out.stdout + out.stderr
+
+
+def test_a_bare_next_token_is_a_cursor_and_its_param_is_found(server: LocalServer) -> None:
+    @server.route("/tokened")
+    def tokened(request: Request) -> Reply:
+        start = int(request.args.get("cursor", "0"))
+        rows = [{"id": n} for n in range(start + 1, min(start + 2, TOTAL) + 1)]
+        nxt = str(start + 2) if start + 2 < TOTAL else None
+        return json_reply({"rows": rows, "next": nxt})
+
+    proposal = _propose(server, "/tokened")
+
+    assert proposal.paged
+    assert proposal.spec["page"] == (
+        "r.branch(info['body']['next'].default(None) == None, None, "
+        "{'params': {'cursor': info['body']['next']}})"
+    )
+    # `next` itself was tried first as the param name, and the API ignored it
+    assert [(t.candidate.kind, t.verified) for t in proposal.tried] == [
+        ("cursor", False),
+        ("cursor", True),
+    ]
+    assert "repeated" in proposal.tried[0].outcome

@@ -51,6 +51,7 @@ _URL_RE = re.compile(r"(?:https?://|/|\?)\S*", re.I)
 # Field names, compared lower-case with `-` and `_` removed.
 _NEXT_URL_NAMES = ("next", "nexturl", "nextlink", "nextpage", "nextpageurl", "odatanextlink")
 _CURSOR_NAMES = (
+    "next",  # when it holds a token, not a URL
     "nextcursor",
     "cursor",
     "nexttoken",
@@ -69,7 +70,6 @@ _OFFSET_PARAMS = ("offset", "skip", "start")
 _PAGE_PARAMS = ("page", "pagenumber", "pageno", "p")
 _SIZE_PARAMS = ("limit", "perpage", "pagesize", "size", "count", "maxresults", "top")
 _BODY_SIZE_NAMES = ("limit", "perpage", "pagesize")  # a body's `count` is mostly a total
-_ID_SUFFIXES = ("id", "uuid", "key")
 _REPLICATION_NAMES = (
     "updatedat",
     "modifiedat",
@@ -460,8 +460,10 @@ def primary_key(records: t.Sequence[dict[str, JSON]]) -> tuple[str | None, str]:
 
 
 def _id_like(name: str) -> bool:
-    c = collapse(name)
-    return c.endswith(_ID_SUFFIXES) and not c.endswith("valid")
+    """Whether a field name reads as an identifier: ``id``, ``uuid``, ``order_id``, ``orderId``."""
+    if collapse(name) in ("id", "uuid", "guid", "key"):
+        return True
+    return bool(re.search(r"(?:[-_](?:id|uuid|guid|key)|[a-z0-9](?:Id|ID|Uuid|Guid|Key))$", name))
 
 
 def replication_key(
