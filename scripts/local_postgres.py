@@ -604,8 +604,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"Its settings (target-postgres and psql) are in {args.env_file}; in another "
                 f"shell:\n"
                 f"    set -a; . {shlex.quote(str(args.env_file))}; set +a\n"
-                f"    scripts/meltano run tap-rhttp target-postgres\n"
-                f'    "$PSQL" -c "\\dt tap_rhttp.*"\n'
+                f"    scripts/meltano run tap-rhttp target-postgres  # your streams (README)\n"
+                f'    "$PSQL"                                        # psql on this database\n'
                 f"Ctrl-C stops it and deletes its data.",
                 flush=True,
             )
