@@ -20,7 +20,7 @@ from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import install_log_redaction
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks
+from tap_rhttp.sdk_compat import TapHooks, quiet_startup_notice
 from tap_rhttp.streams import RHTTPStream
 from tap_rhttp.writer import BufferedMsgSpecWriter
 
@@ -46,8 +46,12 @@ class TapRHTTP(TapHooks, Tap):
     _run: RunContext
 
     def __init__(self, *args: t.Any, state: t.Any = None, **kwargs: t.Any) -> None:
-        """Keep the input STATE at hand: the SDK discovers streams before loading it."""
+        """Keep the input STATE at hand: the SDK discovers streams before loading it.
+
+        Also lowers singer-sdk's "Skipping parse of env var settings..." to DEBUG.
+        """
         self._input_state = state if isinstance(state, dict) else {}
+        quiet_startup_notice(self.logger)
         super().__init__(*args, state=state, **kwargs)
 
     @override
@@ -173,7 +177,11 @@ class TapRHTTP(TapHooks, Tap):
     @classmethod
     @override
     def get_singer_command(cls) -> click.Command:
-        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``)."""
+        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``).
+
+        ``tap-rhttp init`` is dispatched before this command (``tap_rhttp.main``); the
+        help text points to it.
+        """
 
         def make_run(options: dict[str, t.Any]) -> RunContext:
             config = options.get("config")
@@ -185,7 +193,13 @@ class TapRHTTP(TapHooks, Tap):
             )
             return tap.run
 
-        return add_explain_options(super().get_singer_command(), make_run=make_run, fail=cls.fail)
+        command = add_explain_options(
+            super().get_singer_command(), make_run=make_run, fail=cls.fail
+        )
+        command.epilog = (
+            "To write a stream spec for an API: tap-rhttp init URL (tap-rhttp init --help)."
+        )
+        return command
 
 
 if __name__ == "__main__":

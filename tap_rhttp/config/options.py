@@ -69,7 +69,7 @@ OPTIONS: dict[str, Option] = {
             "name",
             check_name,
             None,
-            "Stream (and table) name; letters, digits and `_`. Required, unique.",
+            "Stream (and table) name; letters, digits and `_`; unique.",
             {"type": "string", "pattern": STREAM_NAME_RE.pattern},
             r_http=False,
             example='"name": "posts"',
@@ -78,7 +78,7 @@ OPTIONS: dict[str, Option] = {
             "url",
             check_url,
             None,
-            "URL to request. No scheme means `http://`; only http and https. Required.",
+            "URL to request. No scheme means `http://`; only http and https.",
             {"type": "string"},
             example='"url": "https://api.example.com/posts"',
         ),
@@ -431,6 +431,8 @@ OPTIONS: dict[str, Option] = {
 }
 
 ALIASES = {"attempts": "reattempts"}
+#: Options every stream spec must give (`--about` and the settings table say so).
+REQUIRED = ("name", "url")
 #: Options that may not appear under `defaults`.
 NOT_IN_DEFAULTS = frozenset({"name"})
 #: Object options merged key by key (stream over defaults); others are replaced whole.
