@@ -580,6 +580,14 @@ class Redactor:
         text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
         return pattern.search(text) is not None
 
+    def is_secret(self, value: str) -> bool:
+        """Whether a whole value is a registered secret (in any of its registered forms).
+
+        The transport asks this of each query value before a request goes to an origin
+        that gets no credentials (``tap_rhttp.http.origins``).
+        """
+        return isinstance(value, str) and value in self._literals
+
     # -- internals ----------------------------------------------------------------------
 
     def _walk_literals(self, obj: t.Any, pattern: re.Pattern[str]) -> t.Any:

@@ -18,6 +18,7 @@ import typing as t
 from tap_rhttp.errors import ConfigError
 from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.auth import AUTH_TYPES, Credentials
+from tap_rhttp.http.origins import origin_text, parse_origin
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
 
 if t.TYPE_CHECKING:
@@ -422,6 +423,30 @@ def check_auth(value: JSON, path: str, name: str) -> Credentials:
         value=value.get("value"),
         location=location,
     )
+
+
+def check_trusted_origins(value: JSON, path: str, name: str) -> tuple[str, ...]:
+    """A list of origins (``https://host[:port]``, no path) that also receive credentials."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            path,
+            f"`trusted_origins` should be a list of origins (got {quote_value(value)}).",
+            value=value,
+            allowed='origins such as "https://api2.example.com" or "https://files.example.com:8443"',
+        )
+    origins: list[str] = []
+    for index, item in enumerate(value):
+        origin = parse_origin(item) if isinstance(item, str) else None
+        if origin is None:
+            raise ConfigError(
+                f"{path}[{index}]",
+                f"`trusted_origins` entry {quote_value(item)} is not an origin: write the "
+                "scheme, host and optional port only (no path, query or user info).",
+                value=item,
+                allowed='"https://api2.example.com", "http://127.0.0.1:8080"',
+            )
+        origins.append(origin_text(origin))
+    return tuple(origins)
 
 
 def check_any(value: JSON, path: str, name: str) -> JSON:

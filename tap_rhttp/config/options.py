@@ -33,6 +33,7 @@ from tap_rhttp.config.checks import (
     check_schema,
     check_string,
     check_string_list,
+    check_trusted_origins,
     check_url,
     check_verify,
     int_at_least,
@@ -236,6 +237,17 @@ OPTIONS: dict[str, Option] = {
             {"type": "array", "items": {"type": "string"}},
             r_http=False,
             example='"secret_headers": ["X-Customer"]',
+        ),
+        Option(
+            "trusted_origins",
+            check_trusted_origins,
+            (),
+            "Other origins (`https://host[:port]`, no path) that also receive the stream's "
+            "credentials. Every other origin a redirect or next-page URL leads to gets none: "
+            "no auth, no secret or sensitive header, no cookie, no secret query value.",
+            {"type": "array", "items": {"type": "string"}},
+            r_http=False,
+            example='"trusted_origins": ["https://api2.example.com"]',
         ),
         Option(
             "backoff_base",

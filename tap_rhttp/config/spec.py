@@ -41,6 +41,7 @@ class RequestSpec:
     primary_keys: tuple[str, ...] = ()
     schema: dict[str, JSON] | None = None
     secret_headers: tuple[str, ...] = ()
+    trusted_origins: tuple[str, ...] = ()
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
@@ -87,4 +88,6 @@ class RequestSpec:
             timeout=self.timeout,
             redirects=self.redirects,
             verify=self.verify,
+            home=self.url,
+            trusted_origins=self.trusted_origins,
         )

@@ -20,7 +20,13 @@ once at config load against exactly the names the spec makes available:
 A string that is exactly one placeholder keeps the JSON type of its result (``"{{ row }}"``
 sends the whole object; ``"{{ item }}"`` stays a number). Placeholders inside a longer
 string are formatted as text (null as empty, numbers in shortest form, objects as JSON)
-and, inside a URL, percent-encoded so a value can never change the URL's structure.
+and, inside a URL, percent-encoded so a value can never change the URL's structure: ``/``,
+``?``, ``#``, ``&`` and ``%`` are escaped, and a rendered URL whose path holds a ``.`` or
+``..`` segment (``/users/{{ item }}/repos`` with ``item`` = ``..``, also spelt ``%2e%2e``)
+is rejected for that chain, since HTTP clients and servers remove dot segments (RFC 3986
+§5.2.4) and ``/users/../repos`` would become ``/repos``. Encoding the dots instead was
+rejected: ``%2E`` is the same unreserved character, which a normaliser decodes and removes
+all the same.
 
 Rejected: Jinja. It is a second, much larger language with its own escapes, filters and
 sandbox story; users already write ReQL for ``page``.
@@ -36,7 +42,7 @@ from urllib.parse import quote
 
 import orjson
 
-from tap_rhttp.config.checks import check_data, plain_json
+from tap_rhttp.config.checks import check_data, plain_json, quote_value
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expressions import Expression, compile_expression
@@ -47,6 +53,7 @@ if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
 
 _PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
+_URL_PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(?P<path>[^?#]*)")
 TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth")
 
 
@@ -190,6 +197,7 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
     if "url" in compiled:
         url = _render_field(compiled["url"], env, f"{spec.path}.url")
         changes["url"] = OPTIONS["url"].check(as_text(url), f"{spec.path}.url", "url")
+        check_no_dot_segments(changes["url"], f"{spec.path}.url")
     if "params" in compiled:
         params = _render_field(compiled["params"], env, f"{spec.path}.params")
         changes["params"] = OPTIONS["params"].check(params, f"{spec.path}.params", "params")
@@ -210,6 +218,27 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         changes["auth"] = dataclasses.replace(spec.auth, **values)
         assert isinstance(changes["auth"], Credentials)
     return dataclasses.replace(spec, **changes)
+
+
+def check_no_dot_segments(url: str, path: str) -> None:
+    """A rendered URL may not hold a ``.`` or ``..`` path segment (see the module docstring).
+
+    Raises:
+        ConfigError: it does; the message names the config path and the segment.
+    """
+    match = _URL_PATH_RE.match(url)
+    if match is None:
+        return
+    for segment in match.group("path").split("/"):
+        if segment and re.sub("%2e", ".", segment, flags=re.IGNORECASE) in (".", ".."):
+            raise ConfigError(
+                path,
+                f"the rendered `url` has a {quote_value(segment)} path segment, which would "
+                "change which resource is requested (`..` removes the segment before it); "
+                "a template value may not do that.",
+                value=segment,
+                allowed="path segments other than `.` and `..`",
+            )
 
 
 # --------------------------------------------------------------------------- environments

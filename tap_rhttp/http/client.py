@@ -16,6 +16,13 @@
 Headers: defaults ``User-Agent: tap-rhttp/<version>`` and ``Accept-Encoding``; a user
 value wins, null removes. Auth goes through ``requests.auth`` objects kept per client.
 
+Credentials are decided per hop (see ``origins``): :meth:`HttpClient.prepare` builds every
+request, the first and each redirect hop, and gives one whose URL is not on a trusted
+origin no auth, no sensitive or secret header, no cookie and no secret query value. A
+redirect hop is rebuilt from scratch (requests' ``resolve_redirects`` only decides its
+URL, method and whether the body is kept), so nothing of the previous hop's credentials,
+nor a digest auth's hook that would answer the other origin's 401 challenge, carries over.
+
 Rejected: singer-sdk's ``RESTStream`` request path and authenticators. They rewrite the
 query string (``%20`` becomes ``+``, empty values vanish), ignore ``REQUESTS_CA_BUNDLE``,
 treat ``timeout`` as a per-read limit of 300 s, and follow redirects without a hop count.
@@ -40,6 +47,7 @@ from tap_rhttp.errors import PermanentRequestError, RequestError, TransientReque
 from tap_rhttp.http.auth import make_auth
 from tap_rhttp.http.body import encode_body
 from tap_rhttp.http.deadline import DeadlineAdapter, DeadlineExceeded, Watchdog, read_body
+from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text, without_credentials
 from tap_rhttp.http.retry import RETRIABLE_STATUSES, parse_retry_after
 from tap_rhttp.http.urls import SCHEMES, url_scheme
 
@@ -78,6 +86,11 @@ class RequestOptions:
     timeout: float = 30.0
     redirects: int = 1
     verify: bool | str = True
+    #: The configured URL, whose origin receives the credentials (default: the first
+    #: URL fetched).
+    home: str = ""
+    #: Other origins that receive them (``scheme://host[:port]``).
+    trusted_origins: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -173,6 +186,11 @@ class HttpClient:
         self._headers = self._build_headers()
         self._body, self._content_type = encode_body(options.method, options.data)
         self._url = ""  # the URL of the hop in progress, for error messages
+        self.origins: OriginPolicy | None = (
+            OriginPolicy(options.home, options.trusted_origins) if options.home else None
+        )
+        #: Origins that were sent a request without the credentials (texts), in order.
+        self.withheld: list[str] = []
 
     def _build_headers(self) -> dict[str, str | None]:
         """Defaults, then the user's; a null value means "do not send this header"."""
@@ -194,25 +212,63 @@ class HttpClient:
         self._watchdog.close()
         self.session.close()
 
-    def prepare(self, url: str, *, auth: bool = True) -> requests.PreparedRequest:
+    def trusts(self, url: str) -> bool:
+        """Whether `url` is on an origin that receives the credentials (see ``origins``)."""
+        if self.origins is None:
+            self.origins = OriginPolicy(url, self.options.trusted_origins)
+        return self.origins.trusts(url)
+
+    def prepare(
+        self, url: str, *, auth: bool = True, method: str | None = None, body: bool = True
+    ) -> requests.PreparedRequest:
         """The request as it goes out to `url` (explain mode prints it as curl).
+
+        A URL on an origin that is not trusted gets no credential of any kind (see the
+        module docstring).
 
         Args:
             url: the target.
             auth: apply the auth object (explain passes False for digest auth, whose
                 nonce counter preparing would step).
+            method: the method, when a redirect changed it (default: the spec's).
+            body: send the body (a redirect other than 307/308 drops it).
         """
-        headers: dict[str, str | None] = dict(self._headers)
-        if self._content_type and not any(k.lower() == "content-type" for k in headers):
+        trusted = self.trusts(url)
+        if not trusted:
+            url = without_credentials(url, self.redactor.is_secret)
+        headers: dict[str, str | None] = (
+            dict(self._headers)
+            if trusted
+            else {k: v for k, v in self._headers.items() if not self._credential_header(k, v)}
+        )
+        data = self._body if body else None
+        has_type = any(k.lower() == "content-type" for k in headers)
+        if data is not None and self._content_type and not has_type:
             headers["Content-Type"] = self._content_type
         request = requests.Request(
-            method=self.options.method,
+            method=method or self.options.method,
             url=url,
             headers=headers,
-            data=self._body,
-            auth=self.auth if auth else None,
+            data=data,
+            auth=self.auth if auth and trusted else None,
         )
-        return self.session.prepare_request(request)
+        prepared = self.session.prepare_request(request)
+        if not trusted:
+            # requests adds the jar's cookies (scoped by host, not by port) and any netrc
+            # credentials for the host; neither goes to an origin that is not trusted.
+            prepared.headers.pop("Cookie", None)
+            prepared.headers.pop("Authorization", None)
+            shown = origin_of(url)
+            text = origin_text(shown) if shown is not None else url
+            if text not in self.withheld:
+                self.withheld.append(text)
+        return prepared
+
+    def _credential_header(self, name: str, value: str | None) -> bool:
+        """A header that carries a credential: sensitive by name, or holding a secret."""
+        if self.redactor.is_sensitive_header(name):
+            return True
+        return value not in (None, SKIP_HEADER) and self.redactor.mentions_secret(value or "")
 
     def _settings(self, url: str) -> dict[str, t.Any]:
         verify = self.options.verify
@@ -280,6 +336,8 @@ class HttpClient:
                         status=response.status_code,
                     )
                 hops += 1
+                # requests decides the hop's URL, method and whether the body stays;
+                # the hop itself is rebuilt, with the credentials its origin may have.
                 following = next(
                     self.session.resolve_redirects(
                         response, prepared, yield_requests=True, **self._settings(self._url)
@@ -288,7 +346,9 @@ class HttpClient:
                 self._url = t.cast("str", following.url)
                 self.redactor.add_url_secrets(self._url)
                 self._check_scheme(self._url, url)
-                prepared = t.cast("requests.PreparedRequest", following)
+                prepared = self.prepare(
+                    self._url, method=following.method, body=following.body is not None
+                )
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response, deadline)
             return self._read(response, started, deadline, sink)

@@ -176,6 +176,7 @@ class Chain:
             else None
         )
         self._helper: ThreadPoolExecutor | None = None
+        self._withheld_seen: list[str] = []
 
     def close(self) -> None:
         """Release the chain's connections (after a request read ahead, if any, ends)."""
@@ -184,11 +185,26 @@ class Chain:
         self.client.close()
 
     def target(self, request: PageRequest) -> str:
-        """The URL to send: the page's target plus a query-string API key, if any."""
+        """The URL to send: the page's target plus a query-string API key, if any.
+
+        The API key goes only to a trusted origin (see ``tap_rhttp.http.origins``).
+        """
         target = request.target
-        if self._query_auth:
+        if self._query_auth and self.client.trusts(target):
             target = merge_query(target, self._query_auth, set(self._query_auth))
         return target
+
+    def _report_withheld(self) -> None:
+        """One INFO line per origin that was sent a request without the credentials."""
+        while len(self._withheld_seen) < len(self.client.withheld):
+            origin = self.client.withheld[len(self._withheld_seen)]
+            self._withheld_seen.append(origin)
+            self.logger.info(
+                "stream %s: a request went to %s, another origin than the stream's, without "
+                "its credentials (list the origin in `trusted_origins` to send them)",
+                self.spec.name,
+                origin,
+            )
 
     def fetch(self, request: PageRequest) -> tuple[Response, int]:
         """Fetch one page, retrying transient failures; returns the response and tries."""
@@ -208,6 +224,8 @@ class Chain:
                 if sink is not None:  # a failed try's body never reaches the next one
                     sink.close()
                 raise
+            finally:
+                self._report_withheld()
 
         def on_retry(failed: int, wait: float, error: RequestError) -> None:
             self.stats.add(retries=1)

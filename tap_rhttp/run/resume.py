@@ -3,7 +3,9 @@
 After each completely emitted page the stream saves, under its STATE key ``rhttp``, the
 next request of every chain in progress and which chains are finished. It holds URLs
 and params only, never secrets, and a hash of the spec so a changed config never resumes
-from a stale position.
+from a stale position. STATE files are edited and copied between environments, so a
+saved position on another origin than the spec's (and not in its ``trusted_origins``) is
+ignored, with one WARNING: the chain starts from its first page.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import typing as t
 
 import orjson
 
+from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text
 from tap_rhttp.paging.paginator import PageRequest
 
 if t.TYPE_CHECKING:
@@ -48,9 +51,12 @@ class ResumeState:
         self.track_done = track_done
         self.chains: dict[str, dict[str, JSON]] = {}
         self.done: list[str] = []
+        self._logger: t.Any = None
+        self._warned_origin = False
 
     def load(self, saved: JSON, logger: t.Any) -> None:
         """Adopt a saved position, unless the spec changed since it was saved."""
+        self._logger = logger
         if not isinstance(saved, dict):
             return
         if saved.get("spec") != self.hash:
@@ -70,13 +76,31 @@ class ResumeState:
         saved = self.chains.get(key)
         if not saved:
             return None, 0
+        url = str(saved.get("url", ""))
+        if not OriginPolicy(spec.url, spec.trusted_origins).trusts(url):
+            self._ignore_foreign(url, spec)
+            return None, 0
         params = {**dict(spec.params), **saved.get("params", {})}
         request = PageRequest(
-            url=str(saved["url"]),
+            url=url,
             params=params,
             override=frozenset(saved.get("override", ())),
         )
         return request, int(saved.get("requests", 0))
+
+    def _ignore_foreign(self, url: str, spec: RequestSpec) -> None:
+        if self._warned_origin or self._logger is None:
+            return
+        self._warned_origin = True
+        found = origin_of(url)
+        own = origin_of(spec.url)
+        self._logger.warning(
+            "stream %s: STATE holds a resume position on %s, not on the stream's origin %s "
+            "nor a trusted one; it is ignored and the chain starts from its first page.",
+            spec.name,
+            origin_text(found) if found is not None else "no valid origin",
+            origin_text(own) if own is not None else spec.url,
+        )
 
     def _secret_free(self, request: PageRequest, spec: RequestSpec) -> dict[str, JSON] | None:
         base, _, query = request.url.partition("?")
