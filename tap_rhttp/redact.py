@@ -73,6 +73,10 @@ class _Secretive(t.Protocol):
     def header(self) -> HeaderPairs: ...
     @property
     def params(self) -> t.Mapping[str, JSON]: ...
+    @property
+    def proxy(self) -> str | None: ...
+    @property
+    def client_key_password(self) -> str | None: ...
 
 
 __all__ = [
@@ -344,7 +348,8 @@ class Redactor:
 
         Auth values (and, for basic/digest, the base64 credentials as sent), sensitive
         header values (and the credential after an auth scheme, ``Bearer <token>``),
-        and the values of sensitive params.
+        the values of sensitive params, the proxy's user info and the client key's
+        password.
         """
         if spec.auth is not None:
             for secret in spec.auth.secrets():
@@ -360,6 +365,10 @@ class Redactor:
         for key, value in spec.params.items():
             if isinstance(value, str) and value and self.is_sensitive_param(key):
                 self.add_secret(value)
+        if spec.proxy:  # its user info: the password, and the Proxy-Authorization it makes
+            self.add_url_secrets(spec.proxy)
+        if spec.client_key_password:
+            self.add_secret(spec.client_key_password)
 
     # -- predicates -------------------------------------------------------------------
 

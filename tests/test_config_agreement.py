@@ -136,6 +136,8 @@ COMPANIONS: dict[str, tuple[dict[str, t.Any], ...]] = {
     "backoff_base": ({"backoff_max": 1e300},),
     "backoff_max": ({"backoff_base": D("0.001")},),
     "method": ({"data": "body"}, {"data": {"a": 1}}),
+    "client_key": ({"client_cert": "/etc/c.pem"},),
+    "client_key_password": ({"client_cert": "/etc/c.pem"},),
 }
 
 #: A second stream, so that `parent` can name one.

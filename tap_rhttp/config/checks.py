@@ -18,7 +18,7 @@ import typing as t
 from tap_rhttp.errors import ConfigError
 from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.auth import AUTH_TYPES, Credentials
-from tap_rhttp.http.origins import origin_text, parse_origin
+from tap_rhttp.http.origins import origin_of, origin_text, parse_origin
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
 
 if t.TYPE_CHECKING:
@@ -447,6 +447,28 @@ def check_trusted_origins(value: JSON, path: str, name: str) -> tuple[str, ...]:
             )
         origins.append(origin_text(origin))
     return tuple(origins)
+
+
+def check_proxy(value: JSON, path: str, name: str) -> str:
+    """A proxy URL: http:// or https://, a host, optional user info (a secret) and port."""
+    text = value if isinstance(value, str) else ""
+    if "{{" in text:
+        return text  # checked again once rendered
+    origin = origin_of(text) if text and not any(c in text for c in "\r\n\t ") else None
+    if origin is None:
+        raise ConfigError(
+            path,
+            f"`proxy` should be an http:// or https:// URL of a proxy (got "
+            f"{quote_value(redact_userinfo(value) if isinstance(value, str) else value)}).",
+            value="<redacted>",
+            allowed='"http://proxy.internal:3128" or "http://user:password@proxy.internal:3128"',
+        )
+    return text
+
+
+def redact_userinfo(url: str) -> str:
+    """A URL with the password of its user info replaced, for a config message."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/?#:@]*):[^/?#@]*@", r"\1:***@", url)
 
 
 def check_any(value: JSON, path: str, name: str) -> JSON:

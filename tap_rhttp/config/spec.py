@@ -33,6 +33,10 @@ class RequestSpec:
     reattempts: int = 5
     redirects: int = 1
     verify: bool | str = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = dataclasses.field(default=None, repr=False)
+    proxy: str | None = dataclasses.field(default=None, repr=False)
     result_format: str = "auto"
     page: Expression | None = None
     page_source: str | None = None
@@ -90,4 +94,8 @@ class RequestSpec:
             verify=self.verify,
             home=self.url,
             trusted_origins=self.trusted_origins,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            client_key_password=self.client_key_password,
+            proxy=self.proxy,
         )

@@ -1,4 +1,4 @@
-"""``{{ expr }}`` templates in a spec's url, params, header, data and auth values.
+"""``{{ expr }}`` templates in a spec's url, params, header, data, auth, proxy and key password.
 
 The seed page's fan-out examples are ReQL functions around ``r.http``::
 
@@ -54,7 +54,7 @@ if t.TYPE_CHECKING:
 
 _PLACEHOLDER_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
 _URL_PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(?P<path>[^?#]*)")
-TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth")
+TEMPLATE_FIELDS = ("url", "params", "header", "data", "auth", "proxy", "client_key_password")
 
 
 def has_placeholder(value: JSON) -> bool:
@@ -210,6 +210,10 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
     if "data" in compiled:
         data = _render_field(compiled["data"], env, f"{spec.path}.data")
         changes["data"] = check_data(spec.method, data, f"{spec.path}.data")
+    for name in ("proxy", "client_key_password"):
+        if name in compiled:
+            text = as_text(_render_field(compiled[name], env, f"{spec.path}.{name}"))
+            changes[name] = OPTIONS[name].check(text, f"{spec.path}.{name}", name)
     if "auth" in compiled and spec.auth is not None:
         fields = _render_field(compiled["auth"], env, f"{spec.path}.auth")
         values: dict[str, t.Any] = {

@@ -91,6 +91,12 @@ class RequestOptions:
     home: str = ""
     #: Other origins that receive them (``scheme://host[:port]``).
     trusted_origins: tuple[str, ...] = ()
+    #: Mutual TLS: the client certificate (PEM path), its key, the key's password.
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = dataclasses.field(default=None, repr=False)
+    #: The proxy for every request (else the environment's ``HTTP(S)_PROXY``/``NO_PROXY``).
+    proxy: str | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
@@ -180,8 +186,9 @@ class HttpClient:
         self.session.headers.clear()
         self.session.headers["Accept"] = "*/*"
         self._watchdog = Watchdog()
+        adapter = DeadlineAdapter(self._watchdog, key_password=options.client_key_password)
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, DeadlineAdapter(self._watchdog))
+            self.session.mount(prefix, adapter)
         self.auth = make_auth(options.credentials)
         self._headers = self._build_headers()
         self._body, self._content_type = encode_body(options.method, options.data)
@@ -271,8 +278,20 @@ class HttpClient:
         return value not in (None, SKIP_HEADER) and self.redactor.mentions_secret(value or "")
 
     def _settings(self, url: str) -> dict[str, t.Any]:
-        verify = self.options.verify
-        merged = self.session.merge_environment_settings(url, {}, True, verify, None)
+        """verify, proxies and cert for one send: the options, then the environment's.
+
+        An explicit `proxy` is used for every request (the environment's ``NO_PROXY``
+        does not apply to it); without one, requests reads ``HTTP(S)_PROXY``,
+        ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` as usual.
+        """
+        options = self.options
+        proxies = {"http": options.proxy, "https": options.proxy} if options.proxy else {}
+        cert: str | tuple[str, str] | None = (
+            (options.client_cert, options.client_key)
+            if options.client_cert and options.client_key
+            else options.client_cert
+        )
+        merged = self.session.merge_environment_settings(url, proxies, True, options.verify, cert)
         return {"verify": merged["verify"], "proxies": merged["proxies"], "cert": merged["cert"]}
 
     # ------------------------------------------------------------------ the layers

@@ -15,8 +15,9 @@ import logging
 import time
 import typing as t
 
-from tap_rhttp.config.load import load_specs
+from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.templates import template_context
+from tap_rhttp.errors import ConfigErrors
 from tap_rhttp.http.ratelimit import RateLimiter
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
@@ -193,6 +194,9 @@ class RunContext:
         sleep: t.Callable[[float], None] = time.sleep,
     ) -> None:
         self.specs = load_specs(config) if specs is None else specs
+        problems = check_files(self.specs)
+        if problems:
+            raise ConfigErrors(problems)
         self.by_name = {spec.name: spec for spec in self.specs}
         self.redactor = build_redactor(self.specs, config.get("secrets"))
         self.template_context = template_context(config)
