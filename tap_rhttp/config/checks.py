@@ -17,7 +17,7 @@ import typing as t
 
 from tap_rhttp.errors import ConfigError
 from tap_rhttp.formats.records import compile_records_path
-from tap_rhttp.http.auth import AUTH_TYPES, Credentials
+from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS, Credentials
 from tap_rhttp.http.origins import origin_of, origin_text, parse_origin
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
 
@@ -381,6 +381,8 @@ def check_auth(value: JSON, path: str, name: str) -> Credentials:
             value=kind,
             allowed=", ".join(f"`{a}`" for a in AUTH_TYPES),
         )
+    if kind == "oauth2":
+        return check_oauth2(value, path)
     allowed_keys = _AUTH_KEYS[kind]
     for key in value:
         if key not in allowed_keys:
@@ -469,6 +471,129 @@ def check_proxy(value: JSON, path: str, name: str) -> str:
 def redact_userinfo(url: str) -> str:
     """A URL with the password of its user info replaced, for a config message."""
     return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/?#:@]*):[^/?#@]*@", r"\1:***@", url)
+
+
+_OAUTH2_KEYS = (
+    "type",
+    "grant",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "username",
+    "password",
+    "scopes",
+    "audience",
+    "extra",
+    "client_auth",
+    "token_cache",
+)
+_OAUTH2_SECRETS = ("client_secret", "refresh_token", "password")
+#: What each grant needs besides `token_url` and `client_id`.
+_OAUTH2_NEEDS = {
+    "client_credentials": ("client_secret",),
+    "refresh_token": ("refresh_token",),
+    "password": ("username", "password"),
+}
+
+
+def check_oauth2(value: dict[str, JSON], path: str) -> Credentials:
+    """`auth` of type `oauth2`: a grant, the token endpoint and the grant's credentials."""
+    for key in value:
+        if key not in _OAUTH2_KEYS:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`{key}` is not an option of `oauth2` auth.",
+                allowed=", ".join(f"`{k}`" for k in _OAUTH2_KEYS),
+            )
+    grant = value.get("grant", "client_credentials")
+    if grant not in OAUTH2_GRANTS:
+        raise ConfigError(
+            f"{path}.grant",
+            f"`auth.grant` {quote_value(grant)} is not supported.",
+            value=grant,
+            allowed=", ".join(f"`{g}`" for g in OAUTH2_GRANTS),
+        )
+    for key in ("token_url", "client_id", *_OAUTH2_NEEDS[grant]):
+        item = value.get(key)
+        if not isinstance(item, str) or not item:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`oauth2` auth with the `{grant}` grant needs `{key}` as a non-empty string"
+                + (" (got a value of the wrong type)." if key in value else "."),
+                value="<redacted>" if key in _OAUTH2_SECRETS else item,
+            )
+    optional = ("client_secret", "refresh_token", "username", "password", "audience", "token_cache")
+    for key in optional:
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or not item):
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`auth.{key}` should be a non-empty string.",
+                value="<redacted>" if key in _OAUTH2_SECRETS else item,
+            )
+    token_url = value["token_url"]
+    assert isinstance(token_url, str)
+    if "{{" not in token_url and url_scheme(token_url) not in SCHEMES:
+        raise ConfigError(
+            f"{path}.token_url",
+            f"`auth.token_url` {quote_value(token_url)} should be an http:// or https:// URL.",
+            value=token_url,
+        )
+    scopes = value.get("scopes", [])
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
+        raise ConfigError(
+            f"{path}.scopes",
+            f"`auth.scopes` should be a list of scope names (got {quote_value(scopes)}).",
+            value=scopes,
+            allowed='["read:orders", "write:orders"] or "read:orders write:orders"',
+        )
+    extra = value.get("extra", {})
+    if not isinstance(extra, dict) or not all(
+        isinstance(v, str) or is_finite(v) for v in extra.values()
+    ):
+        raise ConfigError(
+            f"{path}.extra",
+            "`auth.extra` should be an object of extra token request parameters "
+            "(string or number values).",
+            value="<redacted>",
+        )
+    client_auth = value.get("client_auth", "basic")
+    if client_auth not in OAUTH2_CLIENT_AUTH:
+        raise ConfigError(
+            f"{path}.client_auth",
+            f"`auth.client_auth` {quote_value(client_auth)} is not supported.",
+            value=client_auth,
+            allowed="`basic` (an Authorization header, RFC 6749's default) or `body`",
+        )
+    for secret_key in _OAUTH2_SECRETS:
+        item = value.get(secret_key)
+        if isinstance(item, str):
+            check_header_value(item, f"{path}.{secret_key}")
+    return Credentials(
+        type="oauth2",
+        grant=grant,
+        token_url=token_url,
+        client_id=value["client_id"],
+        client_secret=value.get("client_secret"),
+        refresh_token=value.get("refresh_token"),
+        user=value.get("username"),
+        password=value.get("password"),
+        scopes=tuple(scopes),
+        audience=value.get("audience"),
+        extra=tuple((str(k), as_param(v)) for k, v in extra.items()),
+        client_auth=client_auth,
+        token_cache=value.get("token_cache"),
+    )
+
+
+def as_param(value: JSON) -> str:
+    """A string or number as a form parameter value."""
+    if isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def check_any(value: JSON, path: str, name: str) -> JSON:

@@ -40,7 +40,7 @@ from tap_rhttp.config.checks import (
     int_at_least,
     seconds,
 )
-from tap_rhttp.http.auth import AUTH_TYPES
+from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
@@ -127,8 +127,11 @@ OPTIONS: dict[str, Option] = {
             "auth",
             check_auth,
             None,
-            "Credentials: `basic`/`digest` (`user`, `pass`), `bearer` (`token`) or "
-            "`api_key` (`name`, `value`, `in`: header|query). Secret.",
+            "Credentials: `basic`/`digest` (`user`, `pass`), `bearer` (`token`), "
+            "`api_key` (`name`, `value`, `in`: header|query) or `oauth2` (`grant`, "
+            "`token_url`, `client_id`, `client_secret`, `refresh_token`, `username`, "
+            "`password`, `scopes`, `audience`, `extra`, `client_auth`: basic|body, "
+            "`token_cache`). Secret.",
             {
                 "type": "object",
                 "properties": {
@@ -139,6 +142,18 @@ OPTIONS: dict[str, Option] = {
                     "name": {"type": "string"},
                     "value": {"type": "string", "secret": True, "writeOnly": True},
                     "in": {"type": "string", "enum": ["header", "query"]},
+                    "grant": {"type": "string", "enum": list(OAUTH2_GRANTS)},
+                    "token_url": {"type": "string"},
+                    "client_id": {"type": "string"},
+                    "client_secret": {"type": "string", "secret": True, "writeOnly": True},
+                    "refresh_token": {"type": "string", "secret": True, "writeOnly": True},
+                    "username": {"type": "string"},
+                    "password": {"type": "string", "secret": True, "writeOnly": True},
+                    "scopes": {"type": ["array", "string"], "items": {"type": "string"}},
+                    "audience": {"type": "string"},
+                    "extra": {"type": "object"},
+                    "client_auth": {"type": "string", "enum": list(OAUTH2_CLIENT_AUTH)},
+                    "token_cache": {"type": "string"},
                 },
             },
             secret=True,

@@ -44,7 +44,7 @@ from urllib3.util import SKIP_HEADER
 
 from tap_rhttp import __version__
 from tap_rhttp.errors import PermanentRequestError, RequestError, TransientRequestError
-from tap_rhttp.http.auth import make_auth
+from tap_rhttp.http.auth import TokenAuth, make_auth
 from tap_rhttp.http.body import encode_body
 from tap_rhttp.http.deadline import DeadlineAdapter, DeadlineExceeded, Watchdog, read_body
 from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text, without_credentials
@@ -176,9 +176,17 @@ class HttpClient:
     Args:
         options: method, headers, body, credentials, timeout, redirects, verify.
         redactor: masks secrets in every error.
+        auth: the auth object, when the caller owns it (an OAuth2 token shared by the
+            run); default: one made from ``options.credentials``.
     """
 
-    def __init__(self, options: RequestOptions, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        options: RequestOptions,
+        redactor: Redactor,
+        *,
+        auth: requests.auth.AuthBase | None = None,
+    ) -> None:
         self.options = options
         self.redactor = redactor
         self.session = requests.Session()
@@ -189,7 +197,8 @@ class HttpClient:
         adapter = DeadlineAdapter(self._watchdog, key_password=options.client_key_password)
         for prefix in ("http://", "https://"):
             self.session.mount(prefix, adapter)
-        self.auth = make_auth(options.credentials)
+        self.auth = auth if auth is not None else make_auth(options.credentials)
+        self._token_sent = False  # the last hop carried a TokenAuth's token
         self._headers = self._build_headers()
         self._body, self._content_type = encode_body(options.method, options.data)
         self._url = ""  # the URL of the hop in progress, for error messages
@@ -260,6 +269,7 @@ class HttpClient:
             auth=self.auth if auth and trusted else None,
         )
         prepared = self.session.prepare_request(request)
+        self._token_sent = trusted and auth and isinstance(self.auth, TokenAuth)
         if not trusted:
             # requests adds the jar's cookies (scoped by host, not by port) and any netrc
             # credentials for the host; neither goes to an origin that is not trusted.
@@ -299,6 +309,9 @@ class HttpClient:
     def fetch(self, url: str, sink: BodySpool | None = None) -> Response:
         """Make one attempt at a request, following redirects, within `timeout`.
 
+        With a token auth (OAuth2), a 401 to a request that carried the token refreshes
+        the token once and makes the request once more.
+
         Args:
             url: the complete target URL (params already merged).
             sink: where a successful body goes (else it is read into memory); the
@@ -311,6 +324,20 @@ class HttpClient:
             TransientRequestError: worth another try.
             PermanentRequestError: not worth another try.
         """
+        token_auth = self.auth if isinstance(self.auth, TokenAuth) else None
+        if token_auth is not None and self.trusts(url):
+            token_auth.fresh()  # outside the deadline: it may request a token
+        try:
+            return self._attempt(url, sink)
+        except PermanentRequestError as exc:
+            if exc.status != 401 or token_auth is None or not self._token_sent:
+                raise
+            if not token_auth.rejected():
+                raise
+        return self._attempt(url, sink)  # once more, with the new token
+
+    def _attempt(self, url: str, sink: BodySpool | None) -> Response:
+        """One attempt at a request, within `timeout` (see :meth:`fetch`)."""
         timeout = self.options.timeout
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None

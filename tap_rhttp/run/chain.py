@@ -20,6 +20,7 @@ from tap_rhttp.formats.readers import read_body
 from tap_rhttp.formats.records import body_to_records, compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
+from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.retry import RetryPolicy, call_with_retries
 from tap_rhttp.http.urls import merge_query
 from tap_rhttp.paging.paginator import Paginator, Step
@@ -138,6 +139,8 @@ class Chain:
             the chain's requests are then made on that one thread.
         stream_bodies: read large bodies in flat memory when their records are an
             array (see ``tap_rhttp.formats.streaming``).
+        tokens: the run's OAuth2 tokens (a chain made on its own gets a registry of its
+            own).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Chain:
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
+        tokens: TokenRegistry | None = None,
     ) -> None:
         self.spec = spec
         self.redactor = redactor
@@ -160,7 +164,12 @@ class Chain:
         self.limiter = limiter
         self.prefetched = prefetched if prefetched is not None else {}
         self.stats = stats or ChainStats()
-        self.client = HttpClient(spec.request_options(), redactor)
+        options = spec.request_options()
+        auth = None
+        if spec.auth is not None and spec.auth.type == "oauth2":
+            registry = tokens if tokens is not None else TokenRegistry(redactor, logger=logger)
+            auth = registry.auth(spec.auth, options)
+        self.client = HttpClient(options, redactor, auth=auth)
         self.policy = retry_policy(spec)
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = spec.auth.query_params() if spec.auth is not None else {}

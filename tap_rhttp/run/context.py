@@ -18,6 +18,7 @@ import typing as t
 from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.templates import template_context
 from tap_rhttp.errors import ConfigErrors
+from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.ratelimit import RateLimiter
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
@@ -76,6 +77,7 @@ class StreamRun:
             stats=self.stats if counted else ChainStats(),
             read_ahead=read_ahead,
             stream_bodies=True,
+            tokens=self.context.tokens,
         )
 
     def tasks(
@@ -201,6 +203,8 @@ class RunContext:
         self.redactor = build_redactor(self.specs, config.get("secrets"))
         self.template_context = template_context(config)
         self.logger = logger or logging.getLogger("tap-rhttp")
+        #: OAuth2 tokens, one per distinct OAuth2 config, shared by every stream and chain.
+        self.tokens = TokenRegistry(self.redactor, logger=self.logger)
         self.sleep = sleep
         self._streams: dict[str, StreamRun] = {}
 
