@@ -16,9 +16,11 @@ import re
 import typing as t
 
 from tap_rhttp.errors import ConfigError
+from tap_rhttp.expressions import compile_expression
 from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS, Credentials
 from tap_rhttp.http.origins import origin_of, origin_text, parse_origin
+from tap_rhttp.http.rules import ACTIONS, ResponseRule
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
 
 if t.TYPE_CHECKING:
@@ -594,6 +596,107 @@ def as_param(value: JSON) -> str:
     if isinstance(value, str):
         return value
     return repr(value) if isinstance(value, float) else str(value)
+
+
+_RULE_KEYS = ("status", "when", "action", "message")
+_STATUS_CLASS_RE = re.compile(r"^[1-5]xx$")
+
+
+def _rule_statuses(value: JSON, path: str) -> tuple[frozenset[int], str]:
+    """A rule's `status`: a code, a class such as "4xx", or a list of them."""
+    items = value if isinstance(value, list) else [value]
+    codes: set[int] = set()
+    for item in items:
+        if is_int(item) and 100 <= item <= 599:
+            codes.add(item)
+        elif isinstance(item, str) and _STATUS_CLASS_RE.fullmatch(item.lower()):
+            first = int(item[0]) * 100
+            codes.update(range(first, first + 100))
+        else:
+            raise ConfigError(
+                path,
+                f"`status` {quote_value(item)} is not a status code or class.",
+                value=item,
+                allowed='a code (404), a class ("4xx"), or a list of them ([429, "5xx"])',
+            )
+    if not codes:
+        raise ConfigError(path, "`status` should not be an empty list.", value=value)
+    return frozenset(codes), quote_value(value)
+
+
+def check_response_rules(value: JSON, path: str, name: str) -> tuple[ResponseRule, ...]:
+    """`response_rules`: a list of {status and/or when, action, message} objects."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            path,
+            f"`response_rules` should be a list of rules (got {quote_value(value)}).",
+            value=value,
+            allowed='[{"status": 404, "action": "skip"}, ...]',
+        )
+    out: list[ResponseRule] = []
+    for index, rule in enumerate(value):
+        where = f"{path}[{index}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(
+                where,
+                f"a response rule should be an object (got {quote_value(rule)}).",
+                value=rule,
+                allowed='{"status": ..., "when": ..., "action": ..., "message": ...}',
+            )
+        for key in rule:
+            if key not in _RULE_KEYS:
+                raise ConfigError(
+                    f"{where}.{key}",
+                    f"`{key}` is not an option of a response rule.",
+                    value=key,
+                    allowed=", ".join(f"`{k}`" for k in _RULE_KEYS),
+                )
+        action = rule.get("action")
+        if action not in ACTIONS:
+            raise ConfigError(
+                f"{where}.action",
+                f"`action` {quote_value(action)} is not recognized.",
+                value=action,
+                allowed=", ".join(f"`{a}`" for a in ACTIONS),
+            )
+        if rule.get("status") is None and rule.get("when") is None:
+            raise ConfigError(where, "a response rule needs `status`, `when` or both.", value=rule)
+        statuses, status_text = (
+            _rule_statuses(rule["status"], f"{where}.status")
+            if rule.get("status") is not None
+            else (None, "")
+        )
+        when = rule.get("when")
+        compiled = None
+        if when is not None:
+            if not isinstance(when, str) or not when.strip():
+                raise ConfigError(
+                    f"{where}.when",
+                    f"`when` should be an expression string (got {quote_value(when)}).",
+                    value=when,
+                    allowed="an expression of `response`, e.g. "
+                    "\"response['body']['error'] == 'rate limited'\"",
+                )
+            compiled = compile_expression(when, path=f"{where}.when", names=("response",))
+        message = rule.get("message")
+        if message is not None and not isinstance(message, str):
+            raise ConfigError(
+                f"{where}.message",
+                f"`message` should be a string (got {quote_value(message)}).",
+                value=message,
+            )
+        out.append(
+            ResponseRule(
+                path=where,
+                action=t.cast("str", action),
+                statuses=statuses,
+                status_text=status_text,
+                when=compiled,
+                when_source=when,
+                message=message or None,
+            )
+        )
+    return tuple(out)
 
 
 def check_any(value: JSON, path: str, name: str) -> JSON:

@@ -28,6 +28,7 @@ from tap_rhttp.config.checks import (
     check_proxy,
     check_rate,
     check_records_path,
+    check_response_rules,
     check_result_format,
     check_scalar,
     check_scalar_map,
@@ -330,6 +331,43 @@ OPTIONS: dict[str, Option] = {
             {"type": "number", "minimum": 0},
             r_http=False,
             example='"retry_after_max": 120',
+        ),
+        Option(
+            "max_retry_seconds",
+            seconds(allow_zero=False),
+            None,
+            "Longest time in seconds one request may take, all its tries and waits "
+            "included, on top of `reattempts`: a retry that would pass it is not made.",
+            {"type": "number", "exclusiveMinimum": 0},
+            r_http=False,
+            example='"max_retry_seconds": 600',
+        ),
+        Option(
+            "response_rules",
+            check_response_rules,
+            (),
+            "What a response means beyond its status: a list of rules, each matching by "
+            '`status` (a code, a class such as "4xx", or a list) and/or `when` (an '
+            "expression of `response`: `status`, `header`, `body`), with an `action`: "
+            "`retry`, `skip` (an empty page ends the chain), `fail` (with `message`) or "
+            "`ok`. The first match wins; no match: the usual handling.",
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "status": {
+                            "type": ["integer", "string", "array"],
+                            "items": {"type": ["integer", "string"]},
+                        },
+                        "when": {"type": "string"},
+                        "action": {"type": "string", "enum": ["retry", "skip", "fail", "ok"]},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            r_http=False,
+            example='"response_rules": [{"status": 404, "action": "skip"}]',
         ),
         Option(
             "for_each",

@@ -14,6 +14,7 @@ from tap_rhttp.http.client import RequestOptions
 if t.TYPE_CHECKING:
     from tap_rhttp.expr import Expression
     from tap_rhttp.http.auth import Credentials
+    from tap_rhttp.http.rules import ResponseRule
     from tap_rhttp.types import JSON, HeaderPairs
 
 
@@ -49,6 +50,8 @@ class RequestSpec:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
+    max_retry_seconds: float | None = None
+    response_rules: tuple[ResponseRule, ...] = ()
     rate_limit: float | None = None
     for_each: tuple[JSON, ...] | None = None
     parent: str | None = None
@@ -98,4 +101,5 @@ class RequestSpec:
             client_key=self.client_key,
             client_key_password=self.client_key_password,
             proxy=self.proxy,
+            rules=self.response_rules,
         )

@@ -44,6 +44,7 @@ from urllib3.util import SKIP_HEADER
 
 from tap_rhttp import __version__
 from tap_rhttp.errors import PermanentRequestError, RequestError, TransientRequestError
+from tap_rhttp.http import rules
 from tap_rhttp.http.auth import TokenAuth, make_auth
 from tap_rhttp.http.body import encode_body
 from tap_rhttp.http.deadline import DeadlineAdapter, DeadlineExceeded, Watchdog, read_body
@@ -56,6 +57,7 @@ if t.TYPE_CHECKING:
 
     from tap_rhttp.http.auth import Credentials
     from tap_rhttp.http.body import BodySpool
+    from tap_rhttp.http.rules import ResponseRule
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON, HeaderPairs
 
@@ -97,6 +99,8 @@ class RequestOptions:
     client_key_password: str | None = dataclasses.field(default=None, repr=False)
     #: The proxy for every request (else the environment's ``HTTP(S)_PROXY``/``NO_PROXY``).
     proxy: str | None = dataclasses.field(default=None, repr=False)
+    #: `response_rules`, checked and compiled.
+    rules: tuple[ResponseRule, ...] = ()
 
 
 @dataclasses.dataclass
@@ -116,6 +120,8 @@ class Response:
     #: discovery sample) adopts it, so a digest nonce carries over to the next page.
     auth: requests.auth.AuthBase | None = dataclasses.field(default=None, repr=False, compare=False)
     spool: BodySpool | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: The response rule that made this response an empty page ending its chain (`skip`).
+    skipped_by: str | None = None
 
     def header(self, name: str) -> str | None:
         """The last value of a header (names compared case-insensitively)."""
@@ -125,6 +131,36 @@ class Response:
             if key.lower() == lowered:
                 found = value
         return found
+
+
+class _Enough(Exception):
+    """A prefix read has what it needs."""
+
+
+def _read_prefix(
+    response: requests.Response, deadline: float | None, limit: int
+) -> tuple[bytes, bool]:
+    """Up to about `limit` bytes of an error body: (bytes, whether that is all of it).
+
+    A body that breaks off is what was read, complete: the status is the error.
+    """
+    chunks: list[bytes] = []
+    size = 0
+
+    def keep(chunk: bytes) -> None:
+        nonlocal size
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _Enough
+
+    try:
+        read_body(response.raw, deadline, keep)
+    except _Enough:
+        return b"".join(chunks), False
+    except Exception:  # noqa: S110  (the status is the error)
+        pass
+    return b"".join(chunks), True
 
 
 def _header_block(headers: t.Iterable[tuple[str, str]]) -> str:
@@ -395,9 +431,78 @@ class HttpClient:
                 prepared = self.prepare(
                     self._url, method=following.method, body=following.body is not None
                 )
+            if self.options.rules:
+                return self._apply_rules(response, started, deadline, sink)
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response, deadline)
             return self._read(response, started, deadline, sink)
+
+    def _apply_rules(
+        self,
+        response: requests.Response,
+        started: float,
+        deadline: float | None,
+        sink: BodySpool | None,
+    ) -> Response:
+        """The final response as the stream's `response_rules` read it (see ``rules``)."""
+        status = response.status_code
+        success = 200 <= status < 300
+        found = rules.candidates(self.options.rules, status)
+        if not found:
+            if not success:
+                raise self._status_error(response, deadline)
+            return self._read(response, started, deadline, sink)
+        page: Response | None = None
+        prefix, complete = b"", True
+        seen: bytes | None = None
+        if rules.needs_body(found):
+            if success:
+                page = self._read(response, started, deadline, sink)
+                seen = page.body if page.spool is None else None
+            else:
+                prefix, complete = _read_prefix(response, deadline, rules.RULE_BODY_BYTES)
+                seen = prefix if complete else None
+        headers = list(response.raw.headers.items())
+        rule = rules.first_match(found, status, headers, rules.body_view(seen))
+        action = rule.action if rule is not None else None
+        if action is None and not success:
+            raise self._status_error(response, deadline, prefix=prefix, complete=complete)
+        if action is None or action == "ok":
+            if page is not None:
+                return page
+            return self._read(response, started, deadline, sink, prefix=prefix)
+        assert rule is not None
+        if page is not None and page.spool is not None:
+            page.spool.close()
+        body = page.body if page is not None else prefix
+        if action == "skip":
+            response.close()
+            return Response(
+                status=status,
+                headers=headers,
+                body=b"",
+                url=self._url,
+                elapsed=time.monotonic() - started,
+                auth=self.auth,
+                skipped_by=rule.describe(),
+            )
+        if page is None and not complete:
+            body += b" ..."
+        response.close()
+        what = rule.message or f"status code {status}"
+        kind: type[RequestError] = (
+            TransientRequestError if action == "retry" else PermanentRequestError
+        )
+        error = kind(
+            self.options.method,
+            self.redactor.url(self._url),
+            f"{what.rstrip('.')} (status code {status}; {rule.label}: {action}).",
+            status=status,
+            header=_header_block(self.redactor.headers(headers).items()),
+            body=self._body_excerpt(body),
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+        raise error
 
     def _send(self, prepared: requests.PreparedRequest, deadline: float | None) -> t.Any:
         """One send, headers read, body not yet."""
@@ -416,17 +521,25 @@ class HttpClient:
         started: float,
         deadline: float | None,
         sink: BodySpool | None,
+        *,
+        prefix: bytes = b"",
     ) -> Response:
-        """The complete response: its body read into memory, or into `sink`."""
+        """The complete response: its body read into memory, or into `sink`.
+
+        Args:
+            prefix: the start of the body, already read (by a response rule).
+        """
         headers = response.raw.headers
         spool = None
         if sink is None or sink.fits(
             headers.get("Content-Length"), headers.get("Content-Encoding")
         ):
-            chunks: list[bytes] = []
+            chunks: list[bytes] = [prefix] if prefix else []
             read_body(response.raw, deadline, chunks.append)
             body = b"".join(chunks)
         else:
+            if prefix:
+                sink.write(prefix)
             read_body(response.raw, deadline, sink.write)
             if sink.spilled:
                 body, spool = b"", sink
@@ -493,14 +606,8 @@ class HttpClient:
         text = " ".join(text.split())
         return self.redactor.text(text)[:300]
 
-    def _status_error(self, response: requests.Response, deadline: float | None) -> RequestError:
-        status = response.status_code
-        chunks: list[bytes] = []
-        # The status is the error; a broken body only shortens the message.
-        with contextlib.suppress(Exception):
-            read_body(response.raw, deadline, chunks.append)
-        response.close()
-        raw = b"".join(chunks)
+    def _body_excerpt(self, raw: bytes) -> str:
+        """The start of an error body for the envelope, redacted, then cut."""
         # Redact first, then cut: cutting first could keep the head of a secret that
         # straddles the cut, which literal masking would no longer recognise.
         body_text = self.redactor.text(
@@ -508,6 +615,24 @@ class HttpClient:
         )
         if len(body_text) > ERROR_BODY_CHARS:
             body_text = body_text[:ERROR_BODY_CHARS] + " ..."
+        return body_text
+
+    def _status_error(
+        self,
+        response: requests.Response,
+        deadline: float | None,
+        *,
+        prefix: bytes = b"",
+        complete: bool = False,
+    ) -> RequestError:
+        status = response.status_code
+        chunks: list[bytes] = [prefix]
+        if not complete:
+            # The status is the error; a broken body only shortens the message.
+            with contextlib.suppress(Exception):
+                read_body(response.raw, deadline, chunks.append)
+        response.close()
+        body_text = self._body_excerpt(b"".join(chunks))
         headers = self.redactor.headers(list(response.headers.items()))
         kind: type[RequestError] = (
             TransientRequestError if status in RETRIABLE_STATUSES else PermanentRequestError

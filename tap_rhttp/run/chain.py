@@ -97,16 +97,21 @@ class ChainStats:
     pages: int = 0
     records: int = 0
     retries: int = 0
+    #: Chains that a `skip` response rule ended.
+    rule_skips: int = 0
     _lock: threading.Lock = dataclasses.field(
         default_factory=threading.Lock, repr=False, compare=False
     )
 
-    def add(self, *, pages: int = 0, records: int = 0, retries: int = 0) -> None:
-        """Count pages, records and retries."""
+    def add(
+        self, *, pages: int = 0, records: int = 0, retries: int = 0, rule_skips: int = 0
+    ) -> None:
+        """Count pages, records, retries and chains ended by a `skip` rule."""
         with self._lock:
             self.pages += pages
             self.records += records
             self.retries += retries
+            self.rule_skips += rule_skips
 
 
 def retry_policy(spec: RequestSpec) -> RetryPolicy:
@@ -116,6 +121,7 @@ def retry_policy(spec: RequestSpec) -> RetryPolicy:
         backoff_base=spec.backoff_base,
         backoff_max=spec.backoff_max,
         retry_after_max=spec.retry_after_max,
+        max_seconds=spec.max_retry_seconds,
     )
 
 
@@ -202,6 +208,20 @@ class Chain:
         if self._query_auth and self.client.trusts(target):
             target = merge_query(target, self._query_auth, set(self._query_auth))
         return target
+
+    def _report_skip(self, response: Response, number: int) -> None:
+        """One INFO line, and one count, for a chain that a `skip` rule ended."""
+        self.stats.add(rule_skips=1)
+        self.logger.info(
+            "stream %s: page %d answered status %d, which %s: an empty page, and the "
+            "chain ends: %s %s",
+            self.spec.name,
+            number,
+            response.status,
+            response.skipped_by,
+            self.spec.method,
+            self.redactor.url(response.url),
+        )
 
     def _report_withheld(self) -> None:
         """One INFO line per origin that was sent a request without the credentials."""
@@ -313,10 +333,14 @@ class Chain:
             fetched, tries = ahead.result() if ahead is not None else self.get(request)
             number = paginator.requests
             failure: Exception | None = None
-            try:
-                step = paginator.step(request, fetched.response, fetched.body)
-            except Exception as exc:  # emit this complete page first, then fail
-                step, failure = Step(next=None), exc
+            if fetched.response.skipped_by is not None:  # a `skip` rule ends the chain
+                step = Step(next=None)
+                self._report_skip(fetched.response, number)
+            else:
+                try:
+                    step = paginator.step(request, fetched.response, fetched.body)
+                except Exception as exc:  # emit this complete page first, then fail
+                    step, failure = Step(next=None), exc
             self.stats.add(pages=1, records=len(fetched.records))
             ahead = self._fetch_ahead(step.next) if step.next is not None else None
             yield Page(
