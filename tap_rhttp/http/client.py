@@ -49,6 +49,7 @@ from tap_rhttp.http.auth import TokenAuth, make_auth
 from tap_rhttp.http.body import encode_body
 from tap_rhttp.http.deadline import DeadlineAdapter, DeadlineExceeded, Watchdog, read_body
 from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text, without_credentials
+from tap_rhttp.http.ratelimit import parse_rate_limit
 from tap_rhttp.http.retry import RETRIABLE_STATUSES, parse_retry_after
 from tap_rhttp.http.urls import SCHEMES, url_scheme
 
@@ -163,6 +164,26 @@ def _read_prefix(
     return b"".join(chunks), True
 
 
+def _retry_hint(status: int, headers: list[tuple[str, str]]) -> tuple[bool, float | None]:
+    """Whether a failed status is worth another try, and how long the server asks to wait.
+
+    408/425/429/5xx are retried. So is a 403 that is a rate limit (GitHub's): with
+    ``Retry-After``, or with an announced remaining quota of 0. A 403 or 429 without
+    ``Retry-After`` whose quota is used up waits for the announced reset.
+    """
+    retry_after = parse_retry_after(
+        next((v for k, v in headers if k.lower() == "retry-after"), None)
+    )
+    announced = parse_rate_limit(headers) if status in (403, 429) else None
+    used_up = announced is not None and announced.remaining == 0
+    if used_up and retry_after is None and announced is not None and announced.reset:
+        retry_after = announced.reset if announced.reset > 0 else None
+    transient = status in RETRIABLE_STATUSES or (
+        status == 403 and (used_up or retry_after is not None)
+    )
+    return transient, retry_after
+
+
 def _header_block(headers: t.Iterable[tuple[str, str]]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in headers)
 
@@ -243,6 +264,8 @@ class HttpClient:
         )
         #: Origins that were sent a request without the credentials (texts), in order.
         self.withheld: list[str] = []
+        #: Shown every response's status and headers (the stream's ServerRateLimit).
+        self.observer: t.Callable[[int, list[tuple[str, str]]], None] | None = None
 
     def _build_headers(self) -> dict[str, str | None]:
         """Defaults, then the user's; a null value means "do not send this header"."""
@@ -500,20 +523,23 @@ class HttpClient:
             status=status,
             header=_header_block(self.redactor.headers(headers).items()),
             body=self._body_excerpt(body),
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=_retry_hint(status, headers)[1],
         )
         raise error
 
     def _send(self, prepared: requests.PreparedRequest, deadline: float | None) -> t.Any:
         """One send, headers read, body not yet."""
         per_op = max(deadline - time.monotonic(), 0.001) if deadline is not None else None
-        return self.session.send(
+        response = self.session.send(
             prepared,
             allow_redirects=False,
             stream=True,
             timeout=per_op,
             **self._settings(self._url),
         )
+        if self.observer is not None:
+            self.observer(response.status_code, list(response.raw.headers.items()))
+        return response
 
     def _read(
         self,
@@ -634,9 +660,8 @@ class HttpClient:
         response.close()
         body_text = self._body_excerpt(b"".join(chunks))
         headers = self.redactor.headers(list(response.headers.items()))
-        kind: type[RequestError] = (
-            TransientRequestError if status in RETRIABLE_STATUSES else PermanentRequestError
-        )
+        transient, retry_after = _retry_hint(status, list(response.raw.headers.items()))
+        kind: type[RequestError] = TransientRequestError if transient else PermanentRequestError
         return kind(
             self.options.method,
             self.redactor.url(self._url),
@@ -644,5 +669,5 @@ class HttpClient:
             status=status,
             header=_header_block(headers.items()),
             body=body_text,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after,
         )

@@ -31,7 +31,7 @@ if t.TYPE_CHECKING:
 
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.errors import RequestError
-    from tap_rhttp.http.ratelimit import RateLimiter
+    from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
     from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON
@@ -147,6 +147,7 @@ class Chain:
             array (see ``tap_rhttp.formats.streaming``).
         tokens: the run's OAuth2 tokens (a chain made on its own gets a registry of its
             own).
+        server_limit: the quota the server announces, shared by the stream's chains.
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class Chain:
         read_ahead: bool = False,
         stream_bodies: bool = False,
         tokens: TokenRegistry | None = None,
+        server_limit: ServerRateLimit | None = None,
     ) -> None:
         self.spec = spec
         self.redactor = redactor
@@ -176,6 +178,9 @@ class Chain:
             registry = tokens if tokens is not None else TokenRegistry(redactor, logger=logger)
             auth = registry.auth(spec.auth, options)
         self.client = HttpClient(options, redactor, auth=auth)
+        self.server_limit = server_limit
+        if server_limit is not None:
+            self.client.observer = server_limit.observe
         self.policy = retry_policy(spec)
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = spec.auth.query_params() if spec.auth is not None else {}
@@ -239,11 +244,14 @@ class Chain:
         """Fetch one page, retrying transient failures; returns the response and tries."""
         target = self.target(request)
         tries = 0
+        retried_until: float | None = None  # when the last retry's wait ends
 
         def attempt(number: int) -> Response:
             nonlocal tries
             tries = number
             sink = BodySpool() if self._prefix is not None else None
+            if self.server_limit is not None:
+                self.server_limit.acquire(not_before=retried_until)
             try:
                 if self.limiter is None:
                     return self.client.fetch(target, sink)
@@ -254,9 +262,13 @@ class Chain:
                     sink.close()
                 raise
             finally:
+                if self.server_limit is not None:
+                    self.server_limit.release()
                 self._report_withheld()
 
         def on_retry(failed: int, wait: float, error: RequestError) -> None:
+            nonlocal retried_until
+            retried_until = time.monotonic() + wait
             self.stats.add(retries=1)
             self.logger.warning(
                 "stream %s: try %d of %d failed (%s); retrying in %.2f s: %s %s",

@@ -19,7 +19,7 @@ from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.templates import template_context
 from tap_rhttp.errors import ConfigErrors
 from tap_rhttp.http.oauth2 import TokenRegistry
-from tap_rhttp.http.ratelimit import RateLimiter
+from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
 from tap_rhttp.run import graph
@@ -52,6 +52,10 @@ class StreamRun:
         self.limiter = (
             RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
         )
+        #: The quota the server announces (X-RateLimit-*, RateLimit, Retry-After).
+        self.server_limit = ServerRateLimit(
+            spec.name, self.logger, max_wait=spec.retry_after_max, sleep=context.sleep
+        )
         self.stats = ChainStats()
         #: Discovery's sample pages, by target URL; the sync uses each once.
         self.prefetched: dict[str, Fetched] = {}
@@ -78,6 +82,7 @@ class StreamRun:
             read_ahead=read_ahead,
             stream_bodies=True,
             tokens=self.context.tokens,
+            server_limit=self.server_limit,
         )
 
     def tasks(
