@@ -21,9 +21,10 @@ import typing as t
 from urllib.parse import parse_qsl
 
 import pytest
+from proxy_server import ForwardProxy
 from server import LocalServer, Reply, Request, json_reply
 
-from tap_rhttp.errors import ConfigErrors, PermanentRequestError
+from tap_rhttp.errors import ConfigError, ConfigErrors, PermanentRequestError, TransientRequestError
 from tap_rhttp.http.oauth2 import MAX_TOKEN_RESPONSE
 from tap_rhttp.redact import MASK
 from tap_rhttp.run.context import RunContext
@@ -502,3 +503,42 @@ def test_scopes_may_be_one_string() -> None:
     (loaded,) = RunContext({"streams": [spec]}).specs
     assert loaded.auth is not None
     assert loaded.auth.scopes == ("read:a", "write:b")
+
+
+def test_the_token_request_goes_through_the_streams_proxy(
+    tokens: TokenServer, server: LocalServer, sync: t.Any
+) -> None:
+    with ForwardProxy() as proxy:
+        sync({"streams": [stream(server, oauth(), proxy=proxy.url())]})
+        targets = [hit.target for hit in proxy.hits()]
+    assert targets[0] == server.url + "/oauth/token"
+    assert server.url + "/api/items" in targets
+
+
+@pytest.mark.timeout(20)
+def test_the_token_request_honours_the_streams_timeout(server: LocalServer, sync: t.Any) -> None:
+    TokenServer(server)
+
+    @server.route("/oauth/slow")
+    def slow(request: Request) -> Reply:
+        time.sleep(2)
+        return json_reply({"access_token": "late-token-value"})
+
+    auth = oauth(token_url=server.url + "/oauth/slow")
+    started = time.monotonic()
+    with pytest.raises(TransientRequestError) as caught:
+        sync({"streams": [stream(server, auth, timeout=0.5)]})
+    assert time.monotonic() - started < 1.8
+    assert str(caught.value).startswith(
+        f"Error in HTTP POST of `{server.url}/oauth/slow`: OAuth2 token request "
+        "(client_credentials grant) failed: timed out after 0.500 seconds."
+    )
+
+
+def test_a_templated_token_url_is_checked_once_rendered(server: LocalServer, sync: t.Any) -> None:
+    config = {
+        "secrets": {"token_url": "ftp://auth.example/token"},
+        "streams": [stream(server, oauth(token_url="{{ secrets['token_url'] }}"))],
+    }
+    with pytest.raises(ConfigError, match=r"streams\[0\]\.auth\.token_url: the rendered"):
+        sync(config)

@@ -47,6 +47,7 @@ from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expressions import Expression, compile_expression
 from tap_rhttp.http.auth import Credentials
+from tap_rhttp.http.urls import SCHEMES, url_scheme
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
@@ -219,8 +220,16 @@ def render_spec(spec: RequestSpec, env: t.Mapping[str, JSON]) -> RequestSpec:
         values: dict[str, t.Any] = {
             k: as_text(v) if v is not None else None for k, v in fields.items()
         }
-        changes["auth"] = dataclasses.replace(spec.auth, **values)
-        assert isinstance(changes["auth"], Credentials)
+        auth = dataclasses.replace(spec.auth, **values)
+        assert isinstance(auth, Credentials)
+        if auth.type == "oauth2" and url_scheme(auth.token_url or "") not in SCHEMES:
+            raise ConfigError(
+                f"{spec.path}.auth.token_url",
+                f"the rendered `auth.token_url` {quote_value(auth.token_url)} should be an "
+                "http:// or https:// URL.",
+                value=auth.token_url,
+            )
+        changes["auth"] = auth
     return dataclasses.replace(spec, **changes)
 
 
