@@ -26,21 +26,24 @@ from tap_rhttp.config.checks import (
     check_on_error,
     check_page,
     check_parent_keys,
+    check_proxy,
     check_rate,
     check_records_path,
+    check_response_rules,
     check_result_format,
     check_scalar,
     check_scalar_map,
     check_schema,
     check_string,
     check_string_list,
+    check_trusted_origins,
     check_url,
     check_verify,
     check_xml,
     int_at_least,
     seconds,
 )
-from tap_rhttp.http.auth import AUTH_TYPES
+from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
@@ -142,8 +145,11 @@ OPTIONS: dict[str, Option] = {
             "auth",
             check_auth,
             None,
-            "Credentials: `basic`/`digest` (`user`, `pass`), `bearer` (`token`) or "
-            "`api_key` (`name`, `value`, `in`: header|query). Secret.",
+            "Credentials: `basic`/`digest` (`user`, `pass`), `bearer` (`token`), "
+            "`api_key` (`name`, `value`, `in`: header|query) or `oauth2` (`grant`, "
+            "`token_url`, `client_id`, `client_secret`, `refresh_token`, `username`, "
+            "`password`, `scopes`, `audience`, `extra`, `client_auth`: basic|body, "
+            "`token_cache`). Secret.",
             {
                 "type": "object",
                 "properties": {
@@ -154,6 +160,18 @@ OPTIONS: dict[str, Option] = {
                     "name": {"type": "string"},
                     "value": {"type": "string", "secret": True, "writeOnly": True},
                     "in": {"type": "string", "enum": ["header", "query"]},
+                    "grant": {"type": "string", "enum": list(OAUTH2_GRANTS)},
+                    "token_url": {"type": "string"},
+                    "client_id": {"type": "string"},
+                    "client_secret": {"type": "string", "secret": True, "writeOnly": True},
+                    "refresh_token": {"type": "string", "secret": True, "writeOnly": True},
+                    "username": {"type": "string"},
+                    "password": {"type": "string", "secret": True, "writeOnly": True},
+                    "scopes": {"type": ["array", "string"], "items": {"type": "string"}},
+                    "audience": {"type": "string"},
+                    "extra": {"type": "object"},
+                    "client_auth": {"type": "string", "enum": list(OAUTH2_CLIENT_AUTH)},
+                    "token_cache": {"type": "string"},
                 },
             },
             secret=True,
@@ -191,6 +209,45 @@ OPTIONS: dict[str, Option] = {
             "Verify the server's TLS certificate: true, false, or a path to a CA bundle.",
             {"type": ["boolean", "string"]},
             example='"verify": false',
+        ),
+        Option(
+            "client_cert",
+            check_string,
+            None,
+            "Client certificate for mutual TLS: a PEM file path (it may also hold the key).",
+            {"type": "string"},
+            r_http=False,
+            example='"client_cert": "/etc/tap-rhttp/client.pem"',
+        ),
+        Option(
+            "client_key",
+            check_string,
+            None,
+            "The client certificate's private key, a PEM file path (needs `client_cert`).",
+            {"type": "string"},
+            r_http=False,
+            example='"client_key": "/etc/tap-rhttp/client.key"',
+        ),
+        Option(
+            "client_key_password",
+            check_string,
+            None,
+            "Password of an encrypted client key. Secret.",
+            {"type": "string", "secret": True, "writeOnly": True},
+            secret=True,
+            r_http=False,
+            example='"client_key_password": "{{ secrets[\'client_key\'] }}"',
+        ),
+        Option(
+            "proxy",
+            check_proxy,
+            None,
+            "Proxy for the stream's requests: an http:// or https:// URL, user info allowed "
+            "(a secret). Unset: `HTTP(S)_PROXY`/`NO_PROXY` from the environment apply.",
+            {"type": "string", "secret": True, "writeOnly": True},
+            secret=True,
+            r_http=False,
+            example='"proxy": "http://tap:{{ secrets[\'proxy\'] }}@proxy.internal:3128"',
         ),
         Option(
             "result_format",
@@ -298,6 +355,17 @@ OPTIONS: dict[str, Option] = {
             example='"secret_headers": ["X-Customer"]',
         ),
         Option(
+            "trusted_origins",
+            check_trusted_origins,
+            (),
+            "Other origins (`https://host[:port]`, no path) that also receive the stream's "
+            "credentials. Every other origin a redirect or next-page URL leads to gets none: "
+            "no auth, no secret or sensitive header, no cookie, no secret query value.",
+            {"type": "array", "items": {"type": "string"}},
+            r_http=False,
+            example='"trusted_origins": ["https://api2.example.com"]',
+        ),
+        Option(
             "backoff_base",
             seconds(allow_zero=False),
             1.0,
@@ -323,6 +391,43 @@ OPTIONS: dict[str, Option] = {
             {"type": "number", "minimum": 0},
             r_http=False,
             example='"retry_after_max": 120',
+        ),
+        Option(
+            "max_retry_seconds",
+            seconds(allow_zero=False),
+            None,
+            "Longest time in seconds one request may take, all its tries and waits "
+            "included, on top of `reattempts`: a retry that would pass it is not made.",
+            {"type": "number", "exclusiveMinimum": 0},
+            r_http=False,
+            example='"max_retry_seconds": 600',
+        ),
+        Option(
+            "response_rules",
+            check_response_rules,
+            (),
+            "What a response means beyond its status: a list of rules, each matching by "
+            '`status` (a code, a class such as "4xx", or a list) and/or `when` (an '
+            "expression of `response`: `status`, `header`, `body`), with an `action`: "
+            "`retry`, `skip` (an empty page ends the chain), `fail` (with `message`) or "
+            "`ok`. The first match wins; no match: the usual handling.",
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "status": {
+                            "type": ["integer", "string", "array"],
+                            "items": {"type": ["integer", "string"]},
+                        },
+                        "when": {"type": "string"},
+                        "action": {"type": "string", "enum": ["retry", "skip", "fail", "ok"]},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            r_http=False,
+            example='"response_rules": [{"status": 404, "action": "skip"}]',
         ),
         Option(
             "for_each",
