@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("config", ("tap_rhttp.config",)),
     ("paging", ("tap_rhttp.paging",)),
     ("run", ("tap_rhttp.run",)),
-    ("explain", ("tap_rhttp.explain",)),
+    ("apps", ("tap_rhttp.explain", "tap_rhttp.wizard")),
     (
         "sdk glue",
         (

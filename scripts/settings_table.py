@@ -8,7 +8,7 @@ cannot drift from the code.
 
 from __future__ import annotations
 
-from tap_rhttp.config.options import ALIASES, OPTIONS
+from tap_rhttp.config.options import ALIASES, OPTIONS, REQUIRED
 
 
 def _default(value: object) -> str:
@@ -29,7 +29,8 @@ def settings_table() -> str:
     ]
     for name, option in OPTIONS.items():
         label = f"`{name}`" + (f" (alias `{aliases[name]}`)" if name in aliases else "")
-        description = option.description.replace("|", "\\|")
+        description = option.description + (" Required." if name in REQUIRED else "")
+        description = description.replace("|", "\\|")
         example = option.example.replace("|", "\\|")
         rows.append(
             f"| {label} | {'yes' if option.r_http else ''} | {_default(option.default)} "

@@ -4,6 +4,9 @@
 stream (default 3) and prints, per page, to stdout and for people (never Singer
 messages):
 
+- what applies to the stream's requests: the auth (its type only), the proxy (its
+  password masked), the client certificate, the origins that receive the credentials,
+  the response rules, and the rate limits (client-side and announced by the server);
 - a ``curl`` command that repeats the request: method, headers, body and the exact URL,
   every secret replaced by the redactor's mask;
 - the decoder (``result_format`` and its ``csv``/``xml`` options), and per page what the
@@ -181,6 +184,13 @@ def curl_command(chain: Chain, request: PageRequest, redactor: Redactor) -> str:
         lines.append("-k")
     elif isinstance(spec.verify, str):
         lines.append(f"--cacert {shlex.quote(spec.verify)}")
+    if spec.client_cert:
+        cert = spec.client_cert + (f":{MASK}" if spec.client_key_password else "")
+        lines.append(f"--cert {shlex.quote(cert)}")
+        if spec.client_key:
+            lines.append(f"--key {shlex.quote(spec.client_key)}")
+    if spec.proxy:
+        lines.append(f"--proxy {shlex.quote(redactor.url(spec.proxy))}")
     return " \\\n    ".join(lines)
 
 
@@ -259,6 +269,8 @@ class Explainer:
         )
         out(f"{spec.method} {self.redactor.url(spec.url)}; {paging}")
         out(f"decoder: {spec.decoder.describe()}")
+        for line in self.applies(stream):
+            out(line)
         bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
@@ -296,6 +308,51 @@ class Explainer:
         self.records[spec.name] = seen
         out(f"== {spec.name}: {sent} request(s), {len(seen)} record(s)")
         self._schema(stream, seen, first_page or [])
+
+    def applies(self, stream: StreamRun) -> list[str]:
+        """What governs every request of a stream: auth, network, origins, rules, limits."""
+        spec = stream.spec
+        redact = self.redactor
+        lines = []
+        auth = spec.auth
+        if auth is None:
+            lines.append("auth: none")
+        elif auth.type == "oauth2":
+            scopes = f", scopes {' '.join(auth.scopes)}" if auth.scopes else ""
+            cache = f", token_cache {auth.token_cache}" if auth.token_cache else ""
+            lines.append(
+                f"auth: oauth2 ({auth.grant} grant, token from "
+                f"{redact.url(auth.token_url or '')}, client auth {auth.client_auth}"
+                f"{scopes}{cache})"
+            )
+        elif auth.type == "api_key":
+            lines.append(f"auth: api_key (in the {auth.location}, named {auth.name})")
+        else:
+            lines.append(f"auth: {auth.type}")
+        if spec.proxy:
+            lines.append(f"proxy: {redact.url(spec.proxy)}")
+        else:
+            lines.append("proxy: none set (HTTP_PROXY/HTTPS_PROXY/NO_PROXY apply)")
+        if spec.client_cert:
+            key = f", key {spec.client_key}" if spec.client_key else ""
+            password = " (encrypted, password given)" if spec.client_key_password else ""
+            lines.append(f"client certificate: {spec.client_cert}{key}{password}")
+        trusted = ", ".join(spec.trusted_origins) if spec.trusted_origins else "none"
+        lines.append(f"credentials go to: the stream's own origin; trusted_origins: {trusted}")
+        if spec.response_rules:
+            lines.append("response rules (the first match wins):")
+            lines += [f"  {redact.text(rule.describe())}" for rule in spec.response_rules]
+        else:
+            lines.append("response rules: none")
+        limits = [f"rate_limit {spec.rate_limit:g}/s"] if spec.rate_limit else []
+        limits.append(
+            "the server's X-RateLimit-*, RateLimit and Retry-After (403/429/503) "
+            f"hold the stream, each wait at most {spec.retry_after_max:g} s (retry_after_max)"
+        )
+        if spec.max_retry_seconds is not None:
+            limits.append(f"max_retry_seconds {spec.max_retry_seconds:g}")
+        lines.append(f"rate limits: {'; '.join(limits)}")
+        return lines
 
     def _failed(self, spec: RequestSpec, exc: Exception) -> None:
         """A chain failed: a run skips it with `on_error: skip`, else stops with the error."""

@@ -128,6 +128,10 @@ class _Secretive(t.Protocol):
     def params(self) -> t.Mapping[str, JSON]: ...
     @property
     def data(self) -> JSON: ...
+    @property
+    def proxy(self) -> str | None: ...
+    @property
+    def client_key_password(self) -> str | None: ...
 
 
 __all__ = [
@@ -869,7 +873,8 @@ class Redactor:
         Auth values (and the Basic credentials basic/digest send; a query API key's
         name is masked by position), the values of headers with a secret-looking name
         (and the credential after an auth scheme, ``Bearer <token>``), and literal
-        values under secret-looking names in ``params``, ``data`` and the ``url``.
+        values under secret-looking names in ``params``, ``data`` and the ``url``; the
+        proxy's user info and the client key's password.
 
         Args:
             spec: the spec (or a rendered one).
@@ -926,6 +931,13 @@ class Redactor:
                 for part in body.split("&"):  # a form-encoded body
                     key, _, value = part.partition("=")
                     self._learn_field(field, unquote_plus(key), unquote_plus(value))
+
+        proxy = getattr(spec, "proxy", None)
+        if proxy:  # its user info, and the Proxy-Authorization it makes
+            self.add_url_secrets(proxy)
+        key_password = getattr(spec, "client_key_password", None)
+        if key_password:
+            self.add_secret(key_password)
 
     def _learn_field(self, field: str, key: str, value: JSON) -> None:
         """A config literal under a secret-looking name is a secret (lists: each item)."""
@@ -1226,6 +1238,16 @@ class Redactor:
             return False
         text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
         return literals.search(text)
+
+    def is_secret(self, value: str) -> bool:
+        """Whether a whole value is a registered secret (in any of its registered forms).
+
+        The transport asks this of each query value before a request goes to an origin
+        that gets no credentials (``tap_rhttp.http.origins``).
+        """
+        if not isinstance(value, str) or not value:
+            return False
+        return value in self._secrets or (0, len(value)) in self._literals.spans(value)
 
     # -- internals ----------------------------------------------------------------------
 

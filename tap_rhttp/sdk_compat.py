@@ -22,10 +22,14 @@ the same reason: a minor upgrade is tested before it is allowed.
   ``singer_sdk.helpers._util`` that ``RecordMessage`` timestamps come from.
 - ``load_json`` of ``singer_sdk.helpers._util``, the parser singer-sdk reads ``--config``
   files with, so the tap can say what is wrong with a file before the SDK's traceback.
+- The text of a log line: ``PluginBase.__init__`` says "Skipping parse of env var
+  settings..." at INFO on every start (under Meltano, on every run), which tells a user
+  nothing; :func:`quiet_startup_notice` lowers it to DEBUG.
 """
 
 from __future__ import annotations
 
+import logging
 import typing as t
 
 from singer_sdk.helpers._typing import _is_exclusive_boolean_type as is_exclusive_boolean_type
@@ -37,6 +41,8 @@ if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
 
 __all__ = [
+    "STARTUP_NOTICE",
+    "StartupNoticeFilter",
     "StreamHooks",
     "TapHooks",
     "generates_own_record_messages",
@@ -45,6 +51,7 @@ __all__ = [
     "is_uniform_list",
     "load_json",
     "message_writer",
+    "quiet_startup_notice",
     "state_partition_context",
     "stream_version",
     "utc_now",
@@ -117,3 +124,27 @@ def message_writer(stream: Stream) -> object:
 def generates_own_record_messages(stream: Stream) -> bool:
     """Whether the stream's class replaces how the SDK builds RECORD messages."""
     return type(stream)._generate_record_messages is not Stream._generate_record_messages
+
+
+#: What ``PluginBase.__init__`` logs at INFO on every start when env vars are not read.
+STARTUP_NOTICE = "Skipping parse of env var settings..."
+
+
+class StartupNoticeFilter(logging.Filter):
+    """Lowers :data:`STARTUP_NOTICE` from INFO to DEBUG (shown only when DEBUG is on).
+
+    A logger's own filter, so it sees exactly the records that logger creates.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record; demote the notice, and drop it unless DEBUG is enabled."""
+        if record.levelno == logging.INFO and record.msg == STARTUP_NOTICE:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def quiet_startup_notice(logger: logging.Logger) -> None:
+    """Install :class:`StartupNoticeFilter` on the plugin's logger (once)."""
+    if not any(isinstance(f, StartupNoticeFilter) for f in logger.filters):
+        logger.addFilter(StartupNoticeFilter())

@@ -246,8 +246,9 @@ class RHTTPStream(StreamHooks):
         self._last_progress = now
         elapsed = max(now - self._started, 1e-9)
         stats = self.run.stats
+        ended = f", {stats.rule_skips} ended by a skip rule" if stats.rule_skips else ""
         self.logger.info(
-            "stream %s %s: %d pages, %d records, %d retries, %d skipped, %.0f records/s, %.1f s",
+            "stream %s %s: %d pages, %d records, %d retries, %d skipped, %.0f records/s, %.1f s%s",
             self.spec.name,
             "done" if final else "progress",
             stats.pages,
@@ -256,4 +257,5 @@ class RHTTPStream(StreamHooks):
             self.run.skipped,
             stats.records / elapsed,
             elapsed,
+            ended,
         )

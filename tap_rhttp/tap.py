@@ -23,7 +23,7 @@ from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import install_log_redaction
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks, load_json
+from tap_rhttp.sdk_compat import TapHooks, load_json, quiet_startup_notice
 from tap_rhttp.streams import RHTTPStream
 from tap_rhttp.writer import STOP, BufferedMsgSpecWriter
 
@@ -66,8 +66,12 @@ class TapRHTTP(TapHooks, Tap):
     _run: RunContext
 
     def __init__(self, *args: t.Any, state: t.Any = None, **kwargs: t.Any) -> None:
-        """Keep the input STATE at hand: the SDK discovers streams before loading it."""
+        """Keep the input STATE at hand: the SDK discovers streams before loading it.
+
+        Also lowers singer-sdk's "Skipping parse of env var settings..." to DEBUG.
+        """
         self._input_state = state if isinstance(state, dict) else {}
+        quiet_startup_notice(self.logger)
         super().__init__(*args, state=state, **kwargs)
         STOP.install(self.logger)  # after singer-sdk's own handlers, which exit 0
 
@@ -242,7 +246,11 @@ class TapRHTTP(TapHooks, Tap):
     @classmethod
     @override
     def get_singer_command(cls) -> click.Command:
-        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``)."""
+        """The SDK's command plus ``--explain [--pages N]`` (see ``tap_rhttp.explain``).
+
+        ``tap-rhttp init`` is dispatched before this command (``tap_rhttp.main``); the
+        help text points to it.
+        """
 
         def make_run(options: dict[str, t.Any]) -> RunContext:
             config = options.get("config")
@@ -254,12 +262,16 @@ class TapRHTTP(TapHooks, Tap):
             )
             return tap.run
 
-        return add_explain_options(
+        command = add_explain_options(
             super().get_singer_command(),
             make_run=make_run,
             fail=cls.fail,
             fail_unexpected=cls.fail_unexpected,
         )
+        command.epilog = (
+            "To write a stream spec for an API: tap-rhttp init URL (tap-rhttp init --help)."
+        )
+        return command
 
 
 if __name__ == "__main__":

@@ -108,3 +108,32 @@ def test_progress_line_at_the_end_of_each_stream(server: t.Any, cli: t.Any) -> N
     )
     assert line is not None, done.stderr
     assert line.groups() == ("3", "5", "0", "0")
+
+
+def test_about_marks_only_each_streams_name_and_url_as_required(cli: t.Any) -> None:
+    """`defaults` holds optional values for every stream: nothing in it is required."""
+    about = json.loads(cli(None, "--about", "--format=json").stdout)
+    settings = about["settings"]
+    assert settings["required"] == ["streams"]
+    items = settings["properties"]["streams"]["items"]
+    assert items["required"] == ["name", "url"]
+    assert items["properties"]["url"]["description"].endswith("Required.")
+    defaults = settings["properties"]["defaults"]
+    assert "required" not in defaults
+    assert "Required" not in defaults["properties"]["url"]["description"]
+    assert "null" in defaults["properties"]["url"]["type"]
+
+    markdown = cli(None, "--about", "--format=markdown").stdout
+    rows = [line for line in markdown.splitlines() if line.startswith("| defaults.")]
+    assert rows
+    assert not [row for row in rows if "Required" in row or "| True |" in row]
+
+
+def test_no_env_var_notice_on_every_run(cli: t.Any) -> None:
+    """singer-sdk's "Skipping parse of env var settings..." is DEBUG, not INFO noise."""
+    config = {
+        "streams": [{"name": "s", "url": "http://127.0.0.1:9/x", "schema": {"properties": {}}}]
+    }
+    done = cli(config, "--discover")
+    assert done.code == 0, done.stderr
+    assert "Skipping parse of env var settings" not in done.stderr

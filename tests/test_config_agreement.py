@@ -121,6 +121,24 @@ PROBES: tuple[t.Any, ...] = (
     {"type": "api_key", "name": "key", "value": "v", "in": "query"},
     {"type": "api_key", "name": "X-Key", "value": "v", "in": "cookie"},
     {"type": "oauth"},
+    {
+        "type": "oauth2",
+        "token_url": "https://127.0.0.1:9/t",
+        "client_id": "c",
+        "client_secret": "s",
+    },
+    {
+        "type": "oauth2",
+        "grant": "refresh_token",
+        "token_url": "https://127.0.0.1:9/t",
+        "client_id": "c",
+        "refresh_token": "r",
+        "scopes": "a b",
+        "extra": {"k": 1, "j": D("2.5")},
+        "client_auth": "body",
+        "token_cache": "/tmp/t.json",
+    },
+    {"type": "oauth2", "token_url": "https://127.0.0.1:9/t", "client_id": "c", "scopes": [1]},
 )
 
 #: Options that need others to be accepted: the companions go next to them.
@@ -142,6 +160,8 @@ COMPANIONS: dict[str, tuple[dict[str, t.Any], ...]] = {
     "backoff_base": ({"backoff_max": 1e300},),
     "backoff_max": ({"backoff_base": D("0.001")},),
     "method": ({"data": "body"}, {"data": {"a": 1}}),
+    "client_key": ({"client_cert": "/etc/c.pem"},),
+    "client_key_password": ({"client_cert": "/etc/c.pem"},),
 }
 
 #: A second stream, so that `parent` can name one.

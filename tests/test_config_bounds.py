@@ -47,6 +47,7 @@ BOUNDS: dict[str, tuple[float, float, dict[str, t.Any]]] = {
     "backoff_base": (3600, 3600.5, {"backoff_max": 86400}),
     "backoff_max": (86400, 86400.5, {}),
     "retry_after_max": (86400, 86400.5, {}),
+    "max_retry_seconds": (604800, 604800.5, {}),
     "max_concurrency": (64, 65, {}),
     "rate_limit": (10000, 10000.5, {}),
     "max_body_bytes": (1 << 40, (1 << 40) + 1, {}),

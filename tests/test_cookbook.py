@@ -9,18 +9,29 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import typing as t
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import yaml
 from pagination_server import TOTAL, install
 
 if t.TYPE_CHECKING:
     from server import LocalServer
 
-COOKBOOK = Path(__file__).resolve().parent.parent / "docs" / "cookbook.md"
+ROOT = Path(__file__).resolve().parent.parent
+COOKBOOK = ROOT / "docs" / "cookbook.md"
+README = ROOT / "README.md"
 _JSON_BLOCK = re.compile(r"^```json[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+# a recipe: its json block, then (after one blank line) its yaml block
+_RECIPE = re.compile(
+    r"^```json[ \t]*\n(.*?)^```[ \t]*\n(?:\n```yaml\n(.*?)^```[ \t]*$)?", re.S | re.M
+)
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from sync_readme import cookbook_yaml  # noqa: E402
 
 
 def recipes() -> dict[str, dict[str, t.Any]]:
@@ -115,3 +126,30 @@ def test_recipe(server: LocalServer, sync: t.Any, name: str) -> None:
     (key,) = spec["primary_keys"]
     assert [record[key] for record in records] == expected_keys  # each exactly once, in order
     assert [request.target for request in server.log] == expected_targets
+
+
+@pytest.mark.parametrize("page", [COOKBOOK, README], ids=["docs/cookbook.md", "README.md"])
+def test_every_recipe_is_also_yaml_that_reads_back_the_same(page: Path) -> None:
+    """Pasted into meltano.yml as shown, each recipe is the config its JSON is."""
+    text = page.read_text()
+    if page == README:  # only the generated cookbook section
+        text = text.split("<!-- cookbook:start -->", 1)[1].split("<!-- cookbook:end -->", 1)[0]
+    pairs = _RECIPE.findall(text)
+    assert len(pairs) == len(CASES)
+    for json_text, yaml_text in pairs:
+        spec = json.loads(json_text)
+        assert yaml_text, f"no YAML after the {spec['name']} recipe"
+        assert yaml.safe_load(yaml_text) == {"streams": [spec]}, spec["name"]
+        assert "page: '" in yaml_text or 'page: "' in yaml_text  # quoted, never plain
+
+
+def test_the_yaml_blocks_are_generated_from_the_json_ones() -> None:
+    text = COOKBOOK.read_text()
+    assert cookbook_yaml(text) == text, "run: .venv/bin/python scripts/sync_readme.py"
+
+
+def test_an_unquoted_expression_is_what_breaks_yaml() -> None:
+    """Why the YAML blocks quote: the same recipe written plain is not YAML at all."""
+    page = recipes()["tickets"]["page"]
+    with pytest.raises(yaml.YAMLError, match="mapping values are not allowed here"):
+        yaml.safe_load(f"page: {page}")

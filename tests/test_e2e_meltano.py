@@ -25,6 +25,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import typing as t
 import uuid
@@ -417,3 +418,44 @@ def _ts(text: str) -> dt.datetime:
     if text == "0000":
         return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_column_typed_from_the_first_page_is_fixed_as_the_readme_says(
+    server: LocalServer, pipeline: Pipeline
+) -> None:
+    """README, "A failed load, step by step": the error names no field, the column keeps
+    its first type (later values cast into it), and dropping the column fixes it."""
+    pages = {1: [{"id": 1, "amount": 1}, {"id": 2, "amount": 2}], 2: [{"id": 3, "amount": 4.5}]}
+
+    @server.route("/e2e/amounts")
+    def amounts(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        link = [("Link", '</e2e/amounts?page=2>; rel="next"')] if page == 1 else []
+        return json_reply(pages[page], headers=link)
+
+    spec = _stream(server, "/e2e/amounts", "e2e_amounts", page="link-next", page_limit=-1)
+    spec["primary_keys"] = ["id"]
+    failed = pipeline.run([spec])
+    output = re.sub(r"\x1b\[[0-9;]*m", "", failed.stdout + failed.stderr)
+    assert failed.returncode != 0
+    assert (
+        "Record Message Validation Error: Decimal('4.5') is not of type 'integer', 'null'" in output
+    )
+    assert "Failed validating 'type' in schema['properties']['amount']" in output
+    assert pipeline.columns("e2e_amounts")["amount"] == ("bigint", "int8")
+
+    spec["schema"] = {
+        "properties": {"id": {"type": "integer"}, "amount": {"type": ["number", "null"]}}
+    }
+    pipeline.run_ok([spec])  # succeeds, but into the column the first run created
+    assert pipeline.columns("e2e_amounts")["amount"] == ("bigint", "int8")
+    assert pipeline.rows("SELECT amount FROM {schema}.e2e_amounts WHERE id = 3") == [("5",)]
+
+    pipeline.rows("ALTER TABLE {schema}.e2e_amounts DROP COLUMN amount")
+    pipeline.run_ok([spec])
+    assert pipeline.columns("e2e_amounts")["amount"] == ("numeric", "numeric")
+    assert pipeline.rows("SELECT id, amount FROM {schema}.e2e_amounts ORDER BY id") == [
+        ("1", "1"),
+        ("2", "2"),
+        ("3", "4.5"),
+    ]

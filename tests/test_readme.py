@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -47,3 +49,49 @@ def test_every_option_has_a_readme_example() -> None:
 
 def test_sample_config_is_valid() -> None:
     assert load_specs(json.loads((ROOT / "sample_config.json").read_text()))
+
+
+SH_BLOCKS = re.findall(r"```(?:sh|bash)\n(.*?)```", README, re.S)
+SHELL_WORDS = {"export", "set", ".", "cd"}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _commands(block: str) -> list[list[str]]:
+    """The simple commands of a shell block: continuation lines joined, split at ; && | &."""
+    lines: list[str] = []
+    for line in block.replace("\\\n", " ").splitlines():
+        if lines and lines[-1].count("'") % 2:  # inside a quoted string: same command
+            lines[-1] += " " + line
+        else:
+            lines.append(line)
+    commands: list[list[str]] = []
+    for line in lines:
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        words: list[str] = []
+        for token in lexer:
+            if token and set(token) <= set(";&|"):
+                commands.append(words)
+                words = []
+            else:
+                words.append(token)
+        commands.append(words)
+    return [words for words in commands if words]
+
+
+def test_every_readme_command_runs_from_the_repo_root() -> None:
+    """Each `sh` block command is a repo script or venv binary (no bare `meltano`)."""
+    problems = []
+    for block in SH_BLOCKS:
+        for words in _commands(block):
+            while words and _ASSIGNMENT.match(words[0]):
+                words = words[1:]  # VAR=value cmd ...
+            if not words or words[0] in SHELL_WORDS or words[0] == "$PSQL":
+                continue
+            program = words[0]
+            path = ROOT / program
+            if "/" not in program or not (path.is_file() and os.access(path, os.X_OK)):
+                problems.append(" ".join(words))
+    assert not problems, f"commands that do not run as written from the repo root: {problems}"
+    assert sum(len(_commands(block)) for block in SH_BLOCKS) > 20  # the check sees them

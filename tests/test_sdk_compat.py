@@ -16,6 +16,7 @@ import typing as t
 import pytest
 from singer_sdk import Tap
 from singer_sdk.helpers import _typing, _util
+from singer_sdk.plugin_base import PluginBase
 from singer_sdk.streams.core import Stream
 
 from tap_rhttp import sdk_compat
@@ -117,3 +118,40 @@ def test_load_json_is_the_parser_of_config_files(tmp_path: t.Any) -> None:
     for bad in ("{", "NaN", '{"a": NaN}'):
         with pytest.raises(ValueError):
             sdk_compat.load_json(bad)
+
+
+def test_the_sdk_still_logs_the_startup_notice_at_info() -> None:
+    """The text quiet_startup_notice matches is the one PluginBase.__init__ logs."""
+    source = inspect.getsource(PluginBase.__init__)
+    assert f'self.logger.info("{sdk_compat.STARTUP_NOTICE}")' in source
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_startup_notice_is_debug_not_info() -> None:
+    config = {
+        "streams": [{"name": "s", "url": "http://127.0.0.1:9/x", "schema": {"properties": {}}}]
+    }
+    logger = logging.getLogger("tap-rhttp")
+    handler, level = _Collect(), logger.level
+    logger.addHandler(handler)
+    try:
+        logger.setLevel(logging.INFO)
+        TapRHTTP(config=config, parse_env_config=False)
+        assert sdk_compat.STARTUP_NOTICE not in [r.getMessage() for r in handler.records]
+
+        handler.records.clear()
+        logger.setLevel(logging.DEBUG)
+        TapRHTTP(config=config, parse_env_config=False)
+        (notice,) = [r for r in handler.records if r.getMessage() == sdk_compat.STARTUP_NOTICE]
+        assert notice.levelname == "DEBUG"  # still there for whoever debugs
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

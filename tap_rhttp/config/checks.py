@@ -17,10 +17,13 @@ import typing as t
 import unicodedata
 
 from tap_rhttp.errors import ConfigError
+from tap_rhttp.expr import compile_expression
 from tap_rhttp.formats.delimited import CsvOptions
 from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.formats.xmldoc import XmlOptions
-from tap_rhttp.http.auth import AUTH_TYPES, Credentials
+from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS, Credentials
+from tap_rhttp.http.origins import origin_of, origin_text, parse_origin
+from tap_rhttp.http.rules import ACTIONS, ResponseRule
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
 
 if t.TYPE_CHECKING:
@@ -669,6 +672,8 @@ def check_auth(value: JSON, path: str, name: str) -> Credentials:
             value=kind,
             allowed=", ".join(f"`{a}`" for a in AUTH_TYPES),
         )
+    if kind == "oauth2":
+        return check_oauth2(value, path)
     allowed_keys = _AUTH_KEYS[kind]
     for key in value:
         if key not in allowed_keys:
@@ -710,6 +715,276 @@ def check_auth(value: JSON, path: str, name: str) -> Credentials:
         ),
         path,
     )
+
+
+def check_trusted_origins(value: JSON, path: str, name: str) -> tuple[str, ...]:
+    """A list of origins (``https://host[:port]``, no path) that also receive credentials."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            path,
+            f"`trusted_origins` should be a list of origins (got {quote_value(value)}).",
+            value=value,
+            allowed='origins such as "https://api2.example.com" or "https://files.example.com:8443"',
+        )
+    origins: list[str] = []
+    for index, item in enumerate(value):
+        origin = parse_origin(item) if isinstance(item, str) else None
+        if origin is None:
+            raise ConfigError(
+                f"{path}[{index}]",
+                f"`trusted_origins` entry {quote_value(item)} is not an origin: write the "
+                "scheme, host and optional port only (no path, query or user info).",
+                value=item,
+                allowed='"https://api2.example.com", "http://127.0.0.1:8080"',
+            )
+        origins.append(origin_text(origin))
+    return tuple(origins)
+
+
+def check_proxy(value: JSON, path: str, name: str) -> str:
+    """A proxy URL: http:// or https://, a host, optional user info (a secret) and port."""
+    text = value if isinstance(value, str) else ""
+    if "{{" in text:
+        return text  # checked again once rendered
+    origin = origin_of(text) if text and not any(c in text for c in "\r\n\t ") else None
+    if origin is None:
+        raise ConfigError(
+            path,
+            f"`proxy` should be an http:// or https:// URL of a proxy (got "
+            f"{quote_value(redact_userinfo(value) if isinstance(value, str) else value)}).",
+            value="<redacted>",
+            allowed='"http://proxy.internal:3128" or "http://user:password@proxy.internal:3128"',
+        )
+    return text
+
+
+def redact_userinfo(url: str) -> str:
+    """A URL with the password of its user info replaced, for a config message."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/?#:@]*):[^/?#@]*@", r"\1:***@", url)
+
+
+_OAUTH2_KEYS = (
+    "type",
+    "grant",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "username",
+    "password",
+    "scopes",
+    "audience",
+    "extra",
+    "client_auth",
+    "token_cache",
+)
+_OAUTH2_SECRETS = ("client_secret", "refresh_token", "password")
+#: What each grant needs besides `token_url` and `client_id`.
+_OAUTH2_NEEDS = {
+    "client_credentials": ("client_secret",),
+    "refresh_token": ("refresh_token",),
+    "password": ("username", "password"),
+}
+
+
+def check_oauth2(value: dict[str, JSON], path: str) -> Credentials:
+    """`auth` of type `oauth2`: a grant, the token endpoint and the grant's credentials."""
+    for key in value:
+        if key not in _OAUTH2_KEYS:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`{key}` is not an option of `oauth2` auth.",
+                allowed=", ".join(f"`{k}`" for k in _OAUTH2_KEYS),
+            )
+    grant = value.get("grant", "client_credentials")
+    if grant not in OAUTH2_GRANTS:
+        raise ConfigError(
+            f"{path}.grant",
+            f"`auth.grant` {quote_value(grant)} is not supported.",
+            value=grant,
+            allowed=", ".join(f"`{g}`" for g in OAUTH2_GRANTS),
+        )
+    for key in ("token_url", "client_id", *_OAUTH2_NEEDS[grant]):
+        item = value.get(key)
+        if not isinstance(item, str) or not item:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`oauth2` auth with the `{grant}` grant needs `{key}` as a non-empty string"
+                + (" (got a value of the wrong type)." if key in value else "."),
+                value="<redacted>" if key in _OAUTH2_SECRETS else item,
+            )
+    optional = ("client_secret", "refresh_token", "username", "password", "audience", "token_cache")
+    for key in optional:
+        item = value.get(key)
+        if item is not None and (not isinstance(item, str) or not item):
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`auth.{key}` should be a non-empty string.",
+                value="<redacted>" if key in _OAUTH2_SECRETS else item,
+            )
+    token_url = value["token_url"]
+    assert isinstance(token_url, str)
+    if "{{" not in token_url and url_scheme(token_url) not in SCHEMES:
+        raise ConfigError(
+            f"{path}.token_url",
+            f"`auth.token_url` {quote_value(token_url)} should be an http:// or https:// URL.",
+            value=token_url,
+        )
+    scopes = value.get("scopes", [])
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list) or not all(isinstance(s, str) and s for s in scopes):
+        raise ConfigError(
+            f"{path}.scopes",
+            f"`auth.scopes` should be a list of scope names (got {quote_value(scopes)}).",
+            value=scopes,
+            allowed='["read:orders", "write:orders"] or "read:orders write:orders"',
+        )
+    extra = value.get("extra", {})
+    if not isinstance(extra, dict) or not all(
+        isinstance(v, str) or is_finite(v) for v in extra.values()
+    ):
+        raise ConfigError(
+            f"{path}.extra",
+            "`auth.extra` should be an object of extra token request parameters "
+            "(string or number values).",
+            value="<redacted>",
+        )
+    client_auth = value.get("client_auth", "basic")
+    if client_auth not in OAUTH2_CLIENT_AUTH:
+        raise ConfigError(
+            f"{path}.client_auth",
+            f"`auth.client_auth` {quote_value(client_auth)} is not supported.",
+            value=client_auth,
+            allowed="`basic` (an Authorization header, RFC 6749's default) or `body`",
+        )
+    for secret_key in _OAUTH2_SECRETS:
+        item = value.get(secret_key)
+        if isinstance(item, str):
+            check_header_value(item, f"{path}.{secret_key}")
+    return Credentials(
+        type="oauth2",
+        grant=grant,
+        token_url=token_url,
+        client_id=value["client_id"],
+        client_secret=value.get("client_secret"),
+        refresh_token=value.get("refresh_token"),
+        user=value.get("username"),
+        password=value.get("password"),
+        scopes=tuple(scopes),
+        audience=value.get("audience"),
+        extra=tuple((str(k), as_param(v)) for k, v in extra.items()),
+        client_auth=client_auth,
+        token_cache=value.get("token_cache"),
+    )
+
+
+def as_param(value: JSON) -> str:
+    """A string or number as a form parameter value."""
+    if isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+_RULE_KEYS = ("status", "when", "action", "message")
+_STATUS_CLASS_RE = re.compile(r"^[1-5]xx$")
+
+
+def _rule_statuses(value: JSON, path: str) -> tuple[frozenset[int], str]:
+    """A rule's `status`: a code, a class such as "4xx", or a list of them."""
+    items = value if isinstance(value, list) else [value]
+    codes: set[int] = set()
+    for item in items:
+        if is_int(item) and 100 <= item <= 599:
+            codes.add(item)
+        elif isinstance(item, str) and _STATUS_CLASS_RE.fullmatch(item.lower()):
+            first = int(item[0]) * 100
+            codes.update(range(first, first + 100))
+        else:
+            raise ConfigError(
+                path,
+                f"`status` {quote_value(item)} is not a status code or class.",
+                value=item,
+                allowed='a code (404), a class ("4xx"), or a list of them ([429, "5xx"])',
+            )
+    if not codes:
+        raise ConfigError(path, "`status` should not be an empty list.", value=value)
+    return frozenset(codes), quote_value(value)
+
+
+def check_response_rules(value: JSON, path: str, name: str) -> tuple[ResponseRule, ...]:
+    """`response_rules`: a list of {status and/or when, action, message} objects."""
+    if not isinstance(value, list):
+        raise ConfigError(
+            path,
+            f"`response_rules` should be a list of rules (got {quote_value(value)}).",
+            value=value,
+            allowed='[{"status": 404, "action": "skip"}, ...]',
+        )
+    out: list[ResponseRule] = []
+    for index, rule in enumerate(value):
+        where = f"{path}[{index}]"
+        if not isinstance(rule, dict):
+            raise ConfigError(
+                where,
+                f"a response rule should be an object (got {quote_value(rule)}).",
+                value=rule,
+                allowed='{"status": ..., "when": ..., "action": ..., "message": ...}',
+            )
+        for key in rule:
+            if key not in _RULE_KEYS:
+                raise ConfigError(
+                    f"{where}.{key}",
+                    f"`{key}` is not an option of a response rule.",
+                    value=key,
+                    allowed=", ".join(f"`{k}`" for k in _RULE_KEYS),
+                )
+        action = rule.get("action")
+        if action not in ACTIONS:
+            raise ConfigError(
+                f"{where}.action",
+                f"`action` {quote_value(action)} is not recognized.",
+                value=action,
+                allowed=", ".join(f"`{a}`" for a in ACTIONS),
+            )
+        if rule.get("status") is None and rule.get("when") is None:
+            raise ConfigError(where, "a response rule needs `status`, `when` or both.", value=rule)
+        statuses, status_text = (
+            _rule_statuses(rule["status"], f"{where}.status")
+            if rule.get("status") is not None
+            else (None, "")
+        )
+        when = rule.get("when")
+        compiled = None
+        if when is not None:
+            if not isinstance(when, str) or not when.strip():
+                raise ConfigError(
+                    f"{where}.when",
+                    f"`when` should be an expression string (got {quote_value(when)}).",
+                    value=when,
+                    allowed="an expression of `response`, e.g. "
+                    "\"response['body']['error'] == 'rate limited'\"",
+                )
+            compiled = compile_expression(when, path=f"{where}.when", names=("response",))
+        message = rule.get("message")
+        if message is not None and not isinstance(message, str):
+            raise ConfigError(
+                f"{where}.message",
+                f"`message` should be a string (got {quote_value(message)}).",
+                value=message,
+            )
+        out.append(
+            ResponseRule(
+                path=where,
+                action=t.cast("str", action),
+                statuses=statuses,
+                status_text=status_text,
+                when=compiled,
+                when_source=when,
+                message=message or None,
+            )
+        )
+    return tuple(out)
 
 
 def check_any(value: JSON, path: str, name: str) -> JSON:

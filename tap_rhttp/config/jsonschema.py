@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_rhttp.config.options import OPTIONS, REATTEMPTS_MAX
+from tap_rhttp.config.options import OPTIONS, REATTEMPTS_MAX, REQUIRED
 
 
 def _or_null(schema: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -27,8 +27,9 @@ def _spec_properties(*, stream: bool) -> dict[str, t.Any]:
     for name, option in OPTIONS.items():
         if not stream and name == "name":
             continue
-        prop = dict(option.jsonschema) if name in ("name", "url") else _or_null(option.jsonschema)
-        prop["description"] = option.description
+        required = stream and name in REQUIRED
+        prop = dict(option.jsonschema) if required else _or_null(option.jsonschema)
+        prop["description"] = option.description + (" Required." if required else "")
         if option.default not in (None, ()):
             prop["description"] += f" Default: {option.default!r}."
         props[name] = prop
@@ -52,11 +53,13 @@ def config_schema() -> dict[str, t.Any]:
         "properties": {
             "streams": {
                 "type": "array",
-                "description": "The r.http request specs; each becomes one stream.",
+                "description": "The r.http request specs; each becomes one stream and "
+                "needs `name` and `url` (every other option is optional, also under "
+                "`defaults`).",
                 "items": {
                     "type": "object",
                     "properties": _spec_properties(stream=True),
-                    "required": ["name", "url"],
+                    "required": list(REQUIRED),
                 },
             },
             "secrets": {

@@ -192,6 +192,23 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
         errors.append(ConfigError(f"{path}.parent_keys", "`parent_keys` needs `parent`."))
     if values.get("start_value") is not None and values.get("replication_key") is None:
         errors.append(ConfigError(f"{path}.start_value", "`start_value` needs `replication_key`."))
+    if values.get("client_key") is not None and values.get("client_cert") is None:
+        errors.append(
+            ConfigError(
+                f"{path}.client_key",
+                "`client_key` needs `client_cert` (the certificate the key belongs to).",
+                value=values["client_key"],
+            )
+        )
+    if values.get("client_key_password") is not None and values.get("client_cert") is None:
+        errors.append(
+            ConfigError(
+                f"{path}.client_key_password",
+                "`client_key_password` needs `client_cert` (and `client_key` when the key "
+                "is a file of its own).",
+                value="<redacted>",
+            )
+        )
     schema = values.get("schema")
     key = values.get("replication_key")
     if schema is not None and key is not None and key not in schema.get("properties", {}):
@@ -254,6 +271,12 @@ def _compile_templates(spec: RequestSpec) -> dict[str, JSON]:
         out["data"] = compile_value(spec.data, path=f"{spec.path}.data", names=names)
     if has_placeholder(spec.json):
         out["json"] = compile_value(spec.json, path=f"{spec.path}.json", names=names)
+    for name in ("proxy", "client_key_password"):
+        value = getattr(spec, name)
+        if has_placeholder(value):
+            out[name] = compile_string(
+                value, path=f"{spec.path}.{name}", names=names, url=name == "proxy"
+            )
     if spec.auth is not None:
         fields = {
             f.name: getattr(spec.auth, f.name)
@@ -386,6 +409,33 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
     if errors:
         raise ConfigErrors(errors)
     return specs
+
+
+def check_files(specs: t.Sequence[RequestSpec]) -> list[ConfigError]:
+    """The files a run reads (client certificates and keys) exist and can be read.
+
+    Run by the run context rather than :func:`load_specs`, so a config can be checked
+    (the README's examples are) on a machine that does not hold the files.
+    """
+    errors: list[ConfigError] = []
+    for spec in specs:
+        for name in ("client_cert", "client_key"):
+            path = getattr(spec, name)
+            if path is None:
+                continue
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                errors.append(
+                    ConfigError(
+                        f"{spec.path}.{name}",
+                        f"`{name}` {quote_value(path)} cannot be read: {exc.strerror or exc}.",
+                        value=path,
+                        allowed="the path of a readable PEM file",
+                    )
+                )
+    return errors
 
 
 def check_parents(specs: list[RequestSpec]) -> list[ConfigError]:

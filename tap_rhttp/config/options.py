@@ -28,21 +28,24 @@ from tap_rhttp.config.checks import (
     check_on_error,
     check_page,
     check_parent_keys,
+    check_proxy,
     check_rate,
     check_records_path,
+    check_response_rules,
     check_result_format,
     check_scalar,
     check_scalar_map,
     check_schema,
     check_string,
     check_string_list,
+    check_trusted_origins,
     check_url,
     check_verify,
     check_xml,
     int_between,
     seconds,
 )
-from tap_rhttp.http.auth import AUTH_TYPES
+from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS
 from tap_rhttp.http.client import MAX_BODY_BYTES
 
 if t.TYPE_CHECKING:
@@ -79,6 +82,8 @@ PAGE_LIMIT_MAX = 1_000_000_000
 BACKOFF_BASE_MAX = 3600
 #: Seconds of any one wait, backoff or `Retry-After` (a day).
 WAIT_MAX = 86400
+#: Seconds one request may take in all, its tries and waits included (a week).
+RETRY_BUDGET_MAX = 7 * 86400
 #: Chains fetched at once (worker threads).
 MAX_CONCURRENCY_MAX = 64
 #: `max_body_bytes` range: a KiB to a TiB.
@@ -91,7 +96,7 @@ OPTIONS: dict[str, Option] = {
             "name",
             check_name,
             None,
-            "Stream (and table) name; letters, digits and `_`. Required, unique.",
+            "Stream (and table) name; letters, digits and `_`; unique.",
             {"type": "string", "pattern": STREAM_NAME_RE.pattern},
             r_http=False,
             example='"name": "posts"',
@@ -100,7 +105,7 @@ OPTIONS: dict[str, Option] = {
             "url",
             check_url,
             None,
-            "URL to request. No scheme means `http://`; only http and https. Required.",
+            "URL to request. No scheme means `http://`; only http and https.",
             {"type": "string"},
             example='"url": "https://api.example.com/posts"',
         ),
@@ -164,8 +169,11 @@ OPTIONS: dict[str, Option] = {
             "auth",
             check_auth,
             None,
-            "Credentials: `basic`/`digest` (`user`, `pass`), `bearer` (`token`) or "
-            "`api_key` (`name`, `value`, `in`: header|query). Secret.",
+            "Credentials: `basic`/`digest` (`user`, `pass`), `bearer` (`token`), "
+            "`api_key` (`name`, `value`, `in`: header|query) or `oauth2` (`grant`, "
+            "`token_url`, `client_id`, `client_secret`, `refresh_token`, `username`, "
+            "`password`, `scopes`, `audience`, `extra`, `client_auth`: basic|body, "
+            "`token_cache`). Secret.",
             {
                 "type": "object",
                 "properties": {
@@ -176,6 +184,18 @@ OPTIONS: dict[str, Option] = {
                     "name": {"type": "string"},
                     "value": {"type": "string", "secret": True, "writeOnly": True},
                     "in": {"type": "string", "enum": ["header", "query"]},
+                    "grant": {"type": "string", "enum": list(OAUTH2_GRANTS)},
+                    "token_url": {"type": "string"},
+                    "client_id": {"type": "string"},
+                    "client_secret": {"type": "string", "secret": True, "writeOnly": True},
+                    "refresh_token": {"type": "string", "secret": True, "writeOnly": True},
+                    "username": {"type": "string"},
+                    "password": {"type": "string", "secret": True, "writeOnly": True},
+                    "scopes": {"type": ["array", "string"], "items": {"type": "string"}},
+                    "audience": {"type": "string"},
+                    "extra": {"type": "object"},
+                    "client_auth": {"type": "string", "enum": list(OAUTH2_CLIENT_AUTH)},
+                    "token_cache": {"type": "string"},
                 },
             },
             secret=True,
@@ -214,6 +234,45 @@ OPTIONS: dict[str, Option] = {
             "Verify the server's TLS certificate: true, false, or a path to a CA bundle.",
             {"type": ["boolean", "string"]},
             example='"verify": false',
+        ),
+        Option(
+            "client_cert",
+            check_string,
+            None,
+            "Client certificate for mutual TLS: a PEM file path (it may also hold the key).",
+            {"type": "string"},
+            r_http=False,
+            example='"client_cert": "/etc/tap-rhttp/client.pem"',
+        ),
+        Option(
+            "client_key",
+            check_string,
+            None,
+            "The client certificate's private key, a PEM file path (needs `client_cert`).",
+            {"type": "string"},
+            r_http=False,
+            example='"client_key": "/etc/tap-rhttp/client.key"',
+        ),
+        Option(
+            "client_key_password",
+            check_string,
+            None,
+            "Password of an encrypted client key. Secret.",
+            {"type": "string", "secret": True, "writeOnly": True},
+            secret=True,
+            r_http=False,
+            example='"client_key_password": "{{ secrets[\'client_key\'] }}"',
+        ),
+        Option(
+            "proxy",
+            check_proxy,
+            None,
+            "Proxy for the stream's requests: an http:// or https:// URL, user info allowed "
+            "(a secret). Unset: `HTTP(S)_PROXY`/`NO_PROXY` from the environment apply.",
+            {"type": "string", "secret": True, "writeOnly": True},
+            secret=True,
+            r_http=False,
+            example='"proxy": "http://tap:{{ secrets[\'proxy\'] }}@proxy.internal:3128"',
         ),
         Option(
             "result_format",
@@ -322,6 +381,17 @@ OPTIONS: dict[str, Option] = {
             example='"secret_headers": ["X-Customer"]',
         ),
         Option(
+            "trusted_origins",
+            check_trusted_origins,
+            (),
+            "Other origins (`https://host[:port]`, no path) that also receive the stream's "
+            "credentials. Every other origin a redirect or next-page URL leads to gets none: "
+            "no auth, no secret or sensitive header, no cookie, no secret query value.",
+            {"type": "array", "items": {"type": "string"}},
+            r_http=False,
+            example='"trusted_origins": ["https://api2.example.com"]',
+        ),
+        Option(
             "backoff_base",
             seconds(maximum=BACKOFF_BASE_MAX, allow_zero=False),
             1.0,
@@ -349,6 +419,44 @@ OPTIONS: dict[str, Option] = {
             {"type": "number", "minimum": 0, "maximum": WAIT_MAX},
             r_http=False,
             example='"retry_after_max": 120',
+        ),
+        Option(
+            "max_retry_seconds",
+            seconds(maximum=RETRY_BUDGET_MAX, allow_zero=False),
+            None,
+            "Longest time in seconds one request may take, all its tries and waits "
+            "included, on top of `reattempts`: a retry that would pass it is not made. "
+            f"At most {RETRY_BUDGET_MAX} (a week).",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": RETRY_BUDGET_MAX},
+            r_http=False,
+            example='"max_retry_seconds": 600',
+        ),
+        Option(
+            "response_rules",
+            check_response_rules,
+            (),
+            "What a response means beyond its status: a list of rules, each matching by "
+            '`status` (a code, a class such as "4xx", or a list) and/or `when` (an '
+            "expression of `response`: `status`, `header`, `body`), with an `action`: "
+            "`retry`, `skip` (an empty page ends the chain), `fail` (with `message`) or "
+            "`ok`. The first match wins; no match: the usual handling.",
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "status": {
+                            "type": ["integer", "string", "array"],
+                            "items": {"type": ["integer", "string"]},
+                        },
+                        "when": {"type": "string"},
+                        "action": {"type": "string", "enum": ["retry", "skip", "fail", "ok"]},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            r_http=False,
+            example='"response_rules": [{"status": 404, "action": "skip"}]',
         ),
         Option(
             "for_each",
@@ -474,6 +582,8 @@ OPTIONS: dict[str, Option] = {
 }
 
 ALIASES = {"attempts": "reattempts"}
+#: Options every stream spec must give (`--about` and the settings table say so).
+REQUIRED = ("name", "url")
 #: Options that may not appear under `defaults`.
 NOT_IN_DEFAULTS = frozenset({"name"})
 #: Object options merged key by key (stream over defaults); others are replaced whole.

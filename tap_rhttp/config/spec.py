@@ -18,6 +18,7 @@ from tap_rhttp.http.client import MAX_BODY_BYTES, RequestOptions
 if t.TYPE_CHECKING:
     from tap_rhttp.expr import Expression
     from tap_rhttp.http.auth import Credentials
+    from tap_rhttp.http.rules import ResponseRule
     from tap_rhttp.types import JSON, HeaderPairs
 
 
@@ -38,6 +39,10 @@ class RequestSpec:
     reattempts: int = 5
     redirects: int = 1
     verify: bool | str = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = dataclasses.field(default=None, repr=False)
+    proxy: str | None = dataclasses.field(default=None, repr=False)
     result_format: str = "auto"
     csv: CsvOptions | None = None
     xml: XmlOptions | None = None
@@ -48,9 +53,12 @@ class RequestSpec:
     primary_keys: tuple[str, ...] = ()
     schema: dict[str, JSON] | None = None
     secret_headers: tuple[str, ...] = ()
+    trusted_origins: tuple[str, ...] = ()
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
+    max_retry_seconds: float | None = None
+    response_rules: tuple[ResponseRule, ...] = ()
     rate_limit: float | None = None
     for_each: tuple[JSON, ...] | None = None
     parent: str | None = None
@@ -113,5 +121,12 @@ class RequestSpec:
             timeout=self.timeout,
             redirects=self.redirects,
             verify=self.verify,
+            home=self.url,
+            trusted_origins=self.trusted_origins,
+            client_cert=self.client_cert,
+            client_key=self.client_key,
+            client_key_password=self.client_key_password,
+            proxy=self.proxy,
+            rules=self.response_rules,
             max_body_bytes=self.max_body_bytes,
         )

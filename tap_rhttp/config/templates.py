@@ -1,4 +1,5 @@
-"""``{{ expr }}`` templates in a spec's url, params, header, data, json and auth values.
+"""``{{ expr }}`` templates in a spec's url, params, header, data, json, auth, proxy and key
+password.
 
 The seed page's fan-out examples are ReQL functions around ``r.http``::
 
@@ -20,7 +21,13 @@ once at config load against exactly the names the spec makes available:
 A string that is exactly one placeholder keeps the JSON type of its result (``"{{ row }}"``
 sends the whole object; ``"{{ item }}"`` stays a number). Placeholders inside a longer
 string are formatted as text (null as empty, numbers in shortest form, objects as JSON)
-and, inside a URL, percent-encoded so a value can never change the URL's structure.
+and, inside a URL, percent-encoded so a value can never change the URL's structure: ``/``,
+``?``, ``#``, ``&`` and ``%`` are escaped, and a rendered URL whose path holds a ``.`` or
+``..`` segment (``/users/{{ item }}/repos`` with ``item`` = ``..``, also spelt ``%2e%2e``)
+is rejected for that chain, since HTTP clients and servers remove dot segments (RFC 3986
+§5.2.4) and ``/users/../repos`` would become ``/repos``. Encoding the dots instead was
+rejected: ``%2E`` is the same unreserved character, which a normaliser decodes and removes
+all the same.
 
 Rejected: Jinja. It is a second, much larger language with its own escapes, filters and
 sandbox story; users already write ReQL for ``page``.
@@ -30,21 +37,39 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing as t
 from urllib.parse import quote
 
-from tap_rhttp.config.checks import check_credentials, check_data, json_content_type, plain_json
+from tap_rhttp.config.checks import (
+    check_credentials,
+    check_data,
+    json_content_type,
+    plain_json,
+    quote_value,
+)
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expr import Expression, compile_expression
 from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.auth import Credentials
+from tap_rhttp.http.urls import SCHEMES, url_scheme
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.types import JSON
 
-TEMPLATE_FIELDS = ("url", "params", "header", "data", "json", "auth")
+_URL_PATH_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(?P<path>[^?#]*)")
+TEMPLATE_FIELDS = (
+    "url",
+    "params",
+    "header",
+    "data",
+    "json",
+    "auth",
+    "proxy",
+    "client_key_password",
+)
 
 
 def has_placeholder(value: JSON) -> bool:
@@ -279,6 +304,7 @@ def render_spec(
     if "url" in compiled:
         url = _render_field(compiled["url"], env, f"{spec.path}.url", now)
         changes["url"] = OPTIONS["url"].check(as_text(url), f"{spec.path}.url", "url")
+        check_no_dot_segments(changes["url"], f"{spec.path}.url")
     if "params" in compiled:
         params = _render_field(compiled["params"], env, f"{spec.path}.params", now)
         changes["params"] = OPTIONS["params"].check(params, f"{spec.path}.params", "params")
@@ -295,16 +321,47 @@ def render_spec(
     if "json" in compiled:
         body = _render_field(compiled["json"], env, f"{spec.path}.json", now)
         changes["json"] = check_data(spec.method, body, f"{spec.path}.json", as_json=True)
+    for name in ("proxy", "client_key_password"):
+        if name in compiled:
+            text = as_text(_render_field(compiled[name], env, f"{spec.path}.{name}", now))
+            changes[name] = OPTIONS[name].check(text, f"{spec.path}.{name}", name)
     if "auth" in compiled and spec.auth is not None:
         fields = _render_field(compiled["auth"], env, f"{spec.path}.auth", now)
         values: dict[str, t.Any] = {
             k: as_text(v) if v is not None else None for k, v in fields.items()
         }
-        changes["auth"] = check_credentials(
-            dataclasses.replace(spec.auth, **values), f"{spec.path}.auth"
-        )
-        assert isinstance(changes["auth"], Credentials)
+        auth = dataclasses.replace(spec.auth, **values)
+        assert isinstance(auth, Credentials)
+        if auth.type == "oauth2" and url_scheme(auth.token_url or "") not in SCHEMES:
+            raise ConfigError(
+                f"{spec.path}.auth.token_url",
+                f"the rendered `auth.token_url` {quote_value(auth.token_url)} should be an "
+                "http:// or https:// URL.",
+                value=auth.token_url,
+            )
+        changes["auth"] = check_credentials(auth, f"{spec.path}.auth")
     return dataclasses.replace(spec, **changes)
+
+
+def check_no_dot_segments(url: str, path: str) -> None:
+    """A rendered URL may not hold a ``.`` or ``..`` path segment (see the module docstring).
+
+    Raises:
+        ConfigError: it does; the message names the config path and the segment.
+    """
+    match = _URL_PATH_RE.match(url)
+    if match is None:
+        return
+    for segment in match.group("path").split("/"):
+        if segment and re.sub("%2e", ".", segment, flags=re.IGNORECASE) in (".", ".."):
+            raise ConfigError(
+                path,
+                f"the rendered `url` has a {quote_value(segment)} path segment, which would "
+                "change which resource is requested (`..` removes the segment before it); "
+                "a template value may not do that.",
+                value=segment,
+                allowed="path segments other than `.` and `..`",
+            )
 
 
 # --------------------------------------------------------------------------- environments

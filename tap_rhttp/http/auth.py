@@ -17,7 +17,10 @@ import requests.auth
 from tap_rhttp.http.deadline import drop_body
 
 #: The kinds of `auth` a spec may give.
-AUTH_TYPES = ("basic", "digest", "bearer", "api_key")
+AUTH_TYPES = ("basic", "digest", "bearer", "api_key", "oauth2")
+#: OAuth2 grants (RFC 6749 §4.3, §4.4, §6) and where the client authenticates (§2.3.1).
+OAUTH2_GRANTS = ("client_credentials", "refresh_token", "password")
+OAUTH2_CLIENT_AUTH = ("basic", "body")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,12 +29,22 @@ class Credentials:
 
     Attributes:
         type: one of :data:`AUTH_TYPES`.
-        user: basic/digest user name.
-        password: basic/digest password.
+        user: basic/digest user name; the OAuth2 password grant's `username`.
+        password: basic/digest password; the OAuth2 password grant's `password`.
         token: bearer token.
         name: API key header or query parameter name.
         value: API key value.
         location: where an API key goes: ``header`` or ``query``.
+        grant: OAuth2: one of :data:`OAUTH2_GRANTS`.
+        token_url: OAuth2: the token endpoint.
+        client_id: OAuth2: the client's id (not secret).
+        client_secret: OAuth2: the client's secret.
+        refresh_token: OAuth2: the refresh token to start from.
+        scopes: OAuth2: the scopes asked for.
+        audience: OAuth2: the `audience` parameter some servers (Auth0) want.
+        extra: OAuth2: more token request parameters, as pairs.
+        client_auth: OAuth2: ``basic`` (an Authorization header) or ``body``.
+        token_cache: OAuth2: the file that keeps a rotated refresh token between runs.
     """
 
     type: str
@@ -41,16 +54,44 @@ class Credentials:
     name: str | None = None
     value: str | None = dataclasses.field(default=None, repr=False)
     location: str = "header"
+    grant: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = dataclasses.field(default=None, repr=False)
+    refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    scopes: tuple[str, ...] = ()
+    audience: str | None = None
+    extra: tuple[tuple[str, str], ...] = dataclasses.field(default=(), repr=False)
+    client_auth: str = "basic"
+    token_cache: str | None = None
 
     def secrets(self) -> tuple[str, ...]:
         """The secret strings these credentials carry, for the redactor."""
-        return tuple(s for s in (self.password, self.token, self.value) if s)
+        values = (self.password, self.token, self.value, self.client_secret, self.refresh_token)
+        return tuple(s for s in values if s)
 
     def query_params(self) -> dict[str, str]:
         """An API key that travels in the query string, as a param (else empty)."""
         if self.type == "api_key" and self.location == "query":
             return {self.name or "": self.value or ""}
         return {}
+
+
+class TokenAuth(requests.auth.AuthBase):
+    """An auth whose token can go stale: the client refreshes it once on a 401.
+
+    The client calls :meth:`fresh` before an attempt (outside its deadline, since it may
+    make a token request) and, when a response to a request that carried the token is a
+    401, :meth:`rejected`; if that returns True the request is made once more.
+    """
+
+    def fresh(self) -> None:
+        """Make sure a valid token is at hand (may request one)."""
+        raise NotImplementedError
+
+    def rejected(self) -> bool:
+        """The last token sent was refused: drop it and get another; False if pointless."""
+        raise NotImplementedError
 
 
 class HeaderAuth(requests.auth.AuthBase):
@@ -103,6 +144,8 @@ def make_auth(credentials: Credentials | None) -> requests.auth.AuthBase | None:
         return ChainDigestAuth(credentials.user or "", credentials.password or "")
     if credentials.type == "bearer":
         return HeaderAuth("Authorization", f"Bearer {credentials.token}")
+    if credentials.type == "oauth2":  # the run owns the token: ``tap_rhttp.http.oauth2``
+        raise ValueError("OAuth2 credentials need a token source (oauth2.TokenRegistry)")
     if credentials.location == "header":
         return HeaderAuth(credentials.name or "", credentials.value or "")
     return None

@@ -16,6 +16,13 @@
 Headers: defaults ``User-Agent: tap-rhttp/<version>`` and ``Accept-Encoding``; a user
 value wins, null removes. Auth goes through ``requests.auth`` objects kept per client.
 
+Credentials are decided per hop (see ``origins``): :meth:`HttpClient.prepare` builds every
+request, the first and each redirect hop, and gives one whose URL is not on a trusted
+origin no auth, no sensitive or secret header, no cookie and no secret query value. A
+redirect hop is rebuilt from scratch (requests' ``resolve_redirects`` only decides its
+URL, method and whether the body is kept), so nothing of the previous hop's credentials,
+nor a digest auth's hook that would answer the other origin's 401 challenge, carries over.
+
 Rejected: singer-sdk's ``RESTStream`` request path and authenticators. They rewrite the
 query string (``%20`` becomes ``+``, empty values vanish), ignore ``REQUESTS_CA_BUNDLE``,
 treat ``timeout`` as a per-read limit of 300 s, and follow redirects without a hop count.
@@ -37,7 +44,8 @@ from urllib3.util import SKIP_HEADER
 
 from tap_rhttp import __version__
 from tap_rhttp.errors import PermanentRequestError, RequestError, TransientRequestError
-from tap_rhttp.http.auth import make_auth
+from tap_rhttp.http import rules
+from tap_rhttp.http.auth import TokenAuth, make_auth
 from tap_rhttp.http.body import encode_body
 from tap_rhttp.http.deadline import (
     BodyTooLarge,
@@ -48,6 +56,8 @@ from tap_rhttp.http.deadline import (
     drop_body,
     read_body,
 )
+from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text, without_credentials
+from tap_rhttp.http.ratelimit import parse_rate_limit
 from tap_rhttp.http.retry import RETRIABLE_STATUSES, parse_retry_after
 from tap_rhttp.http.urls import SCHEMES, url_scheme
 
@@ -56,6 +66,7 @@ if t.TYPE_CHECKING:
 
     from tap_rhttp.http.auth import Credentials
     from tap_rhttp.http.body import BodySpool
+    from tap_rhttp.http.rules import ResponseRule
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON, HeaderPairs
 
@@ -97,6 +108,20 @@ class RequestOptions:
     timeout: float = 30.0
     redirects: int = 1
     verify: bool | str = True
+    #: The configured URL, whose origin receives the credentials (default: the first
+    #: URL fetched).
+    home: str = ""
+    #: Other origins that receive them (``scheme://host[:port]``).
+    trusted_origins: tuple[str, ...] = ()
+    #: Mutual TLS: the client certificate (PEM path), its key, the key's password.
+    client_cert: str | None = None
+    client_key: str | None = None
+    client_key_password: str | None = dataclasses.field(default=None, repr=False)
+    #: The proxy for every request (else the environment's ``HTTP(S)_PROXY``/``NO_PROXY``).
+    proxy: str | None = dataclasses.field(default=None, repr=False)
+    #: `response_rules`, checked and compiled.
+    rules: tuple[ResponseRule, ...] = ()
+    #: `max_body_bytes`: the most decoded bytes a success body may have (None: no limit).
     max_body_bytes: int | None = MAX_BODY_BYTES
 
 
@@ -117,6 +142,8 @@ class Response:
     #: discovery sample) adopts it, so a digest nonce carries over to the next page.
     auth: requests.auth.AuthBase | None = dataclasses.field(default=None, repr=False, compare=False)
     spool: BodySpool | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: The response rule that made this response an empty page ending its chain (`skip`).
+    skipped_by: str | None = None
 
     def header(self, name: str) -> str | None:
         """The last value of a header (names compared case-insensitively)."""
@@ -126,6 +153,56 @@ class Response:
             if key.lower() == lowered:
                 found = value
         return found
+
+
+class _Enough(Exception):
+    """A prefix read has what it needs."""
+
+
+def _read_prefix(
+    response: requests.Response, deadline: float | None, limit: int
+) -> tuple[bytes, bool]:
+    """Up to about `limit` bytes of an error body: (bytes, whether that is all of it).
+
+    A body that breaks off is what was read, complete: the status is the error.
+    """
+    chunks: list[bytes] = []
+    size = 0
+
+    def keep(chunk: bytes) -> None:
+        nonlocal size
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise _Enough
+
+    try:
+        read_body(response.raw, deadline, keep)
+    except _Enough:
+        return b"".join(chunks), False
+    except Exception:  # noqa: S110  (the status is the error)
+        pass
+    return b"".join(chunks), True
+
+
+def _retry_hint(status: int, headers: list[tuple[str, str]]) -> tuple[bool, float | None]:
+    """Whether a failed status is worth another try, and how long the server asks to wait.
+
+    408/425/429/5xx are retried. So is a 403 that is a rate limit (GitHub's): with
+    ``Retry-After``, or with an announced remaining quota of 0. A 403 or 429 without
+    ``Retry-After`` whose quota is used up waits for the announced reset.
+    """
+    retry_after = parse_retry_after(
+        next((v for k, v in headers if k.lower() == "retry-after"), None)
+    )
+    announced = parse_rate_limit(headers) if status in (403, 429) else None
+    used_up = announced is not None and announced.remaining == 0
+    if used_up and retry_after is None and announced is not None and announced.reset:
+        retry_after = announced.reset if announced.reset > 0 else None
+    transient = status in RETRIABLE_STATUSES or (
+        status == 403 and (used_up or retry_after is not None)
+    )
+    return transient, retry_after
 
 
 def _declared_length(headers: t.Any) -> int:
@@ -208,9 +285,17 @@ class HttpClient:
     Args:
         options: method, headers, body, credentials, timeout, redirects, verify.
         redactor: masks secrets in every error.
+        auth: the auth object, when the caller owns it (an OAuth2 token shared by the
+            run); default: one made from ``options.credentials``.
     """
 
-    def __init__(self, options: RequestOptions, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        options: RequestOptions,
+        redactor: Redactor,
+        *,
+        auth: requests.auth.AuthBase | None = None,
+    ) -> None:
         self.options = options
         self.redactor = redactor
         self.session = _Session()
@@ -218,13 +303,22 @@ class HttpClient:
         self.session.headers.clear()
         self.session.headers["Accept"] = "*/*"
         self._watchdog = Watchdog()
+        adapter = DeadlineAdapter(self._watchdog, key_password=options.client_key_password)
         for prefix in ("http://", "https://"):
-            self.session.mount(prefix, DeadlineAdapter(self._watchdog))
-        self.auth = make_auth(options.credentials)
+            self.session.mount(prefix, adapter)
+        self.auth = auth if auth is not None else make_auth(options.credentials)
+        self._token_sent = False  # the last hop carried a TokenAuth's token
         self._headers = self._build_headers()
         self._body, self._content_type = self.encode(options.data)
         self._url = ""  # the URL of the hop in progress, for error messages
         self._proxies_learned: set[str] = set()
+        self.origins: OriginPolicy | None = (
+            OriginPolicy(options.home, options.trusted_origins) if options.home else None
+        )
+        #: Origins that were sent a request without the credentials (texts), in order.
+        self.withheld: list[str] = []
+        #: Shown every response's status and headers (the stream's ServerRateLimit).
+        self.observer: t.Callable[[int, list[tuple[str, str]]], None] | None = None
 
     def _build_headers(self) -> dict[str, str | None]:
         """Defaults, then the user's; a null value means "do not send this header"."""
@@ -246,40 +340,95 @@ class HttpClient:
         self._watchdog.close()
         self.session.close()
 
+    def trusts(self, url: str) -> bool:
+        """Whether `url` is on an origin that receives the credentials (see ``origins``)."""
+        if self.origins is None:
+            self.origins = OriginPolicy(url, self.options.trusted_origins)
+        return self.origins.trusts(url)
+
     def encode(self, data: JSON) -> tuple[bytes | None, str | None]:
         """A request body for `data`, and its automatic Content-Type."""
         return encode_body(self.options.method, data, as_json=self.options.json_body)
 
     def prepare(
-        self, url: str, *, auth: bool = True, data: JSON | type[CONFIGURED] = CONFIGURED
+        self,
+        url: str,
+        *,
+        auth: bool = True,
+        method: str | None = None,
+        body: bool = True,
+        data: JSON | type[CONFIGURED] = CONFIGURED,
     ) -> requests.PreparedRequest:
         """The request as it goes out to `url` (explain mode prints it as curl).
+
+        A URL on an origin that is not trusted gets no credential of any kind (see the
+        module docstring).
 
         Args:
             url: the target.
             auth: apply the auth object (explain passes False for digest auth, whose
                 nonce counter preparing would step).
+            method: the method, when a redirect changed it (default: the spec's).
+            body: send the body (a redirect other than 307/308 drops it).
             data: this request's body data, when pagination moved it (default: the
                 configured `data`).
         """
-        body, content_type = (
+        trusted = self.trusts(url)
+        if not trusted:
+            url = without_credentials(url, self.redactor.is_secret)
+        headers: dict[str, str | None] = (
+            dict(self._headers)
+            if trusted
+            else {k: v for k, v in self._headers.items() if not self._credential_header(k, v)}
+        )
+        encoded, content_type = (
             (self._body, self._content_type) if data is CONFIGURED else self.encode(data)
         )
-        headers: dict[str, str | None] = dict(self._headers)
-        if content_type and not any(k.lower() == "content-type" for k in headers):
+        sent = encoded if body else None
+        has_type = any(k.lower() == "content-type" for k in headers)
+        if sent is not None and content_type and not has_type:
             headers["Content-Type"] = content_type
         request = requests.Request(
-            method=self.options.method,
+            method=method or self.options.method,
             url=url,
             headers=headers,
-            data=body,
-            auth=self.auth if auth else None,
+            data=sent,
+            auth=self.auth if auth and trusted else None,
         )
-        return self.session.prepare_request(request)
+        prepared = self.session.prepare_request(request)
+        self._token_sent = trusted and auth and isinstance(self.auth, TokenAuth)
+        if not trusted:
+            # requests adds the jar's cookies (scoped by host, not by port) and any netrc
+            # credentials for the host; neither goes to an origin that is not trusted.
+            prepared.headers.pop("Cookie", None)
+            prepared.headers.pop("Authorization", None)
+            shown = origin_of(url)
+            text = origin_text(shown) if shown is not None else url
+            if text not in self.withheld:
+                self.withheld.append(text)
+        return prepared
+
+    def _credential_header(self, name: str, value: str | None) -> bool:
+        """A header that carries a credential: sensitive by name, or holding a secret."""
+        if self.redactor.is_sensitive_header(name):
+            return True
+        return value not in (None, SKIP_HEADER) and self.redactor.mentions_secret(value or "")
 
     def _settings(self, url: str) -> dict[str, t.Any]:
-        verify = self.options.verify
-        merged = self.session.merge_environment_settings(url, {}, True, verify, None)
+        """verify, proxies and cert for one send: the options, then the environment's.
+
+        An explicit `proxy` is used for every request (the environment's ``NO_PROXY``
+        does not apply to it); without one, requests reads ``HTTP(S)_PROXY``,
+        ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` as usual.
+        """
+        options = self.options
+        proxies = {"http": options.proxy, "https": options.proxy} if options.proxy else {}
+        cert: str | tuple[str, str] | None = (
+            (options.client_cert, options.client_key)
+            if options.client_cert and options.client_key
+            else options.client_cert
+        )
+        merged = self.session.merge_environment_settings(url, proxies, True, options.verify, cert)
         for proxy in merged["proxies"].values():
             if proxy not in self._proxies_learned:  # its credentials are secrets
                 self._proxies_learned.add(proxy)
@@ -297,6 +446,9 @@ class HttpClient:
     ) -> Response:
         """Make one attempt at a request, following redirects, within `timeout`.
 
+        With a token auth (OAuth2), a 401 to a request that carried the token refreshes
+        the token once and makes the request once more.
+
         Args:
             url: the complete target URL (params already merged).
             sink: where a successful body goes (else it is read into memory); the
@@ -311,6 +463,20 @@ class HttpClient:
             TransientRequestError: worth another try.
             PermanentRequestError: not worth another try.
         """
+        token_auth = self.auth if isinstance(self.auth, TokenAuth) else None
+        if token_auth is not None and self.trusts(url):
+            token_auth.fresh()  # outside the deadline: it may request a token
+        try:
+            return self._attempt(url, sink, data)
+        except PermanentRequestError as exc:
+            if exc.status != 401 or token_auth is None or not self._token_sent:
+                raise
+            if not token_auth.rejected():
+                raise
+        return self._attempt(url, sink, data)  # once more, with the new token
+
+    def _attempt(self, url: str, sink: BodySpool | None, data: JSON | type[CONFIGURED]) -> Response:
+        """One attempt at a request, within `timeout` (see :meth:`fetch`)."""
         timeout = self.options.timeout
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
@@ -360,6 +526,8 @@ class HttpClient:
                         status=response.status_code,
                     )
                 hops += 1
+                # requests decides the hop's URL, method and whether the body stays;
+                # the hop itself is rebuilt, with the credentials its origin may have.
                 following = next(
                     self.session.resolve_redirects(
                         response, prepared, yield_requests=True, **self._settings(self._url)
@@ -367,21 +535,98 @@ class HttpClient:
                 )
                 self._url = t.cast("str", following.url)
                 self._check_scheme(self._url, url)
-                prepared = t.cast("requests.PreparedRequest", following)
+                prepared = self.prepare(
+                    self._url,
+                    method=following.method,
+                    body=following.body is not None,
+                    data=data,
+                )
+            if self.options.rules:
+                return self._apply_rules(response, started, deadline, sink)
             if not 200 <= response.status_code < 300:
                 raise self._status_error(response, deadline)
             return self._read(response, started, deadline, sink)
 
+    def _apply_rules(
+        self,
+        response: requests.Response,
+        started: float,
+        deadline: float | None,
+        sink: BodySpool | None,
+    ) -> Response:
+        """The final response as the stream's `response_rules` read it (see ``rules``)."""
+        status = response.status_code
+        success = 200 <= status < 300
+        found = rules.candidates(self.options.rules, status)
+        if not found:
+            if not success:
+                raise self._status_error(response, deadline)
+            return self._read(response, started, deadline, sink)
+        page: Response | None = None
+        prefix, complete = b"", True
+        seen: bytes | None = None
+        if rules.needs_body(found):
+            if success:
+                page = self._read(response, started, deadline, sink)
+                seen = page.body if page.spool is None else None
+            else:
+                prefix, complete = _read_prefix(response, deadline, rules.RULE_BODY_BYTES)
+                seen = prefix if complete else None
+        headers = list(response.raw.headers.items())
+        rule = rules.first_match(found, status, headers, rules.body_view(seen))
+        action = rule.action if rule is not None else None
+        if action is None and not success:
+            raise self._status_error(response, deadline, prefix=prefix, complete=complete)
+        if action is None or action == "ok":
+            if page is not None:
+                return page
+            return self._read(response, started, deadline, sink, prefix=prefix)
+        assert rule is not None
+        if page is not None and page.spool is not None:
+            page.spool.close()
+        body = page.body if page is not None else prefix
+        if action == "skip":
+            response.close()
+            return Response(
+                status=status,
+                headers=headers,
+                body=b"",
+                url=self._url,
+                elapsed=time.monotonic() - started,
+                auth=self.auth,
+                skipped_by=rule.describe(),
+            )
+        if page is None and not complete:
+            body += b" ..."
+        response.close()
+        what = rule.message or f"status code {status}"
+        kind: type[RequestError] = (
+            TransientRequestError if action == "retry" else PermanentRequestError
+        )
+        error = kind(
+            self.options.method,
+            self.redactor.url(self._url),
+            f"{what.rstrip('.')} (status code {status}; {rule.label}: {action}).",
+            status=status,
+            header=_header_block(self.redactor.headers(headers).items()),
+            body=self._body_excerpt(body),
+            retry_after=_retry_hint(status, headers)[1],
+        )
+        raise error
+
     def _send(self, prepared: requests.PreparedRequest, deadline: float | None) -> t.Any:
         """One send, headers read, body not yet."""
         per_op = max(deadline - time.monotonic(), 0.001) if deadline is not None else None
-        return self.session.send(
+        response = self.session.send(
             prepared,
             allow_redirects=False,
             stream=True,
             timeout=per_op,
             **self._settings(self._url),
         )
+        if self.observer is not None:
+            self.observer(response.status_code, list(response.raw.headers.items()))
+        return response
 
     def _read(
         self,
@@ -389,22 +634,31 @@ class HttpClient:
         started: float,
         deadline: float | None,
         sink: BodySpool | None,
+        *,
+        prefix: bytes = b"",
     ) -> Response:
-        """The complete response: its body read into memory, or into `sink`."""
+        """The complete response: its body read into memory, or into `sink`.
+
+        Args:
+            prefix: the start of the body, already read (by a response rule).
+        """
         headers = response.raw.headers
         limit = self.options.max_body_bytes
         if limit is not None and _declared_length(headers) > limit:
             response.close()  # known too large: not a byte of it is read
             raise BodyTooLarge(limit)
+        rest = None if limit is None else limit - len(prefix)  # the prefix counts too
         spool = None
         if sink is None or sink.fits(
             headers.get("Content-Length"), headers.get("Content-Encoding")
         ):
-            chunks: list[bytes] = []
-            read_body(response.raw, deadline, chunks.append, limit=limit)
+            chunks: list[bytes] = [prefix] if prefix else []
+            read_body(response.raw, deadline, chunks.append, limit=rest)
             body = b"".join(chunks)
         else:
-            read_body(response.raw, deadline, sink.write, limit=limit)
+            if prefix:
+                sink.write(prefix)
+            read_body(response.raw, deadline, sink.write, limit=rest)
             if sink.spilled:
                 body, spool = b"", sink
             else:
@@ -485,14 +739,8 @@ class HttpClient:
         text = " ".join(text.split())
         return self.redactor.text(text)[:300]
 
-    def _status_error(self, response: requests.Response, deadline: float | None) -> RequestError:
-        status = response.status_code
-        chunks: list[bytes] = []
-        # The status is the error; a broken body only shortens the message.
-        with contextlib.suppress(Exception):
-            read_body(response.raw, deadline, chunks.append, at_most=ERROR_BODY_DECODE_BYTES + 1)
-        response.close()  # the rest of the body, if any, is never read
-        raw = b"".join(chunks)
+    def _body_excerpt(self, raw: bytes) -> str:
+        """The start of an error body for the envelope, redacted, then cut."""
         # Redact, then cut (cutting first could keep the head of a secret that straddles
         # the cut); only a bounded window is redacted, however long the body.
         body_text, cut = self.redactor.excerpt(
@@ -500,10 +748,28 @@ class HttpClient:
         )
         if cut or len(raw) > ERROR_BODY_DECODE_BYTES:
             body_text += " ..."
+        return body_text
+
+    def _status_error(
+        self,
+        response: requests.Response,
+        deadline: float | None,
+        *,
+        prefix: bytes = b"",
+        complete: bool = False,
+    ) -> RequestError:
+        status = response.status_code
+        chunks: list[bytes] = [prefix]
+        wanted = ERROR_BODY_DECODE_BYTES + 1 - len(prefix)  # one more: "it goes on"
+        if not complete and wanted > 0:
+            # The status is the error; a broken body only shortens the message.
+            with contextlib.suppress(Exception):
+                read_body(response.raw, deadline, chunks.append, at_most=wanted)
+        response.close()  # the rest of the body, if any, is never read
+        body_text = self._body_excerpt(b"".join(chunks))
         headers = self.redactor.headers(list(response.headers.items()))
-        kind: type[RequestError] = (
-            TransientRequestError if status in RETRIABLE_STATUSES else PermanentRequestError
-        )
+        transient, retry_after = _retry_hint(status, list(response.raw.headers.items()))
+        kind: type[RequestError] = TransientRequestError if transient else PermanentRequestError
         return kind(
             self.options.method,
             self.redactor.url(self._url),
@@ -511,5 +777,5 @@ class HttpClient:
             status=status,
             header=_header_block(headers.items()),
             body=body_text,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after,
         )

@@ -265,11 +265,27 @@ def _pool_classes(watchdog: Watchdog) -> dict[str, type[urllib3.HTTPConnectionPo
 
 
 class DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, with connections the :class:`Watchdog` can interrupt."""
+    """requests' adapter, with connections the :class:`Watchdog` can interrupt.
 
-    def __init__(self, watchdog: Watchdog) -> None:
+    Args:
+        watchdog: the client's deadline watcher.
+        key_password: the password of an encrypted client key (requests has no
+            setting for it; urllib3 takes it per connection pool).
+    """
+
+    def __init__(self, watchdog: Watchdog, *, key_password: str | None = None) -> None:
         self._pools = _pool_classes(watchdog)
+        self._key_password = key_password
         super().__init__()
+
+    def build_connection_pool_key_attributes(
+        self, request: t.Any, verify: t.Any, cert: t.Any = None
+    ) -> t.Any:
+        """requests' pool key, plus the key password urllib3 needs for an encrypted key."""
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        if cert and self._key_password is not None:
+            t.cast("dict[str, t.Any]", pool)["key_password"] = self._key_password
+        return host, pool
 
     def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().init_poolmanager(*args, **kwargs)

@@ -46,6 +46,7 @@ if t.TYPE_CHECKING:
 __all__ = [
     "RETRIABLE_STATUSES",
     "RetryAfterTooLong",
+    "RetryBudgetExhausted",
     "RetryPolicy",
     "call_with_retries",
     "parse_retry_after",
@@ -95,6 +96,37 @@ class RetryAfterTooLong(errors.PermanentRequestError):
         )
 
 
+class RetryBudgetExhausted(errors.PermanentRequestError):
+    """Another try would pass ``max_retry_seconds``: the request fails with its last error.
+
+    It keeps the method, URL, status, header and body of the last try's error, which is
+    also its ``__cause__``.
+
+    Attributes:
+        spent: seconds since the first try started.
+        budget: the policy's ``max_seconds``.
+    """
+
+    def __init__(
+        self, error: errors.RequestError, spent: float, wait: float, budget: float
+    ) -> None:
+        self.spent = spent
+        self.budget = budget
+        reason = (
+            f"{error.reason.rstrip()} Gave up after {spent:.1f} s: waiting {wait:.1f} s for "
+            f"another try would pass max_retry_seconds={budget:g} s."
+        )
+        super().__init__(
+            error.method,
+            error.url,
+            reason,
+            status=error.status,
+            header=error.header,
+            body=error.body,
+            retry_after=error.retry_after,
+        )
+
+
 def _check_number(name: str, value: float, *, minimum: float, strict: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ValueError(f"RetryPolicy.{name} must be a number, got {value!r}")
@@ -117,12 +149,16 @@ class RetryPolicy:
             fails fast with :class:`RetryAfterTooLong`.
         jitter: maps the un-jittered wait to the actual wait; ``backoff.full_jitter``
             (uniform in ``[0, value]``). Tests pass ``lambda v: v`` for a fixed schedule.
+        max_seconds: ``max_retry_seconds``: the longest one request may take, all its
+            tries and waits included; a retry whose wait would pass it is not made
+            (:class:`RetryBudgetExhausted`). None for no budget.
     """
 
     tries: int = 5
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     retry_after_max: float = 300.0
+    max_seconds: float | None = None
     jitter: Callable[[float], float] = dataclasses.field(
         default=backoff.full_jitter, repr=False, compare=False
     )
@@ -138,6 +174,8 @@ class RetryPolicy:
         _check_number("backoff_base", self.backoff_base, minimum=0, strict=True)
         _check_number("backoff_max", self.backoff_max, minimum=0, strict=False)
         _check_number("retry_after_max", self.retry_after_max, minimum=0, strict=False)
+        if self.max_seconds is not None:
+            _check_number("max_seconds", self.max_seconds, minimum=0, strict=True)
 
     def backoff_waits(self) -> Iterator[float]:
         """Yield the backoff waits, one per retry, forever; sleeps nowhere.
@@ -232,6 +270,7 @@ def call_with_retries(
     *,
     on_retry: Callable[[int, float, errors.RequestError], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Call ``attempt`` until it succeeds, it fails for good, or the tries run out.
 
@@ -246,6 +285,7 @@ def call_with_retries(
             that failed, the seconds about to be waited, and the error; log one WARNING
             line there.
         sleep: the sleep function (tests inject a recorder).
+        clock: a monotonic clock, for ``policy.max_seconds`` (tests inject one).
 
     Returns:
         What ``attempt`` returned.
@@ -255,9 +295,11 @@ def call_with_retries(
             tries have failed.
         RetryAfterTooLong: the server asked to wait longer than
             ``policy.retry_after_max``.
+        RetryBudgetExhausted: the next wait would pass ``policy.max_seconds``.
     """
     waits = policy.backoff_waits()
     try_number = 1
+    started = clock()
     while True:
         try:
             return attempt(try_number)
@@ -265,6 +307,9 @@ def call_with_retries(
             if try_number >= policy.tries:
                 raise
             wait = policy.wait_before(try_number + 1, error.retry_after, waits, error=error)
+            spent = clock() - started
+            if policy.max_seconds is not None and spent + wait > policy.max_seconds:
+                raise RetryBudgetExhausted(error, spent, wait, policy.max_seconds) from error
             if on_retry is not None:
                 on_retry(try_number, wait, error)
         sleep(wait)

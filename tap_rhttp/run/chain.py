@@ -19,6 +19,7 @@ from tap_rhttp.formats import streaming
 from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
+from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.retry import RetryPolicy, call_with_retries
 from tap_rhttp.http.urls import merge_query
 from tap_rhttp.paging.paginator import Paginator, Step
@@ -29,7 +30,7 @@ if t.TYPE_CHECKING:
 
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.errors import RequestError
-    from tap_rhttp.http.ratelimit import RateLimiter
+    from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
     from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON
@@ -95,16 +96,21 @@ class ChainStats:
     pages: int = 0
     records: int = 0
     retries: int = 0
+    #: Chains that a `skip` response rule ended.
+    rule_skips: int = 0
     _lock: threading.Lock = dataclasses.field(
         default_factory=threading.Lock, repr=False, compare=False
     )
 
-    def add(self, *, pages: int = 0, records: int = 0, retries: int = 0) -> None:
-        """Count pages, records and retries."""
+    def add(
+        self, *, pages: int = 0, records: int = 0, retries: int = 0, rule_skips: int = 0
+    ) -> None:
+        """Count pages, records, retries and chains ended by a `skip` rule."""
         with self._lock:
             self.pages += pages
             self.records += records
             self.retries += retries
+            self.rule_skips += rule_skips
 
 
 def retry_policy(spec: RequestSpec) -> RetryPolicy:
@@ -114,6 +120,7 @@ def retry_policy(spec: RequestSpec) -> RetryPolicy:
         backoff_base=spec.backoff_base,
         backoff_max=spec.backoff_max,
         retry_after_max=spec.retry_after_max,
+        max_seconds=spec.max_retry_seconds,
     )
 
 
@@ -139,6 +146,9 @@ class Chain:
         stream_bodies: read large bodies in flat memory when their records are an
             array (see ``tap_rhttp.formats.streaming``).
         now: the run's instant (epoch seconds), which ``r.now()`` returns in `page`.
+        tokens: the run's OAuth2 tokens (a chain made on its own gets a registry of its
+            own).
+        server_limit: the quota the server announces, shared by the stream's chains.
     """
 
     def __init__(
@@ -154,6 +164,8 @@ class Chain:
         read_ahead: bool = False,
         stream_bodies: bool = False,
         now: float | None = None,
+        tokens: TokenRegistry | None = None,
+        server_limit: ServerRateLimit | None = None,
     ) -> None:
         self.spec = spec
         self.now = now
@@ -163,7 +175,15 @@ class Chain:
         self.limiter = limiter
         self.prefetched = prefetched if prefetched is not None else {}
         self.stats = stats or ChainStats()
-        self.client = HttpClient(spec.request_options(), redactor)
+        options = spec.request_options()
+        auth = None
+        if spec.auth is not None and spec.auth.type == "oauth2":
+            registry = tokens if tokens is not None else TokenRegistry(redactor, logger=logger)
+            auth = registry.auth(spec.auth, options)
+        self.client = HttpClient(options, redactor, auth=auth)
+        self.server_limit = server_limit
+        if server_limit is not None:
+            self.client.observer = server_limit.observe
         self.policy = retry_policy(spec)
         self.records_path = compile_records_path(spec.records_path) if spec.records_path else None
         self._query_auth = spec.auth.query_params() if spec.auth is not None else {}
@@ -174,6 +194,7 @@ class Chain:
             body_read=spec.page is not None and spec.page.reads("info", "body"),
         )
         self._helper: ThreadPoolExecutor | None = None
+        self._withheld_seen: list[str] = []
 
     def close(self) -> None:
         """Release the chain's connections (after a request read ahead, if any, ends)."""
@@ -182,9 +203,12 @@ class Chain:
         self.client.close()
 
     def target(self, request: PageRequest) -> str:
-        """The URL to send: the page's target plus a query-string API key, if any."""
+        """The URL to send: the page's target plus a query-string API key, if any.
+
+        The API key goes only to a trusted origin (see ``tap_rhttp.http.origins``).
+        """
         target = request.target
-        if self._query_auth:
+        if self._query_auth and self.client.trusts(target):
             target = merge_query(target, self._query_auth, set(self._query_auth))
         return target
 
@@ -192,15 +216,44 @@ class Chain:
         """What identifies a request's page in `prefetched`: its target and its body."""
         return request.key
 
+    def _report_skip(self, response: Response, number: int) -> None:
+        """One INFO line, and one count, for a chain that a `skip` rule ended."""
+        self.stats.add(rule_skips=1)
+        self.logger.info(
+            "stream %s: page %d answered status %d, which %s: an empty page, and the "
+            "chain ends: %s %s",
+            self.spec.name,
+            number,
+            response.status,
+            response.skipped_by,
+            self.spec.method,
+            self.redactor.url(response.url),
+        )
+
+    def _report_withheld(self) -> None:
+        """One INFO line per origin that was sent a request without the credentials."""
+        while len(self._withheld_seen) < len(self.client.withheld):
+            origin = self.client.withheld[len(self._withheld_seen)]
+            self._withheld_seen.append(origin)
+            self.logger.info(
+                "stream %s: a request went to %s, another origin than the stream's, without "
+                "its credentials (list the origin in `trusted_origins` to send them)",
+                self.spec.name,
+                origin,
+            )
+
     def fetch(self, request: PageRequest) -> tuple[Response, int]:
         """Fetch one page, retrying transient failures; returns the response and tries."""
         target = self.target(request)
         tries = 0
+        retried_until: float | None = None  # when the last retry's wait ends
 
         def attempt(number: int) -> Response:
             nonlocal tries
             tries = number
             sink = BodySpool() if self._streams else None
+            if self.server_limit is not None:
+                self.server_limit.acquire(not_before=retried_until)
             try:
                 if self.limiter is None:
                     return self.client.fetch(target, sink, data=request.data)
@@ -210,8 +263,14 @@ class Chain:
                 if sink is not None:  # a failed try's body never reaches the next one
                     sink.close()
                 raise
+            finally:
+                if self.server_limit is not None:
+                    self.server_limit.release()
+                self._report_withheld()
 
         def on_retry(failed: int, wait: float, error: RequestError) -> None:
+            nonlocal retried_until
+            retried_until = time.monotonic() + wait
             self.stats.add(retries=1)
             self.logger.warning(
                 "stream %s: try %d of %d failed (%s); retrying in %.2f s: %s %s",
@@ -293,10 +352,14 @@ class Chain:
             fetched, tries = ahead.result() if ahead is not None else self.get(request)
             number = paginator.requests
             failure: Exception | None = None
-            try:
-                step = paginator.step(request, fetched.response, fetched.body)
-            except Exception as exc:  # emit this complete page first, then fail
-                step, failure = Step(next=None), exc
+            if fetched.response.skipped_by is not None:  # a `skip` rule ends the chain
+                step = Step(next=None)
+                self._report_skip(fetched.response, number)
+            else:
+                try:
+                    step = paginator.step(request, fetched.response, fetched.body)
+                except Exception as exc:  # emit this complete page first, then fail
+                    step, failure = Step(next=None), exc
             self.stats.add(pages=1, records=len(fetched.records))
             ahead = self._fetch_ahead(step.next) if step.next is not None else None
             yield Page(

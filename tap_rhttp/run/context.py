@@ -16,9 +16,11 @@ import time
 import typing as t
 import urllib.request
 
-from tap_rhttp.config.load import load_specs
+from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.templates import template_context
-from tap_rhttp.http.ratelimit import RateLimiter
+from tap_rhttp.errors import ConfigErrors
+from tap_rhttp.http.oauth2 import TokenRegistry
+from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
 from tap_rhttp.run import graph
@@ -51,6 +53,10 @@ class StreamRun:
         self.limiter = (
             RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
         )
+        #: The quota the server announces (X-RateLimit-*, RateLimit, Retry-After).
+        self.server_limit = ServerRateLimit(
+            spec.name, self.logger, max_wait=spec.retry_after_max, sleep=context.sleep
+        )
         self.stats = ChainStats()
         #: Discovery's sample pages, by request key (target URL and body); the sync uses
         #: each once.
@@ -78,6 +84,8 @@ class StreamRun:
             read_ahead=read_ahead,
             stream_bodies=True,
             now=self.context.now,
+            tokens=self.context.tokens,
+            server_limit=self.server_limit,
         )
 
     def tasks(
@@ -205,12 +213,17 @@ class RunContext:
     ) -> None:
         self.now = time.time() if now is None else now
         self.specs = load_specs(config) if specs is None else specs
+        problems = check_files(self.specs)
+        if problems:
+            raise ConfigErrors(problems)
         self.by_name = {spec.name: spec for spec in self.specs}
         self.redactor = build_redactor(
             self.specs, config.get("secrets"), proxies=urllib.request.getproxies().values()
         )
         self.template_context = template_context(config)
         self.logger = logger or logging.getLogger("tap-rhttp")
+        #: OAuth2 tokens, one per distinct OAuth2 config, shared by every stream and chain.
+        self.tokens = TokenRegistry(self.redactor, logger=self.logger)
         self.sleep = sleep
         self._streams: dict[str, StreamRun] = {}
 

@@ -20,6 +20,10 @@ When pagination moved the request body (``page`` returned ``data``), the positio
 that body too. A body holding a secret is never saved (a body's secret cannot be
 stripped and restored the way a query param can): the chain would restart from its
 first page, and a warning says so.
+
+STATE files are edited and copied between environments, so a saved position on another
+origin than the spec's (and not in its ``trusted_origins``) is ignored, with one WARNING:
+the chain starts from its first page.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from tap_rhttp.formats.readers import dump_json
+from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text
 from tap_rhttp.http.urls import encode_pairs
 from tap_rhttp.paging.paginator import PageRequest
 from tap_rhttp.redact import MASK, is_credential_key
@@ -87,9 +92,12 @@ class ResumeState:
         self.track_done = track_done
         self.chains: dict[str, dict[str, JSON]] = {}
         self.done: list[str] = []
+        self._logger: t.Any = None
+        self._warned_origin = False
 
     def load(self, saved: JSON, logger: t.Any) -> None:
         """Adopt a saved position, unless the spec changed since it was saved."""
+        self._logger = logger
         if not isinstance(saved, dict):
             return
         if saved.get("spec") != self.hash:
@@ -109,6 +117,10 @@ class ResumeState:
         saved = self.chains.get(key)
         if not saved:
             return None, 0
+        url = str(saved.get("url", ""))
+        if not OriginPolicy(spec.url, spec.trusted_origins).trusts(url):
+            self._ignore_foreign(url, spec)
+            return None, 0
         params = {**dict(spec.params), **saved.get("params", {})}
         url = str(saved["url"])
         withheld = saved.get("withheld")
@@ -124,6 +136,20 @@ class ResumeState:
             data=saved.get("data", spec.body),
         )
         return request, int(saved.get("requests", 0))
+
+    def _ignore_foreign(self, url: str, spec: RequestSpec) -> None:
+        if self._warned_origin or self._logger is None:
+            return
+        self._warned_origin = True
+        found = origin_of(url)
+        own = origin_of(spec.url)
+        self._logger.warning(
+            "stream %s: STATE holds a resume position on %s, not on the stream's origin %s "
+            "nor a trusted one; it is ignored and the chain starts from its first page.",
+            spec.name,
+            origin_text(found) if found is not None else "no valid origin",
+            origin_text(own) if own is not None else spec.url,
+        )
 
     def _secret_free(self, request: PageRequest, spec: RequestSpec) -> dict[str, JSON] | None:
         """The next request as STATE may hold it, or None when a secret cannot be withheld."""
