@@ -220,10 +220,9 @@ class Explainer:
         spec = stream.spec
         if spec.parent is not None:
             rows = self.records.get(spec.parent, [])
+            tasks = stream.tasks(bookmark=bookmark, rows=list(enumerate(rows)))
             return [
-                (f"parent row {i + 1} of {len(rows)} seen", task)
-                for i, row in enumerate(rows)
-                for task in stream.tasks(bookmark=bookmark, row=row)
+                (f"parent row {i + 1} of {len(rows)} seen", task) for i, task in enumerate(tasks)
             ]
         tasks = stream.tasks(bookmark=bookmark)
         if spec.for_each is not None:

@@ -13,7 +13,7 @@ import logging
 import typing as t
 
 import pytest
-from singer_sdk import Tap
+from singer_sdk import Tap, batch
 from singer_sdk.helpers import _typing
 from singer_sdk.streams.core import Stream
 
@@ -104,3 +104,25 @@ def test_stream_attributes_read_through_the_adapter(server: LocalServer) -> None
     assert sdk_compat.message_writer(stream) is tap.message_writer
     assert sdk_compat.generates_own_record_messages(stream) is False
     sdk_compat.write_state_message(stream)  # exists and runs
+
+
+def test_batches_are_followed_by_their_state() -> None:
+    """BATCH-mode resume (streams.get_batches) publishes the position when a batch file is
+    handed over; that is exact only while the SDK writes each BATCH message, then a STATE
+    message, and its batcher takes records one by one (no read past a file's end)."""
+    source = inspect.getsource(Stream._sync_batches)
+    assert source.index("self._write_batch_message(") < source.index("self._write_state_message()")
+    assert "for encoding, manifest in self.get_batches(" in source
+    assert parameters(Stream.get_batches) == [
+        ("self", POS),
+        ("batch_config", POS),
+        ("context", POS),
+    ]
+    assert "itertools.islice(iterator, chunk_size)" in inspect.getsource(
+        batch.lazy_chunked_generator
+    )
+    config = sdk_compat.BatchConfig.from_dict(
+        {"encoding": {"format": "jsonl"}, "storage": {"root": "file:///tmp"}, "batch_size": 3}
+    )
+    assert isinstance(config.encoding, sdk_compat.BaseBatchFileEncoding)
+    assert config.batch_size == 3

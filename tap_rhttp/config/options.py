@@ -344,7 +344,7 @@ OPTIONS: dict[str, Option] = {
             "max_concurrency",
             int_at_least(1),
             1,
-            "Fan-out: request chains (for_each values) fetched at once.",
+            "Fan-out: request chains (for_each values, or a child's parent rows) fetched at once.",
             {"type": "integer", "minimum": 1},
             r_http=False,
             example='"max_concurrency": 4',

@@ -17,12 +17,14 @@ import typing as t
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import template_context
+from tap_rhttp.errors import RHTTPError
 from tap_rhttp.http.ratelimit import RateLimiter
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
 from tap_rhttp.run import graph
 from tap_rhttp.run.chain import Chain, ChainStats, Fetched
 from tap_rhttp.run.fanout import chain_tasks, run_chains
+from tap_rhttp.run.resume import ChildResume, ResumeState, spec_hash
 from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema
 
 if t.TYPE_CHECKING:
@@ -33,6 +35,8 @@ if t.TYPE_CHECKING:
 
 #: Records of a streamed first page (a body too large to parse whole) that inference reads.
 SAMPLE_RECORDS = 5000
+#: Chains discovery's sample tries, with `on_error: skip`, before it infers nothing.
+SAMPLE_TRIES = 3
 
 
 class StreamRun:
@@ -78,12 +82,36 @@ class StreamRun:
         )
 
     def tasks(
-        self, *, bookmark: JSON = None, row: dict[str, JSON] | None = None
+        self, *, bookmark: JSON = None, rows: t.Sequence[tuple[int, dict[str, JSON]]] = ()
     ) -> list[ChainTask]:
-        """The chains a sync runs: one, one per `for_each` value, or one for a parent row."""
+        """The chains a sync runs: one, one per `for_each` value, or one per parent row
+        (given with its index in the parent page)."""
         return chain_tasks(
-            self.spec, self.context.template_context, self.redactor, bookmark=bookmark, row=row
+            self.spec, self.context.template_context, self.redactor, bookmark=bookmark, rows=rows
         )
+
+    def resume_state(self, saved: JSON, *, quiet: bool = False) -> ResumeState:
+        """The stream's resume position, adopted from a saved STATE entry when it fits."""
+        spec = self.spec
+        resume: ResumeState
+        if spec.parent is not None:
+            parent = self.context.by_name[spec.parent]
+            resume = ChildResume(spec, self.redactor, spec_hash(parent, self.redactor))
+        else:
+            resume = ResumeState(spec, self.redactor, track_done=spec.for_each is not None)
+        resume.load(saved, None if quiet else self.logger)
+        return resume
+
+    def pending(self, tasks: t.Sequence[ChainTask], resume: ResumeState) -> list[ChainTask]:
+        """The tasks still to run, each starting where `resume` says (finished ones go)."""
+        left = []
+        for task in tasks:
+            if resume.is_done(task.key):
+                continue
+            if task.spec is not None:
+                task.start, task.done, task.skip = resume.start_of(task.key, task.spec)
+            left.append(task)
+        return left
 
     def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
         """Every task's chain, run as the spec says (`max_concurrency`): one ordered feed."""
@@ -127,12 +155,21 @@ class StreamRun:
             yield record
 
     def sample(
-        self, *, bookmark: JSON, parent_rows: list[dict[str, JSON]]
+        self,
+        *,
+        bookmark: JSON,
+        parent_rows: list[dict[str, JSON]],
+        saved: JSON = None,
     ) -> list[dict[str, JSON]]:
-        """Discovery's sample: the first page of the first chain, kept for the sync.
+        """Discovery's sample: the first page a sync fetches, kept for the sync.
 
-        A child samples with its parent's first sampled row. A chain whose templates fail
-        to render fails discovery with that error, as its sync would.
+        That is the first chain's first page, or, for a run resuming from `saved` (the
+        stream's resume position in STATE), the first pending chain's saved page, so a
+        resumed run fetches nothing twice. A child samples with its parent's first
+        sampled row. With `on_error: skip` a failing chain (or one whose templates fail
+        to render) is passed over for the next one, up to :data:`SAMPLE_TRIES` chains,
+        and when all fail nothing is inferred (a WARNING) and the run goes on; otherwise
+        the chain's error fails discovery, as its sync would.
         """
         spec = self.spec
         if spec.parent is not None and not parent_rows:
@@ -143,12 +180,43 @@ class StreamRun:
                 spec.parent,
             )
             return []
-        task = self.tasks(bookmark=bookmark, row=parent_rows[0] if parent_rows else None)[0]
+        skipping = spec.on_error == "skip"
+        rows = list(enumerate(parent_rows[: SAMPLE_TRIES if skipping else 1]))
+        tasks = self.tasks(bookmark=bookmark, rows=rows)
+        if spec.parent is None:
+            tasks = self.pending(tasks, self.resume_state(saved, quiet=True))
+        if not tasks:
+            return []
+        for task in tasks[: SAMPLE_TRIES if skipping else 1]:
+            try:
+                return self._sample_one(task)
+            except RHTTPError as exc:
+                if not skipping:
+                    raise
+                self.logger.warning(
+                    "stream %s%s: the schema sample failed (on_error: skip; the sync tries "
+                    "this chain again): %s",
+                    spec.name,
+                    f" {task.label}" if task.label else "",
+                    self.redactor.text(str(exc)),
+                )
+        self.logger.warning(
+            "stream %s: no sampled chain gave a first page, so no fields could be inferred; "
+            "declare `schema` to type them (every field is still emitted).",
+            spec.name,
+        )
+        return []
+
+    def _sample_one(self, task: ChainTask) -> list[dict[str, JSON]]:
+        spec = self.spec
         if task.error is not None:
             raise task.error
         assert task.spec is not None
-        first = Paginator(task.spec, self.redactor).first()
-        if first is None:  # page_limit 0
+        paginator = Paginator(task.spec, self.redactor)
+        first = (
+            paginator.resume(task.start, task.done) if task.start is not None else paginator.first()
+        )
+        if first is None:  # page_limit 0, or used up before the saved position
             return []
         chain = self.make_chain(task.spec, read_ahead=False, counted=False)
         try:
@@ -214,6 +282,11 @@ class RunContext:
     def bookmark(self, spec: RequestSpec, state: t.Mapping[str, JSON] | None) -> JSON:
         """The bookmark a run of `spec` starts from, given a Singer STATE."""
         return graph.bookmark(spec, graph.saved_bookmark(spec, state))
+
+    def saved_resume(self, spec: RequestSpec, state: t.Mapping[str, JSON] | None) -> JSON:
+        """The resume position a Singer STATE holds for a stream (None if none)."""
+        entry = ((state or {}).get("bookmarks") or {}).get(spec.name)
+        return entry.get(ResumeState.KEY) if isinstance(entry, dict) else None
 
     def schema(
         self,

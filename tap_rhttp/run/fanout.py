@@ -39,6 +39,7 @@ class ChainTask:
     start: PageRequest | None = None
     done: int = 0
     row: dict[str, JSON] | None = None
+    skip: int = 0  # records of the resumed page already emitted (BATCH mode)
 
 
 @dataclasses.dataclass
@@ -56,11 +57,12 @@ def chain_tasks(
     redactor: Redactor,
     *,
     bookmark: JSON = None,
-    row: dict[str, JSON] | None = None,
+    rows: t.Sequence[tuple[int, dict[str, JSON]]] = (),
 ) -> list[ChainTask]:
-    """The chains a sync of `spec` runs: one for a parent row, one per `for_each` value,
-    or one. Each gets its rendered spec (or the error rendering raised); secrets that only
-    exist once rendered (from `env` or `secrets`) are taught to `redactor`.
+    """The chains a sync of `spec` runs: one per parent row (keyed by its index in the
+    parent page), one per `for_each` value, or one. Each gets its rendered spec (or the
+    error rendering raised); secrets that only exist once rendered (from `env` or
+    `secrets`) are taught to `redactor`.
     """
 
     def task(key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
@@ -73,9 +75,15 @@ def chain_tasks(
         return ChainTask(key=key, label=label, spec=rendered, row=row)
 
     if spec.parent is not None:
-        parent_row = dict(row or {})
-        env = template_env(spec, context, row=parent_row, bookmark=bookmark)
-        return [task("row", "parent row", env, parent_row)]
+        return [
+            task(
+                str(index),
+                f"parent row {index}",
+                template_env(spec, context, row=dict(row), bookmark=bookmark),
+                dict(row),
+            )
+            for index, row in rows
+        ]
     if spec.for_each is not None:
         return [
             task(

@@ -4,6 +4,50 @@ After each completely emitted page the stream saves, under its STATE key ``rhttp
 next request of every chain in progress and which chains are finished. It holds URLs
 and params only, never secrets, and a hash of the spec so a changed config never resumes
 from a stale position.
+
+A stream without a parent (:class:`ResumeState`)::
+
+    {"spec": "<hash>",
+     "chains": {"<key>": {"url": ..., "params": {...}, "override": [...],
+                          "requests": 3, "skip": 0}},
+     "done": ["<key>", ...]}
+
+- ``<key>`` names a chain: ``-`` for a stream's one chain, the index of a `for_each`
+  value (``done`` lists the finished ones, so a resumed run never fetches them again).
+- ``requests`` is how many requests the chain had made before the saved one (so
+  `page_limit` keeps counting), ``skip`` how many of the saved page's records were
+  already emitted. ``skip`` is 0 except under BATCH messages, where a batch file can
+  end in the middle of a page: the resumed run fetches that page again and drops the
+  records the batch already holds.
+
+A child stream (`parent`, :class:`ChildResume`) is driven by its parent, one parent
+page at a time: before the parent emits a page it runs the children of that page's
+rows (in windows of :data:`ROW_WINDOW` rows, `max_concurrency` at once). Its position
+is therefore relative to the parent's, and stays bounded whatever the number of parent
+rows::
+
+    {"spec": "<child hash>", "parent_spec": "<parent hash>",
+     "pages": {"<parent chain>": 7},
+     "page": {"chain": "<parent chain>", "number": 8, "digest": "<hash of its rows>",
+              "rows": 120, "done": ["123", "125"]},
+     "chains": {"<row index>": {...a position as above...}},
+     "done": []}
+
+- ``pages``: for each parent chain in progress, the children of its pages up to this
+  number are finished (a resumed parent that replays those pages does not run them
+  again). An entry goes when the parent finishes that chain.
+- ``page``: the parent page whose rows are in progress: rows ``0 .. rows-1`` are
+  finished, and so are those listed in ``done`` (at most :data:`ROW_WINDOW`), each
+  row being its index in the page. ``digest`` fingerprints the page's rows (the
+  parent's primary keys, else the whole rows): when the resumed parent page differs,
+  its rows all run again (records may repeat, none is lost).
+- ``chains``: the position of each row of that page whose chain is in flight (at most
+  :data:`ROW_WINDOW`).
+
+The parent's own position names the page in progress until that page's records are
+emitted, so after a kill the resumed parent fetches that page again, skips its finished
+rows, resumes the rows in flight and runs the rest. Like every page position, this
+assumes the API answers the same request with the same page within one resume.
 """
 
 from __future__ import annotations
@@ -16,10 +60,15 @@ import orjson
 from tap_rhttp.paging.paginator import PageRequest
 
 if t.TYPE_CHECKING:
+    import logging
+
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.redact import Redactor
     from tap_rhttp.run.chain import Page
     from tap_rhttp.types import JSON
+
+#: Parent rows whose child chains are started together (the bound on a child's STATE).
+ROW_WINDOW = 256
 
 
 def spec_hash(spec: RequestSpec, redactor: Redactor) -> str:
@@ -30,14 +79,18 @@ def spec_hash(spec: RequestSpec, redactor: Redactor) -> str:
     return hashlib.sha256(text).hexdigest()[:16]
 
 
+def rows_digest(rows: t.Iterable[dict[str, JSON]], keys: t.Sequence[str]) -> str:
+    """A fingerprint of a parent page's rows: their primary keys, else the whole rows."""
+    digest = hashlib.sha256()
+    for row in rows:
+        ident = [row.get(k) for k in keys] if keys else row
+        digest.update(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS, default=str))
+        digest.update(b"\n")
+    return digest.hexdigest()[:16]
+
+
 class ResumeState:
-    """Where each chain of a stream stands, as it goes into STATE.
-
-    Shape (under the stream's state, key ``rhttp``)::
-
-        {"spec": "<hash>", "chains": {"<key>": {"url": ..., "params": {...},
-         "override": [...], "requests": 3}}, "done": ["<key>", ...]}
-    """
+    """Where each chain of a stream stands, as it goes into STATE (shape: module docs)."""
 
     KEY = "rhttp"
 
@@ -49,34 +102,47 @@ class ResumeState:
         self.chains: dict[str, dict[str, JSON]] = {}
         self.done: list[str] = []
 
-    def load(self, saved: JSON, logger: t.Any) -> None:
-        """Adopt a saved position, unless the spec changed since it was saved."""
+    def _matches(self, saved: JSON, logger: logging.Logger | None) -> bool:
         if not isinstance(saved, dict):
-            return
+            return False
         if saved.get("spec") != self.hash:
-            logger.warning(
-                "stream %s: STATE holds a resume position for a different version of this "
-                "spec (the config changed); starting from the first page.",
-                self.spec.name,
-            )
+            if logger is not None:
+                logger.warning(
+                    "stream %s: STATE holds a resume position for a different version of "
+                    "this spec (the config changed); starting from the first page.",
+                    self.spec.name,
+                )
+            return False
+        return True
+
+    def load(self, saved: JSON, logger: logging.Logger | None) -> None:
+        """Adopt a saved position, unless the spec changed since it was saved."""
+        if not self._matches(saved, logger):
             return
+        assert isinstance(saved, dict)
         chains = saved.get("chains")
         self.chains = dict(chains) if isinstance(chains, dict) else {}
         done = saved.get("done")
         self.done = [str(d) for d in done] if isinstance(done, list) else []
 
-    def start_of(self, key: str, spec: RequestSpec) -> tuple[PageRequest | None, int]:
-        """The saved next request of a chain, with the spec's own params merged back."""
+    def is_done(self, key: str) -> bool:
+        """Whether a chain finished in the run this position was saved by."""
+        return key in self.done
+
+    def start_of(self, key: str, spec: RequestSpec) -> tuple[PageRequest | None, int, int]:
+        """The saved next request of a chain, with the spec's own params merged back;
+        with the requests made before it and the records of its page already emitted."""
         saved = self.chains.get(key)
         if not saved:
-            return None, 0
+            return None, 0, 0
         params = {**dict(spec.params), **saved.get("params", {})}
         request = PageRequest(
             url=str(saved["url"]),
             params=params,
             override=frozenset(saved.get("override", ())),
         )
-        return request, int(saved.get("requests", 0))
+        skip = saved.get("skip", 0)
+        return request, int(saved.get("requests", 0)), skip if isinstance(skip, int) else 0
 
     def _secret_free(self, request: PageRequest, spec: RequestSpec) -> dict[str, JSON] | None:
         base, _, query = request.url.partition("?")
@@ -101,6 +167,22 @@ class ResumeState:
         override = sorted(k for k in request.override if not self.redactor.is_sensitive_param(k))
         return {"url": url, "params": params, "override": override}
 
+    def begin(self, key: str, page: Page, spec: RequestSpec, skip: int) -> dict[str, JSON] | None:
+        """A page's records are about to be emitted one by one (BATCH mode): its own
+        request becomes the chain's position, ``skip`` counting its records emitted.
+
+        Returns the position, whose ``skip`` the caller raises before each record it
+        hands over; None when the request cannot be saved (a secret in its path).
+        """
+        saved = self._secret_free(page.request, spec)
+        if saved is None:
+            self.chains.pop(key, None)
+            return None
+        saved["requests"] = page.number - 1
+        saved["skip"] = skip
+        self.chains[key] = saved
+        return saved
+
     def advance(self, key: str, page: Page, spec: RequestSpec) -> None:
         """Record a completely emitted page: the chain's next request, or its end."""
         if page.next is None:
@@ -119,8 +201,130 @@ class ResumeState:
         if self.track_done and key not in self.done:
             self.done.append(key)
 
+    def clear(self) -> None:
+        """Every chain is over: nothing to resume."""
+        self.chains.clear()
+        self.done.clear()
+
     def to_state(self) -> dict[str, JSON] | None:
         """The STATE entry, or None when nothing is in progress."""
         if not self.chains and not self.done:
             return None
-        return {"spec": self.hash, "chains": dict(self.chains), "done": list(self.done)}
+        return {"spec": self.hash, "chains": self._positions(), "done": list(self.done)}
+
+    def _positions(self) -> dict[str, JSON]:
+        # copies: a live position (see `begin`) goes on changing after it is published
+        return {key: dict(position) for key, position in self.chains.items()}
+
+
+class ChildResume(ResumeState):
+    """A child stream's position, relative to its parent's (shape: module docs).
+
+    Its chains are keyed by the row's index in the parent page in progress.
+    """
+
+    def __init__(self, spec: RequestSpec, redactor: Redactor, parent_hash: str) -> None:
+        super().__init__(spec, redactor, track_done=True)
+        self.parent_hash = parent_hash
+        self.pages: dict[str, int] = {}
+        self.page: dict[str, JSON] | None = None
+        self.rows = 0
+        self.finished: set[int] = set()
+
+    def load(self, saved: JSON, logger: logging.Logger | None) -> None:
+        if not self._matches(saved, logger):
+            return
+        assert isinstance(saved, dict)
+        if saved.get("parent_spec") != self.parent_hash:
+            if logger is not None:
+                logger.warning(
+                    "stream %s: STATE holds a resume position under a different version of "
+                    "its parent stream; its rows run again from the parent's first page.",
+                    self.spec.name,
+                )
+            return
+        pages = saved.get("pages")
+        if isinstance(pages, dict):
+            self.pages = {str(k): v for k, v in pages.items() if isinstance(v, int)}
+        page = saved.get("page")
+        if isinstance(page, dict):
+            self.page = {k: page.get(k) for k in ("chain", "number", "digest")}
+            rows = page.get("rows")
+            self.rows = rows if isinstance(rows, int) else 0
+            done = page.get("done")
+            if isinstance(done, list):
+                self.finished = {int(d) for d in done if str(d).isdigit()}
+            chains = saved.get("chains")
+            self.chains = dict(chains) if isinstance(chains, dict) else {}
+
+    def page_finished(self, chain: str, number: int) -> bool:
+        """Whether the children of this parent page all finished before."""
+        return number <= self.pages.get(chain, 0)
+
+    def enter_page(self, chain: str, number: int, digest: str, logger: logging.Logger) -> None:
+        """The parent starts the children of one of its pages.
+
+        The saved row marks carry over when they are of this very page (same rows);
+        otherwise its rows all start afresh.
+        """
+        mark = {"chain": chain, "number": number, "digest": digest}
+        if self.page is not None and self.page != mark:
+            if self.page.get("chain") == chain and self.page.get("number") == number:
+                logger.warning(
+                    "stream %s: the parent page in progress when STATE was saved has other "
+                    "rows now; all its rows run again.",
+                    self.spec.name,
+                )
+            self.chains.clear()
+            self.rows, self.finished = 0, set()
+        self.page = mark
+
+    def is_done(self, key: str) -> bool:
+        index = int(key)
+        return index < self.rows or index in self.finished
+
+    def finish(self, key: str) -> None:
+        self.chains.pop(key, None)
+        self.finished.add(int(key))
+        while self.rows in self.finished:
+            self.finished.discard(self.rows)
+            self.rows += 1
+
+    def leave_page(self) -> None:
+        """Every row of the page in progress is finished."""
+        if self.page is not None:
+            self.pages[str(self.page["chain"])] = t.cast("int", self.page["number"])
+        self.page = None
+        self.chains.clear()
+        self.rows, self.finished = 0, set()
+
+    def parent_chain_finished(self, chain: str) -> None:
+        """The parent finished one of its chains: its page marks are no longer needed."""
+        self.pages.pop(chain, None)
+        if self.page is not None and self.page.get("chain") == chain:
+            self.leave_page()
+            self.pages.pop(chain, None)
+
+    def clear(self) -> None:
+        self.pages.clear()
+        self.page = None
+        self.chains.clear()
+        self.rows, self.finished = 0, set()
+
+    def to_state(self) -> dict[str, JSON] | None:
+        if not self.pages and self.page is None:
+            return None
+        entry: dict[str, JSON] = {
+            "spec": self.hash,
+            "parent_spec": self.parent_hash,
+            "pages": dict(self.pages),
+            "chains": self._positions(),
+            "done": [],
+        }
+        if self.page is not None:
+            entry["page"] = {
+                **self.page,
+                "rows": self.rows,
+                "done": [str(i) for i in sorted(self.finished)],
+            }
+        return entry
