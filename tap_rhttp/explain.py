@@ -38,6 +38,7 @@ import orjson
 import requests.auth
 from urllib3.util import SKIP_HEADER
 
+from tap_rhttp.config.windows import iso, window_value
 from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS, Paginator
 from tap_rhttp.redact import MASK
@@ -225,6 +226,8 @@ class Explainer:
                 (f"parent row {i + 1} of {len(rows)} seen", task) for i, task in enumerate(tasks)
             ]
         tasks = stream.tasks(bookmark=bookmark)
+        if spec.windows is not None:
+            return [(task.label, task) for task in tasks]
         if spec.for_each is not None:
             return [
                 (f"{task.label} = {_cut(_json(item), 80)}", task)
@@ -247,6 +250,8 @@ class Explainer:
         bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
+        if spec.windows is not None:
+            self._windows(stream, bookmark)
         tasks = self._tasks(stream, bookmark)
         if spec.parent is not None and not tasks:
             out(f"no request: the parent stream `{spec.parent}` gave no records here.")
@@ -281,6 +286,25 @@ class Explainer:
         self.records[spec.name] = seen
         out(f"== {spec.name}: {sent} request(s), {len(seen)} record(s)")
         self._schema(stream, seen, first_page or [])
+
+    def _windows(self, stream: StreamRun, bookmark: JSON) -> None:
+        """The stream's time windows: how many, their span, the first and last."""
+        spec = stream.spec
+        assert spec.windows is not None
+        windows = stream.windows(bookmark)
+        lookback = f", lookback {spec.windows.lookback} s" if spec.windows.lookback else ""
+        if not windows:
+            self.out(f"windows: none (step {spec.windows.step} s{lookback}): nothing to fetch.")
+            return
+        self.out(
+            f"windows: {len(windows)} of {spec.windows.step} s{lookback}, "
+            f"{iso(windows[0][0])} .. {iso(windows[-1][1])} (now: {iso(self.run_context.now)})"
+        )
+        shown = windows if len(windows) <= 4 else [*windows[:2], *windows[-2:]]
+        for i, (start, end) in enumerate(shown):
+            if len(windows) > 4 and i == 2:
+                self.out(f"  ... {len(windows) - 4} more")
+            self.out(f"  {_json(window_value(start, end))}")
 
     def _failed(self, spec: RequestSpec, exc: Exception) -> None:
         """A chain failed: a run skips it with `on_error: skip`, else stops with the error."""

@@ -181,7 +181,7 @@ class RHTTPStream(StreamHooks):
             yield from self._run_tasks(tasks, progress, bookmark, context)
             return
         resume = run.resume_state(self.stream_state.get(ResumeState.KEY))
-        tasks = run.pending(run.tasks(bookmark=bookmark), resume)
+        tasks = run.pending(run.tasks(bookmark=bookmark, resume=resume), resume)
         yield from self._run_tasks(tasks, resume, bookmark, context)
         resume.clear()
         self._live_final = True

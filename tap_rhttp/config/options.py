@@ -38,6 +38,7 @@ from tap_rhttp.config.checks import (
     int_at_least,
     seconds,
 )
+from tap_rhttp.config.windows import check_windows
 from tap_rhttp.http.auth import AUTH_TYPES
 
 if t.TYPE_CHECKING:
@@ -292,6 +293,28 @@ OPTIONS: dict[str, Option] = {
             {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
             r_http=False,
             example='"parent_keys": {"id": "user_id"}',
+        ),
+        Option(
+            "windows",
+            check_windows,
+            None,
+            "Fan-out over time: run the spec once per window of `step` from `start` to `end` "
+            "(default: the run's now), bound to `window` (`start`, `end`: ISO 8601 UTC; "
+            "`start_epoch`, `end_epoch`: seconds) in templates; an incremental run starts at "
+            "its bookmark minus `lookback`. Instants: ISO 8601 date or date-time with offset, "
+            "or a duration before now; durations: seconds or ISO 8601 `P1D`, `PT6H`.",
+            {
+                "type": "object",
+                "properties": {
+                    "start": {"type": ["string", "integer"]},
+                    "end": {"type": ["string", "integer", "null"]},
+                    "step": {"type": ["string", "integer"]},
+                    "lookback": {"type": ["string", "integer"]},
+                },
+                "required": ["start", "step"],
+            },
+            r_http=False,
+            example='"windows": {"start": "2024-01-01", "step": "P1D", "lookback": "PT6H"}',
         ),
         Option(
             "on_error",

@@ -12,6 +12,7 @@ once at config load against exactly the names the spec makes available:
 
 - ``item``: the current ``for_each`` value (only with ``for_each``);
 - ``row``: the current parent record (only with ``parent``);
+- ``window``: the current time window (only with ``windows``; see ``windows``);
 - ``bookmark``: the stream's bookmark, or ``start_value`` (only with ``replication_key``);
 - ``config``: the non-secret top-level settings;
 - ``secrets``: the top-level ``secrets`` object (its values are redacted everywhere);
@@ -230,6 +231,7 @@ def template_env(
     item: JSON = None,
     row: JSON = None,
     bookmark: JSON = None,
+    window: JSON = None,
 ) -> dict[str, JSON]:
     """The names a `{{ }}` template of `spec` sees (`context` has `config`, `secrets`)."""
     env: dict[str, JSON] = dict(context)
@@ -240,6 +242,8 @@ def template_env(
         env["row"] = row
     if "bookmark" in names:
         env["bookmark"] = bookmark
+    if "window" in names:
+        env["window"] = window
     if "env" in names:
         env["env"] = dict(os.environ)
     return env

@@ -10,6 +10,7 @@ so explain runs exactly the code a sync runs. Nothing here imports singer-sdk.
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
 import time
@@ -17,6 +18,7 @@ import typing as t
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import template_context
+from tap_rhttp.config.windows import iso, parse_instant
 from tap_rhttp.errors import RHTTPError
 from tap_rhttp.http.ratelimit import RateLimiter
 from tap_rhttp.paging.paginator import Paginator
@@ -82,13 +84,48 @@ class StreamRun:
         )
 
     def tasks(
-        self, *, bookmark: JSON = None, rows: t.Sequence[tuple[int, dict[str, JSON]]] = ()
+        self,
+        *,
+        bookmark: JSON = None,
+        rows: t.Sequence[tuple[int, dict[str, JSON]]] = (),
+        resume: ResumeState | None = None,
     ) -> list[ChainTask]:
-        """The chains a sync runs: one, one per `for_each` value, or one per parent row
-        (given with its index in the parent page)."""
-        return chain_tasks(
-            self.spec, self.context.template_context, self.redactor, bookmark=bookmark, rows=rows
+        """The chains a sync runs: one, one per `for_each` value, one per time window, or
+        one per parent row (given with its index in the parent page).
+
+        A resumed run's windows are the killed run's (its `resume` holds their span), so
+        a window that finished is never fetched again; a new run plans them from its now
+        and bookmark, and `resume` records that plan.
+        """
+        tasks = chain_tasks(
+            self.spec,
+            self.context.template_context,
+            self.redactor,
+            bookmark=bookmark,
+            rows=rows,
+            windows=self.windows(bookmark, resume),
         )
+        if resume is not None and self.spec.windows is not None:
+            resume.order = [task.key for task in tasks]
+        return tasks
+
+    def windows(
+        self, bookmark: JSON, resume: ResumeState | None = None
+    ) -> list[tuple[datetime.datetime, datetime.datetime]]:
+        """The run's time windows (none without `windows`)."""
+        windows = self.spec.windows
+        if windows is None:
+            return []
+        saved = resume.plan if resume is not None else None
+        span = None
+        if saved is not None:
+            start, end = parse_instant(saved["start"]), parse_instant(saved["end"])
+            span = (start, end) if start is not None and end is not None else None
+        if span is None:
+            span = windows.plan(self.context.now, bookmark)
+        if resume is not None:
+            resume.plan = {"start": iso(span[0]), "end": iso(span[1])}
+        return windows.between(*span)
 
     def resume_state(self, saved: JSON, *, quiet: bool = False) -> ResumeState:
         """The stream's resume position, adopted from a saved STATE entry when it fits."""
@@ -98,7 +135,8 @@ class StreamRun:
             parent = self.context.by_name[spec.parent]
             resume = ChildResume(spec, self.redactor, spec_hash(parent, self.redactor))
         else:
-            resume = ResumeState(spec, self.redactor, track_done=spec.for_each is not None)
+            fanned = spec.for_each is not None or spec.windows is not None
+            resume = ResumeState(spec, self.redactor, track_done=fanned)
         resume.load(saved, None if quiet else self.logger)
         return resume
 
@@ -182,9 +220,11 @@ class StreamRun:
             return []
         skipping = spec.on_error == "skip"
         rows = list(enumerate(parent_rows[: SAMPLE_TRIES if skipping else 1]))
-        tasks = self.tasks(bookmark=bookmark, rows=rows)
         if spec.parent is None:
-            tasks = self.pending(tasks, self.resume_state(saved, quiet=True))
+            resume = self.resume_state(saved, quiet=True)
+            tasks = self.pending(self.tasks(bookmark=bookmark, resume=resume), resume)
+        else:
+            tasks = self.tasks(bookmark=bookmark, rows=rows)
         if not tasks:
             return []
         for task in tasks[: SAMPLE_TRIES if skipping else 1]:
@@ -247,6 +287,7 @@ class RunContext:
         logger: where the run logs.
         specs: the config's specs, when already loaded (else :func:`load_specs` runs).
         sleep: the wait between tries (tests inject a fake).
+        now: the run's now (default: the time it is built).
 
     Raises:
         ConfigErrors: the config is invalid.
@@ -259,6 +300,7 @@ class RunContext:
         logger: logging.Logger | None = None,
         specs: list[RequestSpec] | None = None,
         sleep: t.Callable[[float], None] = time.sleep,
+        now: datetime.datetime | None = None,
     ) -> None:
         self.specs = load_specs(config) if specs is None else specs
         self.by_name = {spec.name: spec for spec in self.specs}
@@ -266,6 +308,8 @@ class RunContext:
         self.template_context = template_context(config)
         self.logger = logger or logging.getLogger("tap-rhttp")
         self.sleep = sleep
+        #: The run's one "now" (whole seconds, UTC): where default windows end.
+        self.now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         self._streams: dict[str, StreamRun] = {}
 
     def ordered_specs(self) -> list[RequestSpec]:

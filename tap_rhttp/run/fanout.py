@@ -17,9 +17,12 @@ import threading
 import typing as t
 
 from tap_rhttp.config.templates import render_spec, template_env
+from tap_rhttp.config.windows import window_value
 from tap_rhttp.errors import RHTTPError
 
 if t.TYPE_CHECKING:
+    import datetime
+
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
@@ -58,11 +61,12 @@ def chain_tasks(
     *,
     bookmark: JSON = None,
     rows: t.Sequence[tuple[int, dict[str, JSON]]] = (),
+    windows: t.Sequence[tuple[datetime.datetime, datetime.datetime]] = (),
 ) -> list[ChainTask]:
     """The chains a sync of `spec` runs: one per parent row (keyed by its index in the
-    parent page), one per `for_each` value, or one. Each gets its rendered spec (or the
-    error rendering raised); secrets that only exist once rendered (from `env` or
-    `secrets`) are taught to `redactor`.
+    parent page), one per `for_each` value, one per time window (keyed by its start), or
+    one. Each gets its rendered spec (or the error rendering raised); secrets that only
+    exist once rendered (from `env` or `secrets`) are taught to `redactor`.
     """
 
     def task(key: str, label: str, env: dict[str, JSON], row: JSON = None) -> ChainTask:
@@ -84,6 +88,15 @@ def chain_tasks(
             )
             for index, row in rows
         ]
+    if spec.windows is not None:
+        out = []
+        for start, end in windows:
+            window = window_value(start, end)
+            env = template_env(spec, context, window=window, bookmark=bookmark)
+            out.append(
+                task(str(window["start"]), f"window {window['start']}..{window['end']}", env)
+            )
+        return out
     if spec.for_each is not None:
         return [
             task(

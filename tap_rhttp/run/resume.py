@@ -101,6 +101,10 @@ class ResumeState:
         self.track_done = track_done
         self.chains: dict[str, dict[str, JSON]] = {}
         self.done: list[str] = []
+        #: Windows: the span the run's windows cover, and their keys in order.
+        self.plan: dict[str, str] | None = None
+        self.order: list[str] = []
+        self.done_through: str | None = None
 
     def _matches(self, saved: JSON, logger: logging.Logger | None) -> bool:
         if not isinstance(saved, dict):
@@ -124,9 +128,16 @@ class ResumeState:
         self.chains = dict(chains) if isinstance(chains, dict) else {}
         done = saved.get("done")
         self.done = [str(d) for d in done] if isinstance(done, list) else []
+        plan = saved.get("windows")
+        if isinstance(plan, dict) and all(isinstance(plan.get(k), str) for k in ("start", "end")):
+            self.plan = {"start": plan["start"], "end": plan["end"]}
+        through = saved.get("done_through")
+        self.done_through = through if isinstance(through, str) else None
 
     def is_done(self, key: str) -> bool:
         """Whether a chain finished in the run this position was saved by."""
+        if self.done_through is not None and key <= self.done_through:
+            return True  # window keys (ISO 8601 UTC, one format) sort as their instants
         return key in self.done
 
     def start_of(self, key: str, spec: RequestSpec) -> tuple[PageRequest | None, int, int]:
@@ -205,12 +216,37 @@ class ResumeState:
         """Every chain is over: nothing to resume."""
         self.chains.clear()
         self.done.clear()
+        self.done_through = None
+
+    def _compress(self) -> None:
+        """Windows: the finished ones at the front become one `done_through` key."""
+        if not self.order or not self.done:
+            return
+        finished = set(self.done)
+        through = self.done_through
+        for key in self.order:
+            if not (key in finished or (through is not None and key <= through)):
+                break
+            through = key
+        self.done_through = through
+        if through is not None:
+            self.done = [key for key in self.done if key > through]
 
     def to_state(self) -> dict[str, JSON] | None:
         """The STATE entry, or None when nothing is in progress."""
-        if not self.chains and not self.done:
+        self._compress()
+        if not self.chains and not self.done and self.done_through is None:
             return None
-        return {"spec": self.hash, "chains": self._positions(), "done": list(self.done)}
+        entry: dict[str, JSON] = {
+            "spec": self.hash,
+            "chains": self._positions(),
+            "done": list(self.done),
+        }
+        if self.plan is not None:
+            entry["windows"] = dict(self.plan)
+        if self.done_through is not None:
+            entry["done_through"] = self.done_through
+        return entry
 
     def _positions(self) -> dict[str, JSON]:
         # copies: a live position (see `begin`) goes on changing after it is published
