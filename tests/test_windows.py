@@ -187,7 +187,7 @@ def test_sigkill_mid_windows_then_resume(server: t.Any, sync: t.Any, tmp_path: P
     the resumed run keeps the killed run's windows although its own now is later."""
     now = datetime.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = now - datetime.timedelta(hours=12)
-    events = [
+    events: list[dict[str, t.Any]] = [
         {"id": i, "ts": (start + datetime.timedelta(minutes=20 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")}
         for i in range(36 + 6)
     ]
