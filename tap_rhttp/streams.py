@@ -225,7 +225,9 @@ class RHTTPStream(StreamHooks):
                 try:
                     self._drive_children(page, task, bookmark)
                     skip, task.skip = task.skip, 0
-                    if batch:
+                    if not run.emits:
+                        pass  # a shard reading this parent for its children's rows only
+                    elif batch:
                         position = resume.begin(task.key, page, task.spec, skip)
                         for record in self._emit(page, task, bookmark, None, skip):
                             if position is not None:

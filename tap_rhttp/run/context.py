@@ -13,13 +13,15 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
+import os
 import time
 import typing as t
 
 from tap_rhttp.config.load import load_specs
+from tap_rhttp.config.shard import load_shard
 from tap_rhttp.config.templates import template_context
 from tap_rhttp.config.windows import iso, parse_instant
-from tap_rhttp.errors import RHTTPError
+from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError
 from tap_rhttp.http.ratelimit import RateLimiter
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
@@ -61,6 +63,39 @@ class StreamRun:
         self.prefetched: dict[str, Fetched] = {}
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
+        #: This process's share of the stream (None: the whole of it).
+        self.shard = context.shard
+        self.shard_rule = graph.shard_rule(spec, context.by_name) if self.shard else "all"
+        self._row_keys = context.by_name[spec.parent].primary_keys if spec.parent else ()
+
+    @property
+    def emits(self) -> bool:
+        """Whether this process emits the stream's records (not: a shard other than 0
+        reading a parent only for its children's rows)."""
+        return self.shard is None or self.shard_rule != "source" or self.shard.index == 0
+
+    def owns_row(self, row: dict[str, JSON]) -> bool:
+        """Whether this shard runs a parent row's chains."""
+        if self.shard is None or self.shard_rule != "rows":
+            return True
+        return self.shard.owns(graph.row_identity(row, self._row_keys))
+
+    def _owns(self, task: ChainTask) -> bool:
+        rows_ok = task.row is None or self.owns_row(task.row)
+        return rows_ok and bool(self._shard_tasks([task]))
+
+    def _shard_tasks(self, tasks: list[ChainTask]) -> list[ChainTask]:
+        shard, rule = self.shard, self.shard_rule
+        if shard is None:
+            return tasks
+        if rule == "zero":
+            return tasks if shard.index == 0 else []
+        if rule == "values" and self.spec.for_each is not None:
+            values = self.spec.for_each
+            return [task for task in tasks if shard.owns(values[int(task.key)])]
+        if rule == "values":  # windows: by their start
+            return [task for task in tasks if shard.owns(task.key)]
+        return tasks
 
     def make_chain(self, spec: RequestSpec, read_ahead: bool, *, counted: bool = True) -> Chain:
         """A new request chain for a rendered spec of this stream.
@@ -89,14 +124,18 @@ class StreamRun:
         bookmark: JSON = None,
         rows: t.Sequence[tuple[int, dict[str, JSON]]] = (),
         resume: ResumeState | None = None,
+        whole: bool = False,
     ) -> list[ChainTask]:
         """The chains a sync runs: one, one per `for_each` value, one per time window, or
         one per parent row (given with its index in the parent page).
 
         A resumed run's windows are the killed run's (its `resume` holds their span), so
         a window that finished is never fetched again; a new run plans them from its now
-        and bookmark, and `resume` records that plan.
+        and bookmark, and `resume` records that plan. Only this shard's share, unless
+        `whole`.
         """
+        if not whole:
+            rows = [(index, row) for index, row in rows if self.owns_row(row)]
         tasks = chain_tasks(
             self.spec,
             self.context.template_context,
@@ -105,6 +144,8 @@ class StreamRun:
             rows=rows,
             windows=self.windows(bookmark, resume),
         )
+        if not whole:
+            tasks = self._shard_tasks(tasks)
         if resume is not None and self.spec.windows is not None:
             resume.order = [task.key for task in tasks]
         return tasks
@@ -131,12 +172,14 @@ class StreamRun:
         """The stream's resume position, adopted from a saved STATE entry when it fits."""
         spec = self.spec
         resume: ResumeState
+        shard = str(self.shard) if self.shard is not None else ""
         if spec.parent is not None:
             parent = self.context.by_name[spec.parent]
-            resume = ChildResume(spec, self.redactor, spec_hash(parent, self.redactor))
+            parent_hash = spec_hash(parent, self.redactor, shard)
+            resume = ChildResume(spec, self.redactor, parent_hash, shard)
         else:
             fanned = spec.for_each is not None or spec.windows is not None
-            resume = ResumeState(spec, self.redactor, track_done=fanned)
+            resume = ResumeState(spec, self.redactor, track_done=fanned, shard=shard)
         resume.load(saved, None if quiet else self.logger)
         return resume
 
@@ -220,7 +263,9 @@ class StreamRun:
             return []
         skipping = spec.on_error == "skip"
         rows = list(enumerate(parent_rows[: SAMPLE_TRIES if skipping else 1]))
-        if spec.parent is None:
+        if self.shard is not None:  # every shard samples the same page: one table schema
+            tasks = self.tasks(bookmark=bookmark, rows=rows, whole=True)
+        elif spec.parent is None:
             resume = self.resume_state(saved, quiet=True)
             tasks = self.pending(self.tasks(bookmark=bookmark, resume=resume), resume)
         else:
@@ -263,7 +308,8 @@ class StreamRun:
             fetched, _ = chain.get(first)
         finally:
             chain.close()
-        self.prefetched[chain.target(first)] = fetched
+        if self._owns(task):  # else this page is only the shared schema sample
+            self.prefetched[chain.target(first)] = fetched
         records = fetched.records
         sample = (
             records
@@ -288,6 +334,7 @@ class RunContext:
         specs: the config's specs, when already loaded (else :func:`load_specs` runs).
         sleep: the wait between tries (tests inject a fake).
         now: the run's now (default: the time it is built).
+        environ: where ``TAP_RHTTP_SHARD`` is read (default: the process environment).
 
     Raises:
         ConfigErrors: the config is invalid.
@@ -301,8 +348,20 @@ class RunContext:
         specs: list[RequestSpec] | None = None,
         sleep: t.Callable[[float], None] = time.sleep,
         now: datetime.datetime | None = None,
+        environ: t.Mapping[str, str] | None = None,
     ) -> None:
-        self.specs = load_specs(config) if specs is None else specs
+        errors: list[ConfigError] = []
+        try:
+            self.specs = load_specs(config) if specs is None else specs
+        except ConfigErrors as exc:
+            errors += exc.errors
+        try:
+            #: This process's shard of the job (None: not sharded).
+            self.shard = load_shard(config, os.environ if environ is None else environ)
+        except ConfigError as exc:
+            errors.append(exc)
+        if errors:
+            raise ConfigErrors(errors)
         self.by_name = {spec.name: spec for spec in self.specs}
         self.redactor = build_redactor(self.specs, config.get("secrets"))
         self.template_context = template_context(config)

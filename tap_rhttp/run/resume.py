@@ -71,10 +71,13 @@ if t.TYPE_CHECKING:
 ROW_WINDOW = 256
 
 
-def spec_hash(spec: RequestSpec, redactor: Redactor) -> str:
-    """A short, secret-free fingerprint of a spec, to detect a changed config."""
+def spec_hash(spec: RequestSpec, redactor: Redactor, shard: str = "") -> str:
+    """A short, secret-free fingerprint of a spec (and of the run's shard, if any), to
+    detect a changed config or a STATE of another shard."""
     shown = redactor.value(dict(spec.raw))
     shown.pop("auth", None)
+    if shard:
+        shown["__shard__"] = shard
     text = orjson.dumps(shown, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(text).hexdigest()[:16]
 
@@ -94,10 +97,12 @@ class ResumeState:
 
     KEY = "rhttp"
 
-    def __init__(self, spec: RequestSpec, redactor: Redactor, *, track_done: bool) -> None:
+    def __init__(
+        self, spec: RequestSpec, redactor: Redactor, *, track_done: bool, shard: str = ""
+    ) -> None:
         self.spec = spec
         self.redactor = redactor
-        self.hash = spec_hash(spec, redactor)
+        self.hash = spec_hash(spec, redactor, shard)
         self.track_done = track_done
         self.chains: dict[str, dict[str, JSON]] = {}
         self.done: list[str] = []
@@ -259,8 +264,10 @@ class ChildResume(ResumeState):
     Its chains are keyed by the row's index in the parent page in progress.
     """
 
-    def __init__(self, spec: RequestSpec, redactor: Redactor, parent_hash: str) -> None:
-        super().__init__(spec, redactor, track_done=True)
+    def __init__(
+        self, spec: RequestSpec, redactor: Redactor, parent_hash: str, shard: str = ""
+    ) -> None:
+        super().__init__(spec, redactor, track_done=True, shard=shard)
         self.parent_hash = parent_hash
         self.pages: dict[str, int] = {}
         self.page: dict[str, JSON] | None = None
