@@ -224,3 +224,15 @@ def test_explain_shows_the_shards_share(server: t.Any) -> None:
     rows = sum(shard_of([i], 4) == 1 for i in range(1, 9))
     assert f"{rows} of the 8 parent row(s) seen" in text
     assert "runs in shard 0 only (not this one: no request here)" in text
+
+
+def test_the_environment_shard_may_be_json_as_meltano_needs_it(
+    server: t.Any, sync: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = {"streams": [stream("s", server.url + "/echo?v={{ item }}", for_each=list(range(16)))]}
+    monkeypatch.setenv("TAP_RHTTP_SHARD", '{"index": 1, "count": 4}')
+    mine = sorted(int(r["target"].split("=")[1]) for r in sync(config).records("s"))
+    assert mine == [v for v in range(16) if shard_of(v, 4) == 1]
+    monkeypatch.setenv("TAP_RHTTP_SHARD", '{"index": 1')
+    with pytest.raises(ConfigErrors, match="TAP_RHTTP_SHARD: not a shard"):
+        RunContext(config)

@@ -1,7 +1,8 @@
 """Shards: one job split across processes that an orchestrator runs side by side.
 
 ``"shard": {"index": 2, "count": 8}`` (or ``"shard": "2/8"``, or the environment variable
-``TAP_RHTTP_SHARD=2/8`` when the config has none) makes this process take its share of
+``TAP_RHTTP_SHARD=2/8`` or ``TAP_RHTTP_SHARD='{"index": 2, "count": 8}'`` when the config
+has none) makes this process take its share of
 every stream's fan-out: index 0 to count-1. A value belongs to the shard
 ``sha256(canonical JSON of the value) mod count``, the canonical JSON having sorted keys
 and no spaces (orjson's), so every process of a job, on any machine and Python, agrees
@@ -112,7 +113,13 @@ def load_shard(config: t.Mapping[str, JSON], environ: t.Mapping[str, str]) -> Sh
     value = config.get("shard")
     if value is not None:
         return check_shard(value, "shard")
-    text = environ.get(ENV)
+    text = environ.get(ENV, "").strip()
+    if text.startswith("{"):  # as Meltano requires it for an object setting
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ConfigError(ENV, "not a shard.", value=text, allowed=_ALLOWED) from None
+        return check_shard(parsed, ENV)
     if text:
         return check_shard(text, ENV)
     return None
