@@ -341,9 +341,9 @@ class RHTTPStream(StreamHooks):
             self._put_resume(resume.to_state())
 
     def _save_resume(self) -> None:
-        """Publish the resume position and write a STATE message."""
+        """Publish the resume position and write a STATE message, unless nothing changed
+        since the last one (records written since then count as a change)."""
         self._publish()
-        self.state_manager.is_flushed = False
         write_state_message(self)
 
     def _put_resume(self, entry: dict[str, JSON] | None) -> None:
@@ -351,6 +351,8 @@ class RHTTPStream(StreamHooks):
         if entry is None:
             if state.pop(ResumeState.KEY, None) is None:
                 return
+        elif state.get(ResumeState.KEY) == entry:
+            return
         else:
             state[ResumeState.KEY] = entry
         self.state_manager.is_flushed = False
