@@ -239,6 +239,7 @@ def test_four_shards_into_one_table_and_a_killed_one_resumes(
     assert not asked & done_before, "finished accounts were fetched again"
 
 
+@pytest.mark.meltano
 def test_meltano_shard_plugins_resolve_to_their_shards() -> None:
     env = _base_env()
     for shard in range(SHARDS):

@@ -615,3 +615,22 @@ def test_grandchildren_resume(server: t.Any, sync: t.Any) -> None:
         resumed = sync(config, state=state)
         got = _ids(before, "toys", "toy") + [r["toy"] for r in resumed.records("toys")]
         assert sorted(got) == sorted(toys_seen), state
+
+
+def test_child_and_batch_positions_hold_no_secret(
+    server: t.Any, sync: t.Any, tmp_path: Path
+) -> None:
+    _family_routes(server, parent_pages=2, rows=3, child_pages=3, delay=0)
+    config = _family_config(server, max_concurrency=2)
+    config["streams"][1]["params"] = {"page": 1, "api_key": "k-child-SECRET-7"}
+    config["batch_config"] = _batch_config(tmp_path, 4)
+    messages = sync(config).messages
+    states = [m for m in messages if m["type"] == "STATE"]
+    positions = [
+        m["value"]["bookmarks"]["kids"]["rhttp"]
+        for m in states
+        if m["value"]["bookmarks"].get("kids", {}).get("rhttp", {}).get("chains")
+    ]
+    assert positions  # the test saw child positions in flight
+    assert "k-child-SECRET-7" not in json.dumps(states)
+    assert all("api_key" not in json.dumps(p["chains"]) for p in positions)

@@ -322,3 +322,26 @@ def test_explain_shows_the_windows(server: t.Any) -> None:
     assert "... 3 more" in text
     assert "-- chain window 2024-01-01T00:00:00Z..2024-01-02T00:00:00Z" in text
     assert len(server.log) == 2
+
+
+def test_window_state_stays_small(server: t.Any, sync: t.Any) -> None:
+    config = {
+        "streams": [
+            {
+                "name": "e",
+                "url": server.url + "/echo",
+                "params": {"s": "{{ window['start'] }}"},
+                "windows": {"start": "2024-01-01", "end": "2024-01-26", "step": "PT1H"},
+                "max_concurrency": 4,
+            }
+        ]
+    }
+    result = sync(config)
+    assert len(result.records("e")) == 600
+    sizes = [
+        len(json.dumps(m["value"]["bookmarks"]["e"].get("rhttp", {})))
+        for m in result.of_type("STATE")
+        if "e" in m["value"]["bookmarks"]
+    ]
+    # a list of the 600 finished windows would take about 14 kB
+    assert max(sizes) < 1500, max(sizes)

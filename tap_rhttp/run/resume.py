@@ -110,6 +110,7 @@ class ResumeState:
         self.plan: dict[str, str] | None = None
         self.order: list[str] = []
         self.done_through: str | None = None
+        self._front = 0
 
     def _matches(self, saved: JSON, logger: logging.Logger | None) -> bool:
         if not isinstance(saved, dict):
@@ -222,20 +223,31 @@ class ResumeState:
         self.chains.clear()
         self.done.clear()
         self.done_through = None
+        self._front = 0
 
     def _compress(self) -> None:
-        """Windows: the finished ones at the front become one `done_through` key."""
+        """Windows: the finished ones at the front become one `done_through` key.
+
+        `_front` remembers how far the front is known finished, so each call only looks
+        at the windows finished since the last one.
+        """
         if not self.order or not self.done:
             return
         finished = set(self.done)
-        through = self.done_through
-        for key in self.order:
-            if not (key in finished or (through is not None and key <= through)):
-                break
-            through = key
-        self.done_through = through
-        if through is not None:
+        front = self._front
+        while front < len(self.order) and self.is_done_key(self.order[front], finished):
+            front += 1
+        self._front = front
+        if front:
+            through = self.order[front - 1]
+            self.done_through = through
             self.done = [key for key in self.done if key > through]
+
+    def is_done_key(self, key: str, finished: set[str]) -> bool:
+        """`is_done` with the finished keys given as a set."""
+        if self.done_through is not None and key <= self.done_through:
+            return True
+        return key in finished
 
     def to_state(self) -> dict[str, JSON] | None:
         """The STATE entry, or None when nothing is in progress."""
