@@ -16,6 +16,9 @@ Routes (all JSON arrays of records, ``Link: <...>; rel="next"`` with absolute UR
 - ``/s3/<run>?page=N``: S3, like S1 but every 10th page (N % 10 == 3) answers ``503``
   with ``Retry-After: 1`` the first time it is asked for in that run.
 - ``/s4/<run>``: S4, one body of ``s4_records`` records.
+- ``/s5/<run>?page=N``: S5's parent, ``s5_pages`` pages of ``s5_rows`` rows ``{"id": r}``;
+  ``/s5/<run>/<r>``: the child page of row ``r``, ``s5_child_records`` records (ids
+  ``r * 100 + i``); each request delayed ``s5_delay_ms``.
 - ``/stats/<run>``: ``{"requests": n, "faults": n}`` for a run.
 """
 
@@ -78,6 +81,14 @@ class Fixture:
             for v in range(sizes["s2_values"])
         }
         self.s4 = render(range(sizes["s4_records"]))
+        rows, kids = sizes["s5_rows"], sizes["s5_child_records"]
+        self.s5 = [
+            orjson.dumps([{"id": p * rows + r} for r in range(rows)])
+            for p in range(sizes["s5_pages"])
+        ]
+        self.s5_kids = [
+            render(range(r * 100, r * 100 + kids)) for r in range(sizes["s5_pages"] * rows)
+        ]
         self.lock = threading.Lock()
         self.failed: set[tuple[str, int]] = set()
         self.stats: dict[str, dict[str, float]] = {}
@@ -155,9 +166,19 @@ def make_server(fixture: Fixture) -> ThreadingHTTPServer:
                 self.pages(parts.path, fixture.s3, page)
             elif kind == "s4":
                 self.reply(200, fixture.s4)
+            elif kind == "s5":
+                time.sleep(fixture.sizes["s5_delay_ms"] / 1000)
+                if len(segments) > 2:
+                    self.reply(200, fixture.s5_kids[int(segments[2])])
+                else:
+                    self.pages(parts.path, fixture.s5, page)
             else:
                 self.reply(404, b'{"error": "no such route"}')
 
+    # socketserver listens with a backlog of 5: with more clients connecting at once than
+    # that, SYNs are dropped and retried a second later, which no real server does to a
+    # 16-wide client (Linux allows 4096, nginx 511).
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     return server

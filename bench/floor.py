@@ -8,6 +8,9 @@ pool of that width, each with its own session, and each page is written whole.
 
 Usage (run by ``bench/run.py``): ``python bench/floor.py '<job as JSON>'`` with keys
 ``stream``, ``starts`` (the first URL of each chain) and ``width``; lines go to stdout.
+With ``children`` (S5), ``starts`` is the parent's one chain (its records go out as
+stream ``parent``), and every parent row's child page ``<children>/<id>`` is fetched on
+the pool as soon as its parent page has arrived.
 """
 
 from __future__ import annotations
@@ -24,8 +27,13 @@ import orjson
 import requests
 
 
-def run_chain(url: str | None, stream: str, emit: t.Callable[[bytes], None]) -> None:
-    session = requests.Session()
+def run_chain(
+    url: str | None,
+    stream: str,
+    emit: t.Callable[[bytes], None],
+    session: requests.Session | None = None,
+) -> None:
+    session = session or requests.Session()
     while url:
         while True:
             response = session.get(url, timeout=60)
@@ -47,6 +55,45 @@ def run_chain(url: str | None, stream: str, emit: t.Callable[[bytes], None]) -> 
         url = response.links.get("next", {}).get("url")
 
 
+def run_family(job: dict[str, t.Any], emit: t.Callable[[bytes], None]) -> None:
+    """A parent chain, and each of its rows' child page on a pool of ``width`` threads."""
+    local = threading.local()
+
+    def child(row_id: int) -> None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        url: str | None = f"{job['children']}/{row_id}"
+        run_chain(url, job["stream"], emit, local.session)
+
+    session = requests.Session()
+    with ThreadPoolExecutor(job["width"]) as pool:
+        futures = []
+        url: str | None = job["starts"][0]
+        while url:
+            response = session.get(url, timeout=60)
+            response.raise_for_status()
+            rows = orjson.loads(response.content)
+            stamp = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            emit(
+                b"".join(
+                    orjson.dumps(
+                        {
+                            "type": "RECORD",
+                            "stream": "parent",
+                            "record": r,
+                            "time_extracted": stamp,
+                        },
+                        option=orjson.OPT_APPEND_NEWLINE,
+                    )
+                    for r in rows
+                )
+            )
+            futures += [pool.submit(child, r["id"]) for r in rows]
+            url = response.links.get("next", {}).get("url")
+        for future in futures:
+            future.result()
+
+
 def main() -> None:
     job = json.loads(sys.argv[1])
     out = sys.stdout.buffer
@@ -56,7 +103,9 @@ def main() -> None:
         with lock:
             out.write(lines)
 
-    if job["width"] <= 1:
+    if job.get("children"):
+        run_family(job, emit)
+    elif job["width"] <= 1:
         for start in job["starts"]:
             run_chain(start, job["stream"], emit)
     else:

@@ -25,7 +25,10 @@ shared machine); the SDK tap runs once.
 Scenarios (full size): S1 throughput (200 pages x 500 records, Link pagination);
 S2 latency-bound fan-out (5 ``for_each`` values x 20 pages x 100 records, 20 ms per
 request, max_concurrency 5); S3 faults (100 pages x 500 records, every 10th page answers
-503 with ``Retry-After: 1`` once); S4 one 63 MB body of 200,000 records.
+503 with ``Retry-After: 1`` once); S4 one 63 MB body of 200,000 records; S5 concurrent
+child stream (a parent of 5 pages x 100 rows, one child page of 10 records per row, 20 ms
+per request, max_concurrency 16 on the child; the floor is a 16-wide pool fed as parent
+pages arrive; the singer-sdk tap does not run it).
 
 Exit status: 0 when every record arrived exactly once everywhere and every target is met.
 """
@@ -59,6 +62,10 @@ FULL = {
     "s3_pages": 100,
     "s3_per_page": 500,
     "s4_records": 200_000,
+    "s5_pages": 5,
+    "s5_rows": 100,
+    "s5_child_records": 10,
+    "s5_delay_ms": 20,
 }
 QUICK = {
     **FULL,
@@ -68,6 +75,7 @@ QUICK = {
     "s4_records": 50_000,
 }
 S2_CONCURRENCY = 5
+S5_CONCURRENCY = 16
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
@@ -101,6 +109,9 @@ def expected_ids(scenario: str, sizes: dict[str, int]) -> set[int]:
         return {v * 1_000_000 + i for v in range(sizes["s2_values"]) for i in range(n)}
     if scenario == "s3":
         return set(range(sizes["s3_pages"] * sizes["s3_per_page"]))
+    if scenario == "s5":
+        rows = sizes["s5_pages"] * sizes["s5_rows"]
+        return {r * 100 + i for r in range(rows) for i in range(sizes["s5_child_records"])}
     return set(range(sizes["s4_records"]))
 
 
@@ -111,6 +122,22 @@ def starts(scenario: str, base: str, run: str, sizes: dict[str, int]) -> list[st
 
 
 def rhttp_config(scenario: str, base: str, run: str, sizes: dict[str, int]) -> dict[str, t.Any]:
+    if scenario == "s5":
+        parent = {
+            "name": "parent",
+            "url": f"{base}/s5/{run}",
+            "primary_keys": ["id"],
+            "page": "link-next",
+            "page_limit": -1,
+        }
+        child = {
+            "name": "s5",
+            "url": f"{base}/s5/{run}/{{{{ row['id'] }}}}",
+            "parent": "parent",
+            "primary_keys": ["id"],
+            "max_concurrency": S5_CONCURRENCY,
+        }
+        return {"streams": [parent, child]}
     spec: dict[str, t.Any] = {"name": scenario, "primary_keys": ["id"]}
     if scenario == "s2":
         spec.update(
@@ -129,11 +156,14 @@ def argv_for(
     contender: str, scenario: str, base: str, run: str, sizes: dict[str, int], work: Path
 ) -> list[str]:
     if contender == "floor":
-        job = {
+        widths = {"s2": S2_CONCURRENCY, "s5": S5_CONCURRENCY}
+        job: dict[str, t.Any] = {
             "stream": scenario,
             "starts": starts(scenario, base, run, sizes),
-            "width": S2_CONCURRENCY if scenario == "s2" else 1,
+            "width": widths.get(scenario, 1),
         }
+        if scenario == "s5":
+            job["children"] = f"{base}/s5/{run}"
         return [PYTHON, str(HERE / "floor.py"), json.dumps(job)]
     config = work / f"{run}.json"
     if contender == "sdk":
@@ -283,12 +313,14 @@ TARGETS = {
     "s2": "S2: tap-rhttp wall <= 1.5x concurrent floor wall",
     "s3": "S3: tap-rhttp wall <= 1.3x floor wall",
     "s4": "S4: tap-rhttp peak RSS <= 150 MB at >= 0.5x floor records/s",
+    "s5": "S5: tap-rhttp wall <= 1.3x concurrent floor wall",
 }
 TITLES = {
     "s1": "S1 throughput",
     "s2": "S2 fan-out",
     "s3": "S3 faults",
     "s4": "S4 one body",
+    "s5": "S5 children",
 }
 
 
@@ -298,7 +330,7 @@ def target_met(scenario: str, rhttp: Result, floor: Result) -> tuple[bool, str]:
         return ratio <= 2.0, f"{ratio:.2f}x"
     if scenario == "s2":
         return ratio <= 1.5, f"{ratio:.2f}x"
-    if scenario == "s3":
+    if scenario in ("s3", "s5"):
         return ratio <= 1.3, f"{ratio:.2f}x"
     speed = rhttp.rate / floor.rate
     return rhttp.rss_mb <= 150 and speed >= 0.5, f"{rhttp.rss_mb:.0f} MB, {speed:.2f}x floor rec/s"
@@ -327,13 +359,15 @@ def print_table(results: list[Result]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
-    parser.add_argument("--only", nargs="+", choices=["s1", "s2", "s3", "s4"], help="scenarios")
+    parser.add_argument(
+        "--only", nargs="+", choices=["s1", "s2", "s3", "s4", "s5"], help="scenarios"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs of floor and tap-rhttp")
     parser.add_argument("--no-sdk", action="store_true", help="skip the singer-sdk tap")
     parser.add_argument("--keep", action="store_true", help="keep the outputs (path printed)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    scenarios = args.only or ["s1", "s2", "s3", "s4"]
+    scenarios = args.only or ["s1", "s2", "s3", "s4", "s5"]
     contenders = ["floor", *([] if args.no_sdk else ["sdk"]), "tap-rhttp"]
     work = Path(tempfile.mkdtemp(prefix="rhttp-bench-"))
     print(
@@ -346,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{sizes['s2_values']} values x {sizes['s2_pages']} pages x {sizes['s2_per_page']}, "
         f"{sizes['s2_delay_ms']} ms a request, max_concurrency {S2_CONCURRENCY}; S3 "
         f"{sizes['s3_pages']} pages x {sizes['s3_per_page']}, every 10th page 503 once "
-        f"(Retry-After: 1); S4 one body of {sizes['s4_records']:,} records"
+        f"(Retry-After: 1); S4 one body of {sizes['s4_records']:,} records; S5 "
+        f"{sizes['s5_pages']} parent pages x {sizes['s5_rows']} rows, one child page of "
+        f"{sizes['s5_child_records']} per row, {sizes['s5_delay_ms']} ms a request, "
+        f"max_concurrency {S5_CONCURRENCY}"
     )
     started = time.perf_counter()
     warm_up(work)
@@ -361,8 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[Result]] = {c: [] for c in contenders}
             for attempt in range(rounds):
                 for contender in contenders:
-                    if contender == "sdk" and attempt:
-                        continue  # the reference point runs once
+                    if contender == "sdk" and (attempt or scenario == "s5"):
+                        continue  # the reference point runs once (and has no child stream)
                     result = measure(fixture, contender, scenario, sizes, work, attempt)
                     runs[contender].append(result)
                     problem = "" if result.ok else f"  FAILED: {result.problem}"
@@ -372,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
             for contender in contenders:
+                if not runs[contender]:
+                    continue
                 failed = [r for r in runs[contender] if not r.ok]
                 results.append(failed[0] if failed else min(runs[contender], key=lambda r: r.wall))
     finally:

@@ -43,6 +43,7 @@ import orjson
 import requests.auth
 from urllib3.util import SKIP_HEADER
 
+from tap_rhttp.config.windows import iso, window_value
 from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS, Paginator
@@ -238,21 +239,27 @@ class Explainer:
 
     # ------------------------------------------------------------------ one stream
 
+    def _excerpt(self, text: str, limit: int = INFO_BODY_CHARS) -> str:
+        return _excerpt(self.redactor, text, limit)
+
     def _tasks(self, stream: StreamRun, bookmark: JSON) -> list[tuple[str, ChainTask]]:
         """(label, task) of each chain a run would start, in order."""
         spec = stream.spec
         if spec.parent is not None:
             rows = self.records.get(spec.parent, [])
-            return [
-                (f"parent row {i + 1} of {len(rows)} seen", task)
-                for i, row in enumerate(rows)
-                for task in stream.tasks(bookmark=bookmark, row=row)
-            ]
+            tasks = stream.tasks(bookmark=bookmark, rows=list(enumerate(rows)))
+            return [(f"parent row {int(task.key) + 1} of {len(rows)} seen", task) for task in tasks]
         tasks = stream.tasks(bookmark=bookmark)
+        if spec.windows is not None:
+            return [(task.label, task) for task in tasks]
         if spec.for_each is not None:
+            values = spec.for_each
             return [
-                (f"{task.label} = {_excerpt(stream.redactor, _json(item), 80)}", task)
-                for task, item in zip(tasks, spec.for_each, strict=True)
+                (
+                    f"{task.label} = {_excerpt(stream.redactor, _json(values[int(task.key)]), 80)}",
+                    task,
+                )
+                for task in tasks
             ]
         return [("", task) for task in tasks]
 
@@ -274,7 +281,11 @@ class Explainer:
         bookmark = self.run_context.bookmark(spec, self.state)
         if spec.replication_key is not None:
             out(f"bookmark ({spec.replication_key}): {_json(bookmark)}")
+        if spec.windows is not None:
+            self._windows(stream, bookmark)
         tasks = self._tasks(stream, bookmark)
+        if stream.shard is not None:
+            self._shard(stream, bookmark, tasks)
         if spec.parent is not None and not tasks:
             out(f"no request: the parent stream `{spec.parent}` gave no records here.")
         seen: list[dict[str, JSON]] = []
@@ -353,6 +364,52 @@ class Explainer:
             limits.append(f"max_retry_seconds {spec.max_retry_seconds:g}")
         lines.append(f"rate limits: {'; '.join(limits)}")
         return lines
+
+    def _windows(self, stream: StreamRun, bookmark: JSON) -> None:
+        """The stream's time windows: how many, their span, the first and last."""
+        spec = stream.spec
+        assert spec.windows is not None
+        windows = stream.windows(bookmark)
+        lookback = f", lookback {spec.windows.lookback} s" if spec.windows.lookback else ""
+        if not windows:
+            self.out(f"windows: none (step {spec.windows.step} s{lookback}): nothing to fetch.")
+            return
+        self.out(
+            f"windows: {len(windows)} of {spec.windows.step} s{lookback}, "
+            f"{iso(windows[0][0])} .. {iso(windows[-1][1])} (now: {iso(self.run_context.now)})"
+        )
+        shown = windows if len(windows) <= 4 else [*windows[:2], *windows[-2:]]
+        for i, (start, end) in enumerate(shown):
+            if len(windows) > 4 and i == 2:
+                self.out(f"  ... {len(windows) - 4} more")
+            self.out(f"  {_json(window_value(start, end))}")
+
+    def _shard(self, stream: StreamRun, bookmark: JSON, tasks: list[tuple[str, ChainTask]]) -> None:
+        """This shard's share of the stream, in words."""
+        shard, rule, spec = stream.shard, stream.shard_rule, stream.spec
+        assert shard is not None
+        head = f"shard {shard} (sha256 of each value's canonical JSON, mod {shard.count})"
+        if rule == "values":
+            total = len(stream.tasks(bookmark=bookmark, whole=True))
+            kind = "windows (by start)" if spec.windows is not None else "`for_each` values"
+            self.out(f"{head}: {len(tasks)} of {total} {kind} are this shard's.")
+        elif rule == "zero":
+            where = "this one" if shard.index == 0 else "not this one: no request here"
+            self.out(f"{head}: no fan-out, so the stream runs in shard 0 only ({where}).")
+        elif rule == "source":
+            emits = "this one" if stream.emits else "not this one"
+            self.out(
+                f"{head}: read in every shard for its children's rows; its records are "
+                f"emitted by shard 0 only ({emits})."
+            )
+        elif rule == "rows":
+            rows = self.records.get(spec.parent or "", [])
+            self.out(
+                f"{head}: takes the parent rows whose primary key (or whole row) hashes here: "
+                f"{len(tasks)} of the {len(rows)} parent row(s) seen."
+            )
+        else:
+            self.out(f"{head}: runs every row its parent gives (the parent's chains are split).")
 
     def _failed(self, spec: RequestSpec, exc: Exception) -> None:
         """A chain failed: a run skips it with `on_error: skip`, else stops with the error."""

@@ -18,6 +18,8 @@ the same reason: a minor upgrade is tested before it is allowed.
 - Functions wrap the private attributes read: the stream version, the state partition
   context, writing a STATE message, the tap's message writer, and whether a stream class
   generates its own record messages.
+- The types of ``Stream.get_batches`` (``BatchConfig``, ``BaseBatchFileEncoding``), which
+  singer-sdk defines in a private module.
 - The conformance predicates of ``singer_sdk.helpers._typing`` and the clock of
   ``singer_sdk.helpers._util`` that ``RecordMessage`` timestamps come from.
 - ``load_json`` of ``singer_sdk.helpers._util``, the parser singer-sdk reads ``--config``
@@ -32,6 +34,7 @@ from __future__ import annotations
 import logging
 import typing as t
 
+from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers._typing import _is_exclusive_boolean_type as is_exclusive_boolean_type
 from singer_sdk.helpers._typing import is_object_type, is_uniform_list
 from singer_sdk.helpers._util import load_json, utc_now
@@ -42,6 +45,8 @@ if t.TYPE_CHECKING:
 
 __all__ = [
     "STARTUP_NOTICE",
+    "BaseBatchFileEncoding",
+    "BatchConfig",
     "StartupNoticeFilter",
     "StreamHooks",
     "TapHooks",

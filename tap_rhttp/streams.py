@@ -4,10 +4,12 @@ Everything HTTP (requests, retries, formats, pagination, fan-out) happens in
 ``tap_rhttp.run`` and below; which chains a sync runs, how records are shaped (bookmark
 filter, parent columns) and how a failed chain is skipped are the stream's
 :class:`~tap_rhttp.run.context.StreamRun`'s, shared with explain mode. This class keeps
-the resume position in STATE after every completely emitted page, and writes records
-through the fast path where it provably writes what the SDK would. The SDK keeps doing
-what it is good at: catalog and selection, bookmarks, stream maps, type conformance and
-message writing.
+the resume position in STATE after every completely emitted page (under BATCH messages:
+each time a batch file is handed over), drives its child streams a parent page at a time
+(so a child can run many parent rows at once and resume relative to its parent), and
+writes records through the fast path where it provably writes what the SDK would. The
+SDK keeps doing what it is good at: catalog and selection, bookmarks, stream maps, type
+conformance and message writing.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import sys
 import time
 import typing as t
 
+from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
+
 from tap_rhttp.run import graph
-from tap_rhttp.run.resume import ResumeState
+from tap_rhttp.run.resume import ROW_WINDOW, ChildResume, ResumeState, rows_digest
 from tap_rhttp.sdk_compat import StreamHooks, message_writer, write_state_message
 from tap_rhttp.writer import STOP, RecordFastPath, page_blocker
 
@@ -29,6 +33,7 @@ if t.TYPE_CHECKING:
     from tap_rhttp.run.chain import Page
     from tap_rhttp.run.context import StreamRun
     from tap_rhttp.run.fanout import ChainTask
+    from tap_rhttp.sdk_compat import BaseBatchFileEncoding, BatchConfig
     from tap_rhttp.types import JSON
 
 try:
@@ -65,6 +70,12 @@ class RHTTPStream(StreamHooks):
         self._fast_path_known = False  # RecordFastPath.for_stream has been asked
         self._writing = False  # inside a sync that writes RECORD messages
         self._record_counter: metrics.Counter | None = None
+        self._batch = False  # records go to BATCH files (see get_batches)
+        self._live: ResumeState | None = None  # the position of the sync in progress
+        self._live_final = False  # that sync has finished every chain
+        self._finished_chains: list[str] = []  # finished since the last publish
+        self._resume: ChildResume | None = None  # a child's position, across parent pages
+        self._rows: list[tuple[int, dict[str, JSON]]] = []  # a child's window of rows
 
     @override
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
@@ -133,71 +144,225 @@ class RHTTPStream(StreamHooks):
     def generate_child_contexts(
         self, record: dict[str, JSON], context: t.Mapping[str, JSON] | None
     ) -> t.Iterable[t.Mapping[str, JSON] | None]:
-        """No child streams, no child contexts (the SDK would copy every record for none)."""
-        if not self.child_streams:
-            return ()
-        return super().generate_child_contexts(record, context)
+        """None: the SDK syncs no child per record; this stream drives its children itself,
+        a parent page at a time (:meth:`_drive_children`)."""
+        return ()
 
     @override
-    def get_child_context(
-        self, record: dict[str, JSON], context: t.Mapping[str, JSON] | None
-    ) -> dict[str, JSON] | None:
-        """Children receive the whole parent record as `row`."""
-        return {"row": dict(record)}
+    def get_batches(
+        self, batch_config: BatchConfig, context: t.Mapping[str, JSON] | None = None
+    ) -> t.Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """The SDK's batches, with the resume position moved in step with them.
+
+        The SDK writes each BATCH message, then a STATE message. When the batcher hands
+        over a batch file, the record generator stands just after that file's last
+        record: the position published now (into the stream's state, which that STATE
+        message carries) covers exactly the records in the files written so far.
+        """
+        self._batch = True
+        try:
+            for encoding, manifest in super().get_batches(batch_config, context):
+                self._publish()
+                yield encoding, manifest
+            self._publish()
+        finally:
+            self._batch = False
 
     @override
     def get_records(self, context: t.Mapping[str, t.Any] | None) -> t.Iterable[dict[str, t.Any]]:
         """Every record of every chain, each page once it is complete, in chain order."""
-        spec, run = self.spec, self.run
+        run = self.run
         bookmark = self.bookmark(context)
-        resumable = spec.parent is None
-        resume = ResumeState(
-            spec, self.redactor, track_done=spec.for_each is not None, logger=self.logger
-        )
-        if resumable:
-            resume.load(self.stream_state.get(ResumeState.KEY), self.logger)
-        row = (context or {}).get("row") if spec.parent is not None else None
-        tasks = [
-            task for task in run.tasks(bookmark=bookmark, row=row) if task.key not in resume.done
-        ]
+        if self.spec.parent is not None:  # a window of parent rows (see _drive_children)
+            rows, self._rows = self._rows, []
+            progress = self._child_resume()
+            tasks = run.pending(run.tasks(bookmark=bookmark, rows=rows), progress)
+            yield from self._run_tasks(tasks, progress, bookmark, context)
+            return
+        resume = run.resume_state(self.stream_state.get(ResumeState.KEY))
+        tasks = run.pending(run.tasks(bookmark=bookmark, resume=resume), resume)
+        yield from self._run_tasks(tasks, resume, bookmark, context)
+        resume.clear()
+        self._live_final = True
+        if not self._batch:
+            self._save_resume()
+        self._progress(final=True)
+
+    def _run_tasks(
+        self,
+        tasks: list[ChainTask],
+        resume: ResumeState,
+        bookmark: JSON,
+        context: t.Mapping[str, JSON] | None,
+    ) -> t.Iterator[dict[str, JSON]]:
+        spec, run = self.spec, self.run
+        self._live, self._live_final = resume, False
         for task in tasks:
-            if task.spec is not None:
-                task.start, task.done = resume.start_of(task.key, task.spec)
-                if task.start is not None:
-                    self.logger.info(
-                        "stream %s%s: resuming at page %d: %s",
-                        spec.name,
-                        f" {task.label}" if task.label else "",
-                        task.done + 1,
-                        self.redactor.url(task.start.target),
-                    )
-        page_writer = self._page_writer(context)
+            if task.start is not None:
+                self.logger.info(
+                    "stream %s%s: resuming at page %d: %s",
+                    spec.name,
+                    f" {task.label}" if task.label else "",
+                    task.done + 1,
+                    self.redactor.url(task.start.target),
+                )
+        batch = self._batch
+        page_writer = None if batch else self._page_writer(context)
         if not self._started:
             self._started = self._last_progress = time.monotonic()
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
         for event in run.run(tasks, read_ahead=read_ahead):
             task = event.task
+            page = event.page if event.error is None else None
+            if page is not None:
+                assert task.spec is not None
+                try:  # children write their own pages (and stop between them on a signal)
+                    self._drive_children(page, task, bookmark)
+                except BaseException:
+                    page.close()
+                    raise
             # A page's records and the STATE after them: a stop signal lets them finish.
             with STOP.section():
                 if event.error is not None:
                     run.skip(task, event.error)
-                    resume.finish(task.key)
-                elif event.page is None:
-                    resume.finish(task.key)
+                    self._chain_over(resume, task.key)
+                elif page is None:
+                    self._chain_over(resume, task.key)
                 else:
                     assert task.spec is not None
                     try:
-                        yield from self._emit(event.page, task, bookmark, page_writer)
+                        skip, task.skip = task.skip, 0
+                        if not run.emits:
+                            pass  # a shard reading this parent for its children's rows only
+                        elif batch:
+                            position = resume.begin(task.key, page, task.spec, skip)
+                            for record in self._emit(page, task, bookmark, None, skip):
+                                if position is not None:
+                                    position["skip"] = t.cast("int", position["skip"]) + 1
+                                yield record
+                        else:
+                            yield from self._emit(page, task, bookmark, page_writer, skip)
                     finally:
-                        event.page.close()
-                    resume.advance(task.key, event.page, task.spec)
-                if resumable:
-                    self._save_resume(resume.to_state())
+                        page.close()
+                    resume.advance(task.key, page, task.spec)
+                if not batch:
+                    self._save_resume()
             self._progress()
-        if resumable:
-            self._save_resume(None)
-        if spec.parent is None:  # a child reports once, after all its parent rows
-            self._progress(final=True)
+
+    def _chain_over(self, resume: ResumeState, key: str) -> None:
+        resume.finish(key)
+        self._finished_chains.append(key)
+
+    # ------------------------------------------------------------------ child streams
+
+    def _children(self) -> list[RHTTPStream]:
+        return [
+            child
+            for child in self.child_streams
+            if isinstance(child, RHTTPStream) and (child.selected or child.has_selected_descendents)
+        ]
+
+    def _drive_children(self, page: Page, task: ChainTask, bookmark: JSON) -> None:
+        """Sync the children of a page's rows, before the page's records are emitted.
+
+        So the parent's position names this page until its children are done: after a
+        kill, the resumed parent fetches it again and its children resume (see
+        ``tap_rhttp.run.resume``). Rows are what the page emits (bookmark filter, the
+        stream map's filter); children run in windows of ROW_WINDOW rows.
+        """
+        children = self._children()
+        if not children:
+            return
+        keep = self.stream_maps[0].get_filter_result
+
+        def rows() -> t.Iterator[dict[str, JSON]]:
+            return (r for r in self.run.shape(page, task, bookmark) if keep(r))
+
+        digest = rows_digest(rows(), self.spec.primary_keys)
+        for child in children:
+            child.sync_rows(task.key, page.number, digest, rows)
+
+    def sync_rows(
+        self,
+        chain: str,
+        number: int,
+        digest: str,
+        rows: t.Callable[[], t.Iterator[dict[str, JSON]]],
+    ) -> None:
+        """Run this child for the rows of one parent page (chain `chain`, page `number`)."""
+        resume = self._child_resume()
+        if resume.page_finished(chain, number):
+            return
+        resume.enter_page(chain, number, digest, self.logger)
+        numbered = enumerate(rows())
+        while window := list(itertools.islice(numbered, ROW_WINDOW)):
+            self._rows = [(i, row) for i, row in window if not resume.is_done(str(i))]
+            if self._rows:
+                try:
+                    self.sync(context={"parent_page": f"{chain}:{number}"})
+                except (AbortedSyncFailedException, AbortedSyncPausedException):
+                    return  # a dry run's record limit: the SDK goes on with other streams
+            self._put_resume(resume.to_state())
+        resume.leave_page()
+        self._put_resume(resume.to_state())
+
+    def _child_resume(self) -> ChildResume:
+        if self._resume is None:
+            resume = self.run.resume_state(self.stream_state.get(ResumeState.KEY))
+            assert isinstance(resume, ChildResume)
+            self._resume = resume
+        return self._resume
+
+    def parent_chain_finished(self, chain: str) -> None:
+        """The parent's chain `chain` is over, in what the parent publishes now."""
+        if self._resume is not None:
+            self._resume.parent_chain_finished(chain)
+            self._put_resume(self._resume.to_state())
+
+    def clear_progress(self) -> None:
+        """The parent's sync is over: nothing of this child is left to resume."""
+        if self._resume is not None:
+            self._resume.clear()
+        self._put_resume(None)
+        for child in self._children():
+            child.clear_progress()
+
+    # ------------------------------------------------------------------ STATE
+
+    def _publish(self) -> None:
+        """Put the live resume position into the stream's state (no message written)."""
+        resume = self._live
+        if resume is None:
+            return
+        children = self._children()
+        for key in self._finished_chains:
+            for child in children:
+                child.parent_chain_finished(key)
+        self._finished_chains.clear()
+        if self._live_final:
+            for child in children:
+                child.clear_progress()
+            self._put_resume(None)
+            self._live = None
+        else:
+            self._put_resume(resume.to_state())
+
+    def _save_resume(self) -> None:
+        """Publish the resume position and write a STATE message, unless nothing changed
+        since the last one (records written since then count as a change)."""
+        self._publish()
+        write_state_message(self)
+
+    def _put_resume(self, entry: dict[str, JSON] | None) -> None:
+        state = self.stream_state
+        if entry is None:
+            if state.pop(ResumeState.KEY, None) is None:
+                return
+        elif state.get(ResumeState.KEY) == entry:
+            return
+        else:
+            state[ResumeState.KEY] = entry
+        self.state_manager.is_flushed = False
 
     def _emit(
         self,
@@ -205,11 +370,17 @@ class RHTTPStream(StreamHooks):
         task: ChainTask,
         bookmark: JSON,
         page_writer: RecordFastPath | None,
+        skip: int = 0,
     ) -> t.Iterator[dict[str, JSON]]:
-        """A page's records: written whole by the fast path, or yielded to the SDK's loop."""
+        """A page's records: written whole by the fast path, or yielded to the SDK's loop.
+
+        `skip`: how many of its records a batch file already holds (a resumed page).
+        """
         if self._fast_path is not None:
             self._fast_path.new_page()
-        records = self.run.shape(page, task, bookmark)
+        records: t.Iterator[dict[str, JSON]] = self.run.shape(page, task, bookmark)
+        if skip:
+            records = itertools.islice(records, skip, None)
         if page_writer is None:
             yield from records
             return
@@ -226,18 +397,6 @@ class RHTTPStream(StreamHooks):
         if self.spec.parent is not None and self._started:
             self._progress(final=True)
         super().log_sync_costs()
-
-    def _save_resume(self, entry: dict[str, JSON] | None) -> None:
-        """Put the resume position into STATE and write a STATE message."""
-        state = self.stream_state
-        if entry is None:
-            if ResumeState.KEY not in state:
-                return
-            state.pop(ResumeState.KEY, None)
-        else:
-            state[ResumeState.KEY] = entry
-        self.state_manager.is_flushed = False
-        write_state_message(self)
 
     def _progress(self, *, final: bool = False) -> None:
         now = time.monotonic()

@@ -146,6 +146,7 @@ class TapRHTTP(TapHooks, Tap):
                 samples[spec.name] = stream_run.sample(
                     bookmark=run.bookmark(spec, state),
                     parent_rows=samples.get(spec.parent, []) if spec.parent else [],
+                    saved=run.saved_resume(spec, state),
                 )
             schema = self._catalog_schema(spec.name)
             if schema is None:

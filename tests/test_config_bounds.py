@@ -330,3 +330,20 @@ def test_a_config_file_singer_sdk_cannot_read_is_one_clear_line(
         assert f"--config {path}: {fragment}" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
         assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("windows", "path"),
+    [
+        ({"start": "2024-01-01", "step": 10**15}, "streams[0].windows.step"),
+        ({"start": "2024-01-01", "step": "P99999999999D"}, "streams[0].windows.step"),
+        ({"start": "2024-01-01", "step": "P1D", "lookback": 10**15}, "streams[0].windows.lookback"),
+        ({"start": 10**15, "step": 1}, "streams[0].windows.start"),
+    ],
+)
+def test_window_durations_have_an_upper_bound(windows: dict[str, t.Any], path: str) -> None:
+    """A datetime overflowed on them (a traceback at load or at the first window)."""
+    config = one(windows=windows)
+    config["streams"][0]["url"] = URL + "?since={{ window['start'] }}"
+    (message,) = errors_of(config)
+    assert message.startswith(path + ": a duration may be at most 3153600000 seconds"), message

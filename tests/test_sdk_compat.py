@@ -14,7 +14,7 @@ import logging
 import typing as t
 
 import pytest
-from singer_sdk import Tap
+from singer_sdk import Tap, batch
 from singer_sdk.helpers import _typing, _util
 from singer_sdk.plugin_base import PluginBase
 from singer_sdk.streams.core import Stream
@@ -155,3 +155,25 @@ def test_the_startup_notice_is_debug_not_info() -> None:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def test_batches_are_followed_by_their_state() -> None:
+    """BATCH-mode resume (streams.get_batches) publishes the position when a batch file is
+    handed over; that is exact only while the SDK writes each BATCH message, then a STATE
+    message, and its batcher takes records one by one (no read past a file's end)."""
+    source = inspect.getsource(Stream._sync_batches)
+    assert source.index("self._write_batch_message(") < source.index("self._write_state_message()")
+    assert "for encoding, manifest in self.get_batches(" in source
+    assert parameters(Stream.get_batches) == [
+        ("self", POS),
+        ("batch_config", POS),
+        ("context", POS),
+    ]
+    assert "itertools.islice(iterator, chunk_size)" in inspect.getsource(
+        batch.lazy_chunked_generator
+    )
+    config = sdk_compat.BatchConfig.from_dict(
+        {"encoding": {"format": "jsonl"}, "storage": {"root": "file:///tmp"}, "batch_size": 3}
+    )
+    assert isinstance(config.encoding, sdk_compat.BaseBatchFileEncoding)
+    assert config.batch_size == 3

@@ -763,7 +763,8 @@ def test_a_template_value_from_a_parent_row_is_no_secret_but_one_from_secrets_is
         ],
     }
     run = RunContext(config)
-    (task,) = run.stream("c").tasks(row={"id": 1, "cursor": "row-cursor-77", "token": "row-tok-99"})
+    row = {"id": 1, "cursor": "row-cursor-77", "token": "row-tok-99"}
+    (task,) = run.stream("c").tasks(rows=[(0, row)])
     assert task.spec is not None
     redactor = run.redactor
 

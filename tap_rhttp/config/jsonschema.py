@@ -70,6 +70,23 @@ def config_schema() -> dict[str, t.Any]:
                 "secret": True,
                 "writeOnly": True,
             },
+            "shard": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "count": {"type": "integer", "minimum": 1},
+                        },
+                        "required": ["index", "count"],
+                    },
+                    {"type": "string", "pattern": r"^\s*\d+/\d+\s*$"},
+                    {"type": "null"},
+                ],
+                "description": "This process's share of the job: shard `index` (from 0) of "
+                '`count`, or "index/count"; default: the TAP_RHTTP_SHARD environment '
+                "variable, else no sharding.",
+            },
             "defaults": {
                 "type": ["object", "null"],
                 "description": "Options applied to every stream; a stream's own value wins "

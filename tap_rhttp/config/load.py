@@ -188,6 +188,16 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
                 value=values["parent"],
             )
         )
+    if values.get("windows") is not None:
+        for other in ("for_each", "parent"):
+            if values.get(other) is not None:
+                errors.append(
+                    ConfigError(
+                        f"{path}.windows",
+                        f"give either `windows` or `{other}`, not both.",
+                        value=raw.get("windows"),
+                    )
+                )
     if values.get("parent_keys") is not None and values.get("parent") is None:
         errors.append(ConfigError(f"{path}.parent_keys", "`parent_keys` needs `parent`."))
     if values.get("start_value") is not None and values.get("replication_key") is None:

@@ -45,6 +45,7 @@ from tap_rhttp.config.checks import (
     int_between,
     seconds,
 )
+from tap_rhttp.config.windows import check_windows
 from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS
 from tap_rhttp.http.client import MAX_BODY_BYTES
 
@@ -488,6 +489,30 @@ OPTIONS: dict[str, Option] = {
             example='"parent_keys": {"id": "user_id"}',
         ),
         Option(
+            "windows",
+            check_windows,
+            None,
+            "Fan-out over time: run the spec once per window of `step` from `start` to `end` "
+            "(default: the run's now), bound to `window` (`start`, `end`: ISO 8601 UTC; "
+            "`start_epoch`, `end_epoch`: seconds) in templates; an incremental run starts at "
+            "its bookmark minus `lookback`. Instants: ISO 8601 date or date-time with offset, "
+            "or a duration before now; durations: seconds or ISO 8601 `P1D`, `PT6H`.",
+            {
+                "type": "object",
+                "properties": {
+                    "start": {"type": ["string", "integer"]},
+                    "end": {"type": ["string", "integer", "null"]},
+                    "step": {"type": ["string", "integer"]},
+                    "lookback": {"type": ["string", "integer"]},
+                },
+                # `start` and `step` are required: load_specs says so, naming the path.
+                # A JSON Schema `required` here would make `--about` list
+                # `defaults.windows.start` as a required setting of every config.
+            },
+            r_http=False,
+            example='"windows": {"start": "2024-01-01", "step": "P1D", "lookback": "PT6H"}',
+        ),
+        Option(
             "on_error",
             check_on_error,
             "fail",
@@ -538,8 +563,8 @@ OPTIONS: dict[str, Option] = {
             "max_concurrency",
             int_between(1, MAX_CONCURRENCY_MAX),
             1,
-            "Fan-out: request chains (for_each values) fetched at once; "
-            f"1 to {MAX_CONCURRENCY_MAX}.",
+            "Fan-out: request chains (for_each values, or a child's parent rows) fetched at "
+            f"once; 1 to {MAX_CONCURRENCY_MAX}.",
             {"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY_MAX},
             r_http=False,
             example='"max_concurrency": 4',

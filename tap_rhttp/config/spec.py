@@ -16,6 +16,7 @@ from tap_rhttp.formats.xmldoc import XmlOptions
 from tap_rhttp.http.client import MAX_BODY_BYTES, RequestOptions
 
 if t.TYPE_CHECKING:
+    from tap_rhttp.config.windows import Windows
     from tap_rhttp.expr import Expression
     from tap_rhttp.http.auth import Credentials
     from tap_rhttp.http.rules import ResponseRule
@@ -63,6 +64,7 @@ class RequestSpec:
     for_each: tuple[JSON, ...] | None = None
     parent: str | None = None
     parent_keys: tuple[tuple[str, str], ...] | None = None
+    windows: Windows | None = None
     on_error: str = "fail"
     replication_key: str | None = None
     start_value: JSON = None
@@ -82,6 +84,8 @@ class RequestSpec:
             names.append("item")
         if self.parent is not None:
             names.append("row")
+        if self.windows is not None:
+            names.append("window")
         if self.replication_key is not None:
             names.append("bookmark")
         if self.template_env:

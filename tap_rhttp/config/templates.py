@@ -13,6 +13,7 @@ once at config load against exactly the names the spec makes available:
 
 - ``item``: the current ``for_each`` value (only with ``for_each``);
 - ``row``: the current parent record (only with ``parent``);
+- ``window``: the current time window (only with ``windows``; see ``windows``);
 - ``bookmark``: the stream's bookmark, or ``start_value`` (only with ``replication_key``);
 - ``config``: the non-secret top-level settings;
 - ``secrets``: the top-level ``secrets`` object (its values are redacted everywhere);
@@ -234,7 +235,7 @@ def referenced_names(value: JSON) -> set[str]:
 
 
 #: Names whose values come from the server: a template reading them renders data.
-DATA_NAMES = frozenset({"row", "bookmark"})
+DATA_NAMES = frozenset({"row", "bookmark", "window"})
 
 
 def template_sources(
@@ -382,6 +383,7 @@ def template_env(
     item: JSON = None,
     row: JSON = None,
     bookmark: JSON = None,
+    window: JSON = None,
 ) -> dict[str, JSON]:
     """The names a `{{ }}` template of `spec` sees (`context` has `config`, `secrets`)."""
     env: dict[str, JSON] = dict(context)
@@ -392,6 +394,8 @@ def template_env(
         env["row"] = row
     if "bookmark" in names:
         env["bookmark"] = bookmark
+    if "window" in names:
+        env["window"] = window
     if "env" in names:
         env["env"] = dict(os.environ)
     return env

@@ -172,14 +172,25 @@ def parse_json(body: bytes | str) -> JSON:
         return _parse_exact(body, fast_error)
 
 
-def dump_json(value: JSON, *, default: t.Callable[[t.Any], t.Any] | None = None) -> bytes:
+def dump_json(
+    value: JSON,
+    *,
+    default: t.Callable[[t.Any], t.Any] | None = None,
+    sort_keys: bool = False,
+) -> bytes:
     """Compact JSON of a value, integers past 64 bits included (orjson cannot write them)."""
     try:
-        return orjson.dumps(value, default=default)
+        return orjson.dumps(
+            value, default=default, option=orjson.OPT_SORT_KEYS if sort_keys else None
+        )
     except orjson.JSONEncodeError as fast_error:
         try:
             return json.dumps(
-                value, ensure_ascii=False, separators=(",", ":"), default=default
+                value,
+                ensure_ascii=False,
+                separators=(",", ":"),
+                default=default,
+                sort_keys=sort_keys,
             ).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError, RecursionError):
             raise fast_error from None

@@ -17,9 +17,12 @@ import threading
 import typing as t
 
 from tap_rhttp.config.templates import render_spec, template_env, template_sources
+from tap_rhttp.config.windows import window_value
 from tap_rhttp.errors import RHTTPError
 
 if t.TYPE_CHECKING:
+    import datetime
+
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
@@ -39,6 +42,7 @@ class ChainTask:
     start: PageRequest | None = None
     done: int = 0
     row: dict[str, JSON] | None = None
+    skip: int = 0  # records of the resumed page already emitted (BATCH mode)
 
 
 @dataclasses.dataclass
@@ -56,11 +60,13 @@ def chain_tasks(
     redactor: Redactor,
     *,
     bookmark: JSON = None,
-    row: dict[str, JSON] | None = None,
+    rows: t.Sequence[tuple[int, dict[str, JSON]]] = (),
+    windows: t.Sequence[tuple[datetime.datetime, datetime.datetime]] = (),
     now: float | None = None,
 ) -> list[ChainTask]:
-    """The chains a sync of `spec` runs: one for a parent row, one per `for_each` value,
-    or one. Each gets its rendered spec (or the error rendering raised); secrets that only
+    """The chains a sync of `spec` runs: one per parent row (keyed by its index in the
+    parent page), one per `for_each` value, one per time window (keyed by its start), or
+    one. Each gets its rendered spec (or the error rendering raised); secrets that only
     exist once rendered (from `env` or `secrets`) are taught to `redactor`. `now` is the
     run's instant, which ``r.now()`` returns in every template.
     """
@@ -77,9 +83,24 @@ def chain_tasks(
         return ChainTask(key=key, label=label, spec=rendered, row=row)
 
     if spec.parent is not None:
-        parent_row = dict(row or {})
-        env = template_env(spec, context, row=parent_row, bookmark=bookmark)
-        return [task("row", "parent row", env, parent_row)]
+        return [
+            task(
+                str(index),
+                f"parent row {index}",
+                template_env(spec, context, row=dict(row), bookmark=bookmark),
+                dict(row),
+            )
+            for index, row in rows
+        ]
+    if spec.windows is not None:
+        out = []
+        for start, end in windows:
+            window = window_value(start, end)
+            env = template_env(spec, context, window=window, bookmark=bookmark)
+            out.append(
+                task(str(window["start"]), f"window {window['start']}..{window['end']}", env)
+            )
+        return out
     if spec.for_each is not None:
         return [
             task(

@@ -41,6 +41,34 @@ def parent_columns(spec: RequestSpec, by_name: t.Mapping[str, RequestSpec]) -> P
     return tuple((key, f"{spec.parent}_{key}") for key in by_name[spec.parent].primary_keys)
 
 
+def shard_rule(spec: RequestSpec, by_name: t.Mapping[str, RequestSpec]) -> str:
+    """How a stream takes its shard's share of the work (see ``tap_rhttp.config.shard``).
+
+    - ``values``: a stream with `for_each` or `windows` runs the chains whose value (the
+      `for_each` value, the window's start) hashes to the shard;
+    - ``source``: a stream without fan-out that has children runs in every shard, as the
+      source of its children's rows, and emits its records in shard 0 only;
+    - ``zero``: a stream without fan-out and without children runs in shard 0 only;
+    - ``rows``: a child of a ``source`` stream runs the parent rows whose key hashes to
+      the shard;
+    - ``all``: a deeper child runs every row it gets (its parent's chains are split).
+    """
+    if spec.parent is None:
+        if spec.for_each is not None or spec.windows is not None:
+            return "values"
+        has_children = any(other.parent == spec.name for other in by_name.values())
+        return "source" if has_children else "zero"
+    parent = by_name[spec.parent]
+    if parent.parent is None and parent.for_each is None and parent.windows is None:
+        return "rows"
+    return "all"
+
+
+def row_identity(row: t.Mapping[str, JSON], keys: t.Sequence[str]) -> JSON:
+    """What identifies a parent row: its primary-key values, else the whole row."""
+    return [row.get(k) for k in keys] if keys else dict(row)
+
+
 def with_parent_columns(
     schema: dict[str, JSON], columns: ParentColumns, parent_schema: dict[str, JSON] | None
 ) -> dict[str, JSON]:
