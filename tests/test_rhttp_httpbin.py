@@ -103,8 +103,17 @@ def test_put_patch_delete_string_as_is(httpbin: t.Any, sync: t.Any, method: str)
     record = only_record(
         sync, cfg(f"{httpbin.url}/{method.lower()}", method=method, data="raw text body")
     )
-    # r.http hands a string body to curl as POSTFIELDS, which labels it form-encoded.
-    assert record["form"] == {"raw text body": ""}
+    # RethinkDB sends a string body of these methods in curl's upload mode, which adds no
+    # Content-Type: the server gets the bytes unlabelled, never parsed as a form.
+    assert record["data"] == "raw text body"
+    assert record["form"] == {}
+    assert "Content-Type" not in record["headers"]
+
+
+def test_post_string_is_labelled_form_encoded(httpbin: t.Any, sync: t.Any) -> None:
+    record = only_record(sync, cfg(httpbin.url + "/post", method="POST", data="a=1&b=two"))
+    # libcurl labels POSTFIELDS `application/x-www-form-urlencoded`, and so does r.http.
+    assert record["form"] == {"a": "1", "b": "two"}
     assert record["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
 
 
