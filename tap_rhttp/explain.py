@@ -251,6 +251,8 @@ class Explainer:
         tasks = self._tasks(stream, bookmark)
         if spec.parent is not None and not tasks:
             out(f"no request: the parent stream `{spec.parent}` gave no records here.")
+        elif not tasks:
+            out("no request: `for_each` is empty, so a run makes none (an empty stream).")
         seen: list[dict[str, JSON]] = []
         first_page: list[dict[str, JSON]] | None = None
         sent = 0

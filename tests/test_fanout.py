@@ -439,3 +439,41 @@ def test_for_each_resume_skips_finished_values(server: t.Any, sync: t.Any) -> No
     server.log.clear()
     records = sync(config, state=state).records("s")
     assert [r["target"] for r in records] == ["/echo?v=c"]
+
+
+# ------------------------------------------------------------------ empty fan-outs
+
+
+def test_an_empty_for_each_is_an_empty_stream(
+    server: t.Any, sync: t.Any, cli: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r.expr([]).map(lambda i: r.http(...)) is an empty array: no request, no record."""
+    config = {
+        "streams": [stream("users", server.url + "/echo", for_each=[], params={"u": "{{ item }}"})]
+    }
+    result = sync(config)
+    assert result.records("users") == []
+    assert result.schema("users")["properties"] == {}
+    assert server.log == []
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    assert '"type":"SCHEMA"' in done.stdout.replace(" ", "")
+    assert not [m for m in done.messages() if m["type"] == "RECORD"]
+    explained = cli(config, "--explain")
+    assert explained.code == 0, explained.stderr
+    assert "no request: `for_each` is empty" in explained.stdout
+    assert server.log == []
+
+
+def test_a_parent_with_no_rows_is_an_empty_child(server: t.Any, cli: t.Any) -> None:
+    server.route("/nothing")(lambda request: json_reply([]))
+    config = {
+        "streams": [
+            stream("data", server.url + "/nothing"),
+            stream("detail", server.url + "/echo/{{ row['id'] }}", parent="data"),
+        ]
+    }
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    assert not [m for m in done.messages() if m["type"] == "RECORD"]
+    assert [r.path for r in server.log] == ["/nothing"]  # sampled once, reused by the sync

@@ -429,10 +429,11 @@ def check_any(value: JSON, path: str, name: str) -> JSON:
 
 
 def check_for_each(value: JSON, path: str, name: str) -> tuple[JSON, ...]:
-    if not isinstance(value, list) or not value:
+    """A list of values; an empty one is a valid, empty fan-out (r.expr([]).map(...) is [])."""
+    if not isinstance(value, list):
         raise ConfigError(
             path,
-            f"`for_each` should be a non-empty list of values (got {quote_value(value)}).",
+            f"`for_each` should be a list of values (got {quote_value(value)}).",
             value=value,
             allowed="a JSON array; the spec runs once per element, bound to `item`",
         )

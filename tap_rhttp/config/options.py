@@ -268,7 +268,8 @@ OPTIONS: dict[str, Option] = {
             "for_each",
             check_for_each,
             None,
-            "Fan-out: run the spec once per value of this list, bound to `item` in templates.",
+            "Fan-out: run the spec once per value of this list, bound to `item` in templates "
+            "(an empty list makes no request: an empty stream).",
             {"type": "array"},
             r_http=False,
             example='"for_each": [1, 2, 3]',

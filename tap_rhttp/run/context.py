@@ -143,7 +143,15 @@ class StreamRun:
                 spec.parent,
             )
             return []
-        task = self.tasks(bookmark=bookmark, row=parent_rows[0] if parent_rows else None)[0]
+        tasks = self.tasks(bookmark=bookmark, row=parent_rows[0] if parent_rows else None)
+        if not tasks:
+            self.logger.warning(
+                "stream %s: `for_each` is empty, so no request is made and no fields could "
+                "be inferred (the stream is empty).",
+                spec.name,
+            )
+            return []
+        task = tasks[0]
         if task.error is not None:
             raise task.error
         assert task.spec is not None
