@@ -399,7 +399,21 @@ def test_url_null_stops(api: LocalServer, sync: t.Any) -> None:
 
 BAD_RETURNS = [
     ("{}", "OBJECT returned by `page` must contain `url` and/or `params` fields."),
-    ("{'next': 'x'}", "OBJECT returned by `page` must contain `url` and/or `params` fields."),
+    (
+        "{'next': 'x'}",
+        "OBJECT returned by `page` must contain `url` and/or `params` fields. "
+        "It has the `next` field.",
+    ),
+    (
+        "{'params': {'page': 2}, 'data': {'page': 2}}",
+        "OBJECT returned by `page` has the `data` field, which `page` cannot return: "
+        "it may contain `url` and/or `params` fields only.",
+    ),
+    (
+        "{'url': '/echo/2', 'headers': {}, 'body': 1}",
+        "OBJECT returned by `page` has the `body` and `headers` fields, which `page` cannot "
+        "return: it may contain `url` and/or `params` fields only.",
+    ),
     ("7", "Expected `page` to return an OBJECT, but found NUMBER."),
     ("1.5", "Expected `page` to return an OBJECT, but found NUMBER."),
     ("['/echo/2']", "Expected `page` to return an OBJECT, but found ARRAY."),

@@ -51,6 +51,9 @@ if t.TYPE_CHECKING:
 
 #: How much of `info.body` an error message shows.
 INFO_BODY_CHARS = 500
+#: The fields an OBJECT returned by `page` may carry; any other is an error naming it
+#: (never silently ignored: a dropped field would re-send the same request).
+PAGE_RESULT_FIELDS = ("url", "params")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,9 +225,15 @@ class Paginator:
             raise PaginationError(
                 f"Expected `page` to return an OBJECT, but found {reql_type_name(result)}."
             )
-        if "url" not in result and "params" not in result:
+        allowed = _fields(list(PAGE_RESULT_FIELDS), "and/or")
+        unknown = sorted(key for key in result if key not in PAGE_RESULT_FIELDS)
+        if not any(key in result for key in PAGE_RESULT_FIELDS):
+            found = f" It has the {_fields(unknown)}." if unknown else ""
+            raise PaginationError(f"OBJECT returned by `page` must contain {allowed}.{found}")
+        if unknown:
             raise PaginationError(
-                "OBJECT returned by `page` must contain `url` and/or `params` fields."
+                f"OBJECT returned by `page` has the {_fields(unknown)}, which `page` cannot "
+                f"return: it may contain {allowed} only."
             )
         new_params = result.get("params", {})
         _check_params(new_params)
@@ -270,6 +279,13 @@ class Paginator:
             f'{{"params":{params_text.decode()},"header":{header_text.decode()},'
             f'"body":{body_text}}}'
         )
+
+
+def _fields(names: list[str], conjunction: str = "and") -> str:
+    """``"`a`, `b` and `c` fields"`` (``"`a` field"`` for one name)."""
+    quoted = [f"`{name}`" for name in names]
+    text = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {conjunction} {quoted[-1]}"
+    return f"{text} field" + ("s" if len(names) > 1 else "")
 
 
 def _check_params(params: JSON) -> None:
