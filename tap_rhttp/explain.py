@@ -266,7 +266,7 @@ class Explainer:
                 self._failed(spec, task.error)
                 continue
             assert task.spec is not None
-            chain = stream.make_chain(task.spec, read_ahead=False)
+            chain = stream.make_chain(task.spec, read_ahead=False, label=task.label)
             try:
                 for page in self._pages(chain, task.spec, self.pages - sent):
                     sent += 1

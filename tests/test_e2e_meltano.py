@@ -344,7 +344,8 @@ def test_failing_api_fails_the_run_with_the_rhttp_envelope(
 
     assert proc.returncode != 0, output[-4000:]
     url = f"{server.url}/e2e/broken" + ("" if failing_page == 1 else f"?page={failing_page}")
-    assert f"Error in HTTP GET of `{url}`: status code 500." in output, output[-4000:]
+    where = f"[stream e2e_broken, page {failing_page}]"
+    assert f"Error in HTTP GET of `{url}` {where}: status code 500." in output, output[-4000:]
     assert "upstream exploded" in output  # the start of the body, as r.http shows it
     assert "try 1 of 2 failed (status code 500)" in output
     assert stage in output

@@ -293,7 +293,10 @@ def test_http_errors_read_as_in_a_normal_run(server: LocalServer, cli: Cli) -> N
     synced = cli(config)
 
     assert explained.code == synced.code == 1
-    envelope = f"Error in HTTP GET of `{server.url}/status/503?body=down`: status code 503."
+    envelope = (
+        f"Error in HTTP GET of `{server.url}/status/503?body=down` [stream broken, page 1]: "
+        "status code 503."
+    )
     assert envelope in explained.stderr
     assert _errors(explained.stderr) == _errors(synced.stderr)
     assert "Traceback" not in explained.stderr

@@ -119,8 +119,9 @@ def test_seed_page_params_unlimited_runs_until_the_server_says_no(
     assert ids(records) == expected_ids()
     assert targets(api) == [f"/numbered-strict?page={n}" for n in (1, 2, 3, 4)]
     assert done.code == 1
-    assert f"Error in HTTP GET of `{api.url}/numbered-strict?page=4`: status code 404." in (
-        done.stderr
+    assert (
+        f"Error in HTTP GET of `{api.url}/numbered-strict?page=4` [stream s, page 4]: "
+        "status code 404." in done.stderr
     )
 
 
@@ -207,7 +208,8 @@ def test_malformed_link_header_fails_link_next(api: LocalServer) -> None:
     assert isinstance(error, PaginationError)
     message = str(error)
     assert message.startswith(
-        f"Error in HTTP GET of `{api.url}/link/malformed`: cannot read the Link header "
+        f"Error in HTTP GET of `{api.url}/link/malformed` [stream s, page 1]: "
+        "cannot read the Link header "
         "for `page`: malformed Link header near "
     )
     assert "Error occurred during `page` (link-next) called with:" in message
@@ -442,7 +444,9 @@ def test_unusable_return_values_are_errors(api: LocalServer, page: str, inner: s
     assert len(records) == 1  # the page that was read is still written
     assert targets(api) == ["/echo"]
     assert isinstance(error, PaginationError)
-    assert str(error).startswith(f"Error in HTTP GET of `{api.url}/echo`: {inner}\n")
+    assert str(error).startswith(
+        f"Error in HTTP GET of `{api.url}/echo` [stream s, page 1]: {inner}\n"
+    )
     assert f"\nError occurred during `page` ({page}) called with:\n" in str(error)
 
 
@@ -469,7 +473,9 @@ def test_page_is_evaluated_when_the_limit_allows_more(api: LocalServer) -> None:
     records, error = sync_failing(cfg(f"{api.url}/numbered", "r.error('evaluated')", 2))
     assert ids(records) == [1, 2]
     assert isinstance(error, ExpressionError)
-    assert str(error).startswith(f"Error in HTTP GET of `{api.url}/numbered`: evaluated\n")
+    assert str(error).startswith(
+        f"Error in HTTP GET of `{api.url}/numbered` [stream s, page 1]: evaluated\n"
+    )
 
 
 @pytest.mark.parametrize("limit", [2, 3, 5])
@@ -557,8 +563,8 @@ def test_an_error_in_page_reads_like_rhttp_and_hides_secrets(api: LocalServer) -
     assert "SECRETVALUE" not in message
     head, excerpt, during, info_text = message.split("\n")
     assert head == (
-        f"Error in HTTP GET of `{api.url}/echo?access_token={MASK}&pad={pad}`: "
-        "No attribute `missing` in object:"
+        f"Error in HTTP GET of `{api.url}/echo?access_token={MASK}&pad={pad}` "
+        "[stream s, page 1]: No attribute `missing` in object:"
     )
     assert excerpt.startswith('{"method":"GET","target":"/echo?access_token=' + MASK)
     assert during == "Error occurred during `page` (info['body']['missing']) called with:"
@@ -588,7 +594,8 @@ def test_an_error_in_page_shows_the_merged_params(api: LocalServer) -> None:
     assert len(records) == 1
     assert isinstance(error, NonExistenceError)
     assert str(error).startswith(
-        f"Error in HTTP GET of `{api.url}/echo?page=7`: No attribute `page` in object:\n{{}}\n"
+        f"Error in HTTP GET of `{api.url}/echo?page=7` [stream s, page 1]: "
+        "No attribute `page` in object:\n{}\n"
     )
     assert '{"params":{},"header":' in str(error)
 
@@ -598,7 +605,9 @@ def test_a_type_error_in_page_is_not_absorbed_by_default(api: LocalServer) -> No
     records, error = sync_failing(cfg(f"{api.url}/echo", page, -1))
     assert len(records) == 1
     assert type(error) is ExpressionError
-    assert re.match(rf"Error in HTTP GET of `{re.escape(api.url)}/echo`: \S", str(error))
+    assert re.match(
+        rf"Error in HTTP GET of `{re.escape(api.url)}/echo` \[stream s, page 1\]: \S", str(error)
+    )
 
 
 # ------------------------------------------------------------------ the state machine

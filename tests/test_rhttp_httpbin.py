@@ -122,7 +122,7 @@ def test_redirects_zero_turns_3xx_into_an_error(httpbin: t.Any, sync: t.Any) -> 
         sync(cfg(httpbin.url + "/redirect/1", redirects=0))
     assert info.value.status == 302
     assert str(info.value).startswith(
-        f"Error in HTTP GET of `{httpbin.url}/redirect/1`: status code 302."
+        f"Error in HTTP GET of `{httpbin.url}/redirect/1` [stream s, page 1]: status code 302."
     )
 
 
@@ -150,7 +150,11 @@ def test_gzip_body(httpbin: t.Any, sync: t.Any) -> None:
 def test_html_read_as_json_is_a_parse_error(httpbin: t.Any, sync: t.Any) -> None:
     with pytest.raises(ResponseFormatError) as info:
         sync(cfg(httpbin.url + "/html", result_format="json"))
-    assert str(info.value).startswith("failed to parse JSON response")
+    # r.http's envelope, as for every request error: which request, then what went wrong
+    assert str(info.value).startswith(
+        f"Error in HTTP GET of `{httpbin.url}/html` [stream s, page 1]: "
+        "failed to parse JSON response: "
+    )
 
 
 def test_html_read_auto_is_text(httpbin: t.Any, sync: t.Any) -> None:
@@ -227,8 +231,8 @@ def test_timeout_on_a_delayed_endpoint(httpbin: t.Any, sync: t.Any) -> None:
     with pytest.raises(TransientRequestError) as info:
         sync(cfg(httpbin.url + "/delay/5", timeout=0.8))
     assert (
-        str(info.value)
-        == f"Error in HTTP GET of `{httpbin.url}/delay/5`: timed out after 0.800 seconds."
+        str(info.value) == f"Error in HTTP GET of `{httpbin.url}/delay/5` [stream s, page 1]: "
+        "timed out after 0.800 seconds."
     )
 
 
@@ -241,6 +245,8 @@ def test_status_404_envelope_has_header_and_body(httpbin: t.Any, sync: t.Any) ->
     with pytest.raises(PermanentRequestError) as info:
         sync(cfg(httpbin.url + "/status/404"))
     text = str(info.value)
-    assert text.startswith(f"Error in HTTP GET of `{httpbin.url}/status/404`: status code 404.")
+    assert text.startswith(
+        f"Error in HTTP GET of `{httpbin.url}/status/404` [stream s, page 1]: status code 404.\n"
+    )
     assert "\nheader:\n" in text
     assert "Content-Type" in text or "content-type" in text.lower()

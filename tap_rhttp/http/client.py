@@ -51,6 +51,8 @@ if t.TYPE_CHECKING:
     from tap_rhttp.redact import Redactor
     from tap_rhttp.types import JSON, HeaderPairs
 
+_E = t.TypeVar("_E", bound=RequestError)
+
 USER_AGENT = f"tap-rhttp/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"))
 #: How much of an error body goes into the envelope.
@@ -172,7 +174,8 @@ class HttpClient:
         self.auth = make_auth(options.credentials)
         self._headers = self._build_headers()
         self._body, self._content_type = encode_body(options.method, options.data)
-        self._url = ""  # the URL of the hop in progress, for error messages
+        self._origin = ""  # the URL asked for: the one every error message names
+        self._url = ""  # the URL of the hop in progress (after a redirect, the hop's)
 
     def _build_headers(self) -> dict[str, str | None]:
         """Defaults, then the user's; a null value means "do not send this header"."""
@@ -239,7 +242,7 @@ class HttpClient:
         timeout = self.options.timeout
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
-        self._url = url
+        self._origin = self._url = url
         if deadline is None:
             return self._follow(url, started, None, sink)
         self._watchdog.arm(timeout)
@@ -273,9 +276,8 @@ class HttpClient:
                     break  # with redirects 0, a 3xx is reported as `status code 3xx`
                 if hops >= self.options.redirects:
                     response.close()
-                    raise PermanentRequestError(
-                        self.options.method,
-                        self.redactor.url(self._url),
+                    raise self._error(
+                        PermanentRequestError,
                         "Number of redirects hit maximum amount.",
                         status=response.status_code,
                     )
@@ -351,25 +353,24 @@ class HttpClient:
         except Exception as exc:
             for kinds, error, reason in _EXCEPTION_MAP:
                 if isinstance(exc, kinds):
-                    raise error(
-                        self.options.method,
-                        self.redactor.url(self._url),
-                        reason.format(reason=self._reason(exc)),
-                    ) from None
+                    raise self._error(error, reason.format(reason=self._reason(exc))) from None
             raise
+
+    def _error(self, kind: type[_E], reason: str, **details: t.Any) -> _E:
+        """An r.http error naming the URL asked for, and the redirect hop that failed, if any."""
+        hop = self.redactor.url(self._url) if self._url != self._origin else None
+        return kind(
+            self.options.method, self.redactor.url(self._origin), reason, hop=hop, **details
+        )
 
     def _check_scheme(self, current: str, original: str) -> None:
         if url_scheme(current) not in SCHEMES:
             where = "" if current == original else " (redirect target)"
-            raise PermanentRequestError(
-                self.options.method, self.redactor.url(current), f"Unsupported protocol{where}."
-            )
+            raise self._error(PermanentRequestError, f"Unsupported protocol{where}.")
 
     def _timed_out(self) -> TransientRequestError:
-        return TransientRequestError(
-            self.options.method,
-            self.redactor.url(self._url),
-            f"timed out after {self.options.timeout:.3f} seconds.",
+        return self._error(
+            TransientRequestError, f"timed out after {self.options.timeout:.3f} seconds."
         )
 
     def _reason(self, exc: BaseException) -> str:
@@ -406,9 +407,8 @@ class HttpClient:
         kind: type[RequestError] = (
             TransientRequestError if status in RETRIABLE_STATUSES else PermanentRequestError
         )
-        return kind(
-            self.options.method,
-            self.redactor.url(self._url),
+        return self._error(
+            kind,
             f"status code {status}.",
             status=status,
             header=_header_block(headers.items()),

@@ -21,8 +21,9 @@ page does not stop it: only null or ``page_limit`` does, as in r.http.
 What ``page`` returns is checked with RethinkDB's own messages (``Expected `page` to return
 an OBJECT, but found NUMBER.``, ``Expected `params.a` to be a NUMBER, STRING or NULL ...``).
 Every error raised while evaluating or interpreting ``page`` is worded as r.http words it:
-``Error in HTTP GET of `<url>`: <what went wrong>`` then ``Error occurred during `page`
-called with:`` and the ``info``, redacted, with the body cut short. The inner message may
+``Error in HTTP GET of `<url>`: <what went wrong>`` (the chain adds the stream and page
+after the URL), then ``Error occurred during `page` called with:`` and the ``info``,
+redacted, with the body cut short. The inner message may
 quote ``info`` with excerpts cut short: :meth:`~tap_rhttp.redact.Redactor.text_quoting`
 masks what it quotes.
 

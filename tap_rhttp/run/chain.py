@@ -15,6 +15,7 @@ import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
+from tap_rhttp.errors import ResponseFormatError, RHTTPError
 from tap_rhttp.formats import streaming
 from tap_rhttp.formats.readers import read_body
 from tap_rhttp.formats.records import body_to_records, compile_records_path
@@ -138,6 +139,8 @@ class Chain:
             the chain's requests are then made on that one thread.
         stream_bodies: read large bodies in flat memory when their records are an
             array (see ``tap_rhttp.formats.streaming``).
+        label: which chain of the stream this is (``for_each[2]``, ``parent row``), for
+            the place an error names.
     """
 
     def __init__(
@@ -152,8 +155,10 @@ class Chain:
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
+        label: str = "",
     ) -> None:
         self.spec = spec
+        self.label = label
         self.redactor = redactor
         self.logger = logger
         self.sleep = sleep
@@ -260,8 +265,19 @@ class Chain:
                 self.client.auth = cached.response.auth
             return cached, 1
         response, tries = self.fetch(request)
-        body, records = self.read(response)
+        try:
+            body, records = self.read(response)
+        except ResponseFormatError as exc:  # in r.http's envelope, as every request error
+            target = self.target(request)
+            raise exc.enveloped(
+                self.spec.method, self.redactor.url(target), self.redactor.url(response.url)
+            ) from None
         return Fetched(response, body, records), tries
+
+    def where(self, number: int) -> str:
+        """The place an error of page `number` names: ``stream s, for_each[1], page 3``."""
+        label = f", {self.label}" if self.label else ""
+        return f"stream {self.spec.name}{label}, page {number}"
 
     def _fetch_ahead(self, request: PageRequest) -> Future[tuple[Fetched, int]] | None:
         if not self.read_ahead:
@@ -283,13 +299,19 @@ class Chain:
         # state that requests keeps per thread (a digest nonce) then carries over.
         ahead = self._fetch_ahead(request) if request is not None else None
         while request is not None:
-            fetched, tries = ahead.result() if ahead is not None else self.get(request)
-            number = paginator.requests
+            number = paginator.requests  # this request's number (it was admitted)
+            try:
+                fetched, tries = ahead.result() if ahead is not None else self.get(request)
+            except RHTTPError as exc:
+                exc.locate(self.where(number))
+                raise
             failure: Exception | None = None
             try:
                 step = paginator.step(request, fetched.response, fetched.body)
             except Exception as exc:  # emit this complete page first, then fail
                 step, failure = Step(next=None), exc
+                if isinstance(exc, RHTTPError):
+                    exc.locate(self.where(number))
             self.stats.add(pages=1, records=len(fetched.records))
             ahead = self._fetch_ahead(step.next) if step.next is not None else None
             yield Page(

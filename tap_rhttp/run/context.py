@@ -17,6 +17,7 @@ import typing as t
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import template_context
+from tap_rhttp.errors import RHTTPError
 from tap_rhttp.http.ratelimit import RateLimiter
 from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
@@ -56,12 +57,15 @@ class StreamRun:
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
 
-    def make_chain(self, spec: RequestSpec, read_ahead: bool, *, counted: bool = True) -> Chain:
+    def make_chain(
+        self, spec: RequestSpec, read_ahead: bool, *, label: str = "", counted: bool = True
+    ) -> Chain:
         """A new request chain for a rendered spec of this stream.
 
         Args:
             spec: the rendered spec (a task's).
             read_ahead: fetch the next page while the caller handles this one.
+            label: the task's label (``for_each[2]``), for the place errors name.
             counted: count its pages in the stream's progress (not for discovery's sample,
                 whose page the sync counts when it uses it).
         """
@@ -75,6 +79,7 @@ class StreamRun:
             stats=self.stats if counted else ChainStats(),
             read_ahead=read_ahead,
             stream_bodies=True,
+            label=label,
         )
 
     def tasks(
@@ -88,8 +93,9 @@ class StreamRun:
     def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
         """Every task's chain, run as the spec says (`max_concurrency`): one ordered feed."""
 
-        def make(spec: RequestSpec, inline: bool) -> Chain:
-            return self.make_chain(spec, read_ahead and inline)
+        def make(task: ChainTask, inline: bool) -> Chain:
+            assert task.spec is not None
+            return self.make_chain(task.spec, read_ahead and inline, label=task.label)
 
         return run_chains(tasks, make, self.spec.max_concurrency)
 
@@ -158,9 +164,12 @@ class StreamRun:
         first = Paginator(task.spec, self.redactor).first()
         if first is None:  # page_limit 0
             return []
-        chain = self.make_chain(task.spec, read_ahead=False, counted=False)
+        chain = self.make_chain(task.spec, read_ahead=False, label=task.label, counted=False)
         try:
             fetched, _ = chain.get(first)
+        except RHTTPError as exc:
+            exc.locate(chain.where(1))
+            raise
         finally:
             chain.close()
         self.prefetched[chain.target(first)] = fetched
