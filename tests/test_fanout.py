@@ -258,7 +258,10 @@ def _incremental_server(server: t.Any) -> None:
         return json_reply(server.state["rows"])
 
 
-def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
+def test_two_incremental_runs(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     _incremental_server(server)
     config = {
         "streams": [
@@ -283,6 +286,9 @@ def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
     server.log.clear()
     second = sync(config, state=state)
     assert [r["id"] for r in second.records("changes")] == [4]
+    # the summary counts the records emitted, not the 4 fetched (3 at or before the bookmark)
+    done = [r.getMessage() for r in caplog.records if "stream changes done" in r.getMessage()]
+    assert done[-1].startswith("stream changes done: 1 pages, 1 records, 0 retries, 0 skipped")
     assert server.log[0].args["since"] == "2024-01-03T00:00:00Z"
     final = second.of_type("STATE")[-1]["value"]
     assert final["bookmarks"]["changes"]["replication_key_value"] == "2024-01-04T00:00:00Z"

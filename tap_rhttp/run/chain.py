@@ -90,8 +90,10 @@ class Page:
 class ChainStats:
     """Counters a stream reports in its progress lines.
 
-    Shared by a stream's chains, which fan-out runs on several threads: every update
-    goes through :meth:`add`, under a lock, so no count is lost.
+    ``pages`` and ``retries`` count what the chains fetched; ``records`` counts what the
+    stream emitted (``StreamRun.shape``: a record the bookmark filter drops is not
+    counted). Shared by a stream's chains, which fan-out runs on several threads: every
+    update goes through :meth:`add`, under a lock, so no count is lost.
     """
 
     pages: int = 0
@@ -312,7 +314,7 @@ class Chain:
                 step, failure = Step(next=None), exc
                 if isinstance(exc, RHTTPError):
                     exc.locate(self.where(number))
-            self.stats.add(pages=1, records=len(fetched.records))
+            self.stats.add(pages=1)  # records are counted as the stream emits them
             ahead = self._fetch_ahead(step.next) if step.next is not None else None
             yield Page(
                 number=number,

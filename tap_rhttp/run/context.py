@@ -125,12 +125,17 @@ class StreamRun:
         drop = bool(key) and spec.filter_bookmark and bookmark is not None
         columns = self.columns if task.row is not None else ()
         row = task.row or {}
-        for record in page.records:
-            if drop and graph.at_or_before(record.get(key), bookmark):
-                continue
-            for field, column in columns:
-                record.setdefault(column, row.get(field))
-            yield record
+        emitted = 0
+        try:
+            for record in page.records:
+                if drop and graph.at_or_before(record.get(key), bookmark):
+                    continue
+                for field, column in columns:
+                    record.setdefault(column, row.get(field))
+                emitted += 1
+                yield record
+        finally:  # the progress line counts what was emitted, not what was fetched
+            self.stats.add(records=emitted)
 
     def sample(
         self, *, bookmark: JSON, parent_rows: list[dict[str, JSON]]
