@@ -258,9 +258,7 @@ def _incremental_server(server: t.Any) -> None:
         return json_reply(server.state["rows"])
 
 
-def test_two_incremental_runs(
-    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_two_incremental_runs(server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     _incremental_server(server)
     config = {

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tap_rhttp.errors import ResponseFormatError, RHTTPError
 from tap_rhttp.formats import streaming
-from tap_rhttp.formats.readers import read_body
+from tap_rhttp.formats.readers import auto_format, looks_like_json, read_body
 from tap_rhttp.formats.records import body_to_records, compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
@@ -143,6 +143,8 @@ class Chain:
             array (see ``tap_rhttp.formats.streaming``).
         label: which chain of the stream this is (``for_each[2]``, ``parent row``), for
             the place an error names.
+        notes: what the stream's chains have already warned about (shared by them, so
+            a warning comes once per stream, not once per page or chain).
     """
 
     def __init__(
@@ -158,9 +160,11 @@ class Chain:
         read_ahead: bool = False,
         stream_bodies: bool = False,
         label: str = "",
+        notes: set[str] | None = None,
     ) -> None:
         self.spec = spec
         self.label = label
+        self.notes = notes if notes is not None else set()
         self.redactor = redactor
         self.logger = logger
         self.sleep = sleep
@@ -253,11 +257,45 @@ class Chain:
                 spool.close()
         if self.spec.method == "HEAD" or not response.body:
             return None, []
-        body = read_body(response.body, response.header("Content-Type"), self.spec.result_format)
+        content_type = response.header("Content-Type")
+        body = read_body(
+            response.body,
+            content_type,
+            self.spec.result_format,
+            json_expected=self.records_path is not None,
+        )
+        if self.spec.result_format == "auto":
+            self._note_json_labelled_otherwise(body, content_type)
         records = body_to_records(body, self.records_path)
         if self.redactor.mentions_secret(response.body):
             records = [self.redactor.literals(record) for record in records]
         return body, records
+
+    def _note_json_labelled_otherwise(self, body: JSON, content_type: str | None) -> None:
+        """Say once per stream when `auto` met JSON under a Content-Type that is not JSON."""
+        fmt = auto_format(content_type)
+        if fmt in ("json", "jsonp") or "json-labelled-otherwise" in self.notes:
+            return  # (`auto` parses JSON under a javascript-ish type itself)
+        label = f"`{content_type}`" if content_type else "no Content-Type"
+        if self.records_path is not None:
+            self.notes.add("json-labelled-otherwise")
+            self.logger.warning(
+                "stream %s: the body has %s, which `result_format: auto` reads as %s, but "
+                "`records_path` selects from JSON and the body is JSON: read as JSON. Set "
+                "`result_format: json` to say so.",
+                self.spec.name,
+                label,
+                fmt,
+            )
+        elif looks_like_json(body):
+            self.notes.add("json-labelled-otherwise")
+            self.logger.warning(
+                "stream %s: the body has %s but is JSON; `result_format: auto` reads it as "
+                'text, as r.http does, so each page is one record {"value": "<the text>"}. '
+                "Set `result_format: json` (and `records_path`) to read its records.",
+                self.spec.name,
+                label,
+            )
 
     def get(self, request: PageRequest) -> tuple[Fetched, int]:
         """Fetch and read one page (or take it from `prefetched`); with its tries."""

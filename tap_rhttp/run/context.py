@@ -56,6 +56,8 @@ class StreamRun:
         self.prefetched: dict[str, Fetched] = {}
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
+        #: What the stream's chains have warned about (each warning once per stream).
+        self.notes: set[str] = set()
 
     def make_chain(
         self, spec: RequestSpec, read_ahead: bool, *, label: str = "", counted: bool = True
@@ -80,6 +82,7 @@ class StreamRun:
             read_ahead=read_ahead,
             stream_bodies=True,
             label=label,
+            notes=self.notes,
         )
 
     def tasks(
