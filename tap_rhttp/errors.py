@@ -10,6 +10,8 @@
     │   ├── TransientRequestError    worth another try: connection, timeout, 408/425/429/5xx
     │   └── PermanentRequestError    give up: other 4xx, TLS, protocol, redirects
     ├── ResponseFormatError          the body cannot be read as `result_format`; give up
+    ├── SchemaDriftError             a record does not fit the schema and `schema_drift`
+    │                                cannot keep it; fix the schema or the policy
     ├── ExpressionError              an expression failed while evaluating; give up
     │   └── NonExistenceError        missing field / subscript of null; `.default()` absorbs it
     └── PaginationError              `page` returned a bad value, or a request loop
@@ -178,6 +180,27 @@ class ResponseFormatError(RHTTPError):
     def enveloped(self, method: str, url: str, hop: str | None = None) -> ResponseFormatError:
         """The same error, in r.http's envelope for the request that got the body."""
         return type(self)(f"{envelope(method, url, hop)}: {self}")
+
+
+class SchemaDriftError(RHTTPError):
+    """A page's record does not fit the stream's schema, and the drift policy stops there.
+
+    Raised before anything of that page is emitted: with `schema_drift: fail`, or when a
+    primary or replication key's value has a type its column cannot hold.
+
+    Attributes:
+        stream: the stream.
+        field: the field that does not fit.
+        expected: the schema's type of the field, in words.
+        found: the value's type.
+    """
+
+    def __init__(self, message: str, *, stream: str, field: str, expected: str, found: str):
+        self.stream = stream
+        self.field = field
+        self.expected = expected
+        self.found = found
+        super().__init__(message)
 
 
 class ExpressionError(RHTTPError):

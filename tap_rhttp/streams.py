@@ -21,7 +21,13 @@ import typing as t
 from tap_rhttp.errors import RHTTPError
 from tap_rhttp.run import graph
 from tap_rhttp.run.resume import ResumeState
-from tap_rhttp.sdk_compat import StreamHooks, message_writer, write_state_message
+from tap_rhttp.schema.infer import INFERRED
+from tap_rhttp.sdk_compat import (
+    StreamHooks,
+    message_writer,
+    replace_schema,
+    write_state_message,
+)
 from tap_rhttp.writer import RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
@@ -57,6 +63,7 @@ class RHTTPStream(StreamHooks):
         self.spec = run.spec
         self.redactor = run.redactor
         super().__init__(tap=tap, schema=schema, name=run.spec.name)
+        run.set_schema(schema, inferred=schema.get("description") == INFERRED)
         self.primary_keys = list(self.spec.primary_keys)
         if self.spec.replication_key:
             self.replication_key = self.spec.replication_key
@@ -66,6 +73,7 @@ class RHTTPStream(StreamHooks):
         self._fast_path_known = False  # RecordFastPath.for_stream has been asked
         self._writing = False  # inside a sync that writes RECORD messages
         self._record_counter: metrics.Counter | None = None
+        self._writer: RecordFastPath | None = None  # the page writer of this sync
 
     @override
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
@@ -170,7 +178,7 @@ class RHTTPStream(StreamHooks):
                         task.done + 1,
                         self.redactor.url(task.start.target),
                     )
-        page_writer = self._page_writer(context)
+        self._writer = self._page_writer(context)
         if not self._started:
             self._started = self._last_progress = time.monotonic()
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
@@ -184,7 +192,7 @@ class RHTTPStream(StreamHooks):
             else:
                 assert task.spec is not None
                 try:
-                    yield from self._emit(event.page, task, bookmark, page_writer)
+                    yield from self._emit(event.page, task, bookmark, context)
                 finally:
                     event.page.close()
                 resume.advance(task.key, event.page, task.spec)
@@ -201,22 +209,43 @@ class RHTTPStream(StreamHooks):
         page: Page,
         task: ChainTask,
         bookmark: JSON,
-        page_writer: RecordFastPath | None,
+        context: t.Mapping[str, JSON] | None,
     ) -> t.Iterator[dict[str, JSON]]:
-        """A page's records: written whole by the fast path, or yielded to the SDK's loop."""
+        """A page's records, fitted to the schema first (`schema_drift`), then written
+        whole by the fast path or yielded to the SDK's loop."""
         if self._fast_path is not None:
             self._fast_path.new_page()
-        records = self.run.shape(page, task, bookmark)
-        if page_writer is None:
-            yield from records
-            return
-        while batch := list(itertools.islice(records, PAGE_BATCH)):  # a streamed page
-            if page_writer.write_page(batch):  # is never all in memory at once
+        run = self.run
+        label = f", {task.label}" if task.label else ""
+        where = f"stream {self.spec.name}{label}, page {page.number}"
+        if isinstance(page.records, list):
+            shaped = list(run.shape(page, task, bookmark))
+            self._adopt(run.conform(shaped, where), context)
+            records: t.Iterator[dict[str, JSON]] = iter(shaped)
+        else:  # a streamed page, never all in memory: every batch is checked before any
+            checking = run.shape(page, task, bookmark, counted=False)  # is written
+            while batch := list(itertools.islice(checking, PAGE_BATCH)):
+                self._adopt(run.conform(batch, where), context)
+            records = run.shape(page, task, bookmark)
+        page_writer = self._writer
+        while batch := list(itertools.islice(records, PAGE_BATCH)):
+            if not isinstance(page.records, list):
+                run.conform(batch, where)  # routes values to variant columns, as checked
+            if page_writer is not None and page_writer.write_page(batch):
                 assert self._record_counter is not None
                 self._record_counter.increment(len(batch))
                 self.state_manager.is_flushed = False
             else:
                 yield from batch
+
+    def _adopt(self, schema: dict[str, JSON] | None, context: t.Mapping[str, JSON] | None) -> None:
+        """A new schema (drift): the SDK conforms to it, a SCHEMA message announces it
+        before the records that need it, and the fast path is rebuilt for it."""
+        if schema is None:
+            return
+        replace_schema(self, schema)
+        self._fast_path, self._fast_path_known = None, False
+        self._writer = self._page_writer(context)
 
     @override
     def log_sync_costs(self) -> None:

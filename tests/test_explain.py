@@ -101,6 +101,7 @@ def test_report_ends_each_chain_with_its_reason_and_the_inferred_schema(
                 "url": f"{server.url}/explain/short",
                 "page": "link-next",
                 "page_limit": -1,
+                "schema_sample": {"pages": 1},
             },
             {"name": "single", "url": f"{server.url}/records?n=4"},
             {
@@ -129,12 +130,17 @@ def test_report_ends_each_chain_with_its_reason_and_the_inferred_schema(
     assert re.search(r"^  note +string or null$", short, re.M)
     assert re.search(r"^  score +number or null$", short, re.M)
     assert re.search(r"^  tags +array of string or null$", short, re.M)
-    # ...and the report says that a run, which samples only the first page, would not see it.
+    # ...and the report says that a run, which samples only the first page here, would not
+    # see it.
     assert (
-        "note: a run infers from its first page only, which types these fields "
-        "differently: score." in short
+        "note: a run infers from its sample (`schema_sample`: 1 page(s), up to 1000 "
+        "record(s)), which types these fields differently: score." in short
     )
-    assert re.search(r'^  JSON: \{"type":"object","properties":\{"id"', short, re.M)
+    assert re.search(
+        r'^  JSON: \{"type":"object","description":"Inferred by tap-rhttp","properties":\{"id"',
+        short,
+        re.M,
+    )
 
 
 def test_secrets_never_reach_the_report(server: LocalServer, cli: Cli) -> None:

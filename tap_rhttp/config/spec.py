@@ -10,6 +10,7 @@ import dataclasses
 import typing as t
 
 from tap_rhttp.http.client import RequestOptions
+from tap_rhttp.schema.infer import SampleSize
 
 if t.TYPE_CHECKING:
     from tap_rhttp.expr import Expression
@@ -40,6 +41,9 @@ class RequestSpec:
     records_path: str | None = None
     primary_keys: tuple[str, ...] = ()
     schema: dict[str, JSON] | None = None
+    schema_sample: SampleSize = dataclasses.field(default_factory=SampleSize)
+    schema_overrides: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict)
+    schema_drift: str = "evolve"
     secret_headers: tuple[str, ...] = ()
     backoff_base: float = 1.0
     backoff_max: float = 60.0

@@ -9,6 +9,7 @@ record its position: a retry replays the request, never the records.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
@@ -48,6 +49,47 @@ class Fetched:
     response: Response
     body: JSON
     records: Records
+
+
+class Prefetched:
+    """Pages fetched before the sync asked for them (discovery's sample), by chain.
+
+    Discovery samples a chain's first pages, following its pagination; the sync's chain
+    for the same first request then takes them instead of asking again. Each sampled
+    chain is claimed once, by the first chain whose first request is its first page,
+    and its pages are used in order, each once: as soon as a request differs from the
+    next sampled page, the rest of the sample is dropped (it can no longer be used in
+    order). Thread-safe: fan-out chains claim from worker threads.
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[str, collections.deque[tuple[str, Fetched]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, pages: t.Sequence[tuple[str, Fetched]]) -> None:
+        """Keep a chain's first pages, as (target URL, fetched page), in order."""
+        if not pages:
+            return
+        with self._lock:
+            if pages[0][0] in self._chains:  # the same requests: one sample is enough
+                _drop(pages)
+                return
+            self._chains[pages[0][0]] = collections.deque(pages)
+
+    def claim(self, first: str) -> collections.deque[tuple[str, Fetched]] | None:
+        """The pages sampled for a chain whose first request goes to `first` (once)."""
+        with self._lock:
+            return self._chains.pop(first, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(pages) for pages in self._chains.values())
+
+
+def _drop(pages: t.Iterable[tuple[str, Fetched]]) -> None:
+    for _, fetched in pages:
+        if isinstance(fetched.records, streaming.SpooledRecords):
+            fetched.records.close()
 
 
 @dataclasses.dataclass
@@ -130,8 +172,9 @@ class Chain:
         logger: where retries are reported (one WARNING line each).
         sleep: the wait between tries (tests inject a fake).
         limiter: an optional client-side rate limit shared by the stream's chains.
-        prefetched: pages already fetched and read for this run (discovery's sample),
-            keyed by target URL, used once instead of a second identical request.
+        prefetched: pages already fetched and read for this run (discovery's sample):
+            the chain takes the sampled pages of its first request, then uses each in
+            order instead of a second identical request.
         stats: the stream's counters.
         read_ahead: fetch and read the next page on a helper thread while the caller
             handles the current one, so waiting for the server overlaps the caller's
@@ -155,7 +198,7 @@ class Chain:
         *,
         sleep: t.Callable[[float], None] = time.sleep,
         limiter: RateLimiter | None = None,
-        prefetched: dict[str, Fetched] | None = None,
+        prefetched: Prefetched | None = None,
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
@@ -169,7 +212,9 @@ class Chain:
         self.logger = logger
         self.sleep = sleep
         self.limiter = limiter
-        self.prefetched = prefetched if prefetched is not None else {}
+        self.prefetched = prefetched
+        self._sampled: collections.deque[tuple[str, Fetched]] | None = None
+        self._claimed = False
         self.stats = stats or ChainStats()
         self.client = HttpClient(spec.request_options(), redactor)
         self.policy = retry_policy(spec)
@@ -192,6 +237,9 @@ class Chain:
         """Release the chain's connections (after a request read ahead, if any, ends)."""
         if self._helper is not None:
             self._helper.shutdown(wait=True, cancel_futures=True)
+        if self._sampled:  # sampled pages this chain never reached
+            _drop(self._sampled)
+            self._sampled.clear()
         self.client.close()
 
     def target(self, request: PageRequest) -> str:
@@ -299,7 +347,7 @@ class Chain:
 
     def get(self, request: PageRequest) -> tuple[Fetched, int]:
         """Fetch and read one page (or take it from `prefetched`); with its tries."""
-        cached = self.prefetched.pop(self.target(request), None)
+        cached = self._take_prefetched(self.target(request))
         if cached is not None:
             if cached.response.auth is not None:  # keep the sample's digest nonce going
                 self.client.auth = cached.response.auth
@@ -313,6 +361,23 @@ class Chain:
                 self.spec.method, self.redactor.url(target), self.redactor.url(response.url)
             ) from None
         return Fetched(response, body, records), tries
+
+    def _take_prefetched(self, target: str) -> Fetched | None:
+        """The next sampled page, if it is the one asked for; else the sample is dropped."""
+        if not self._claimed:
+            self._claimed = True
+            if self.prefetched is not None:
+                self._sampled = self.prefetched.claim(target)
+        sampled = self._sampled
+        if not sampled:
+            return None
+        next_target, fetched = sampled[0]
+        if next_target != target:  # the chain went elsewhere: the rest is out of order
+            _drop(sampled)
+            sampled.clear()
+            return None
+        sampled.popleft()
+        return fetched
 
     def where(self, number: int) -> str:
         """The place an error of page `number` names: ``stream s, for_each[1], page 3``."""

@@ -15,25 +15,32 @@ import logging
 import time
 import typing as t
 
+import orjson
+
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.templates import template_context
-from tap_rhttp.errors import RHTTPError
+from tap_rhttp.errors import RHTTPError, SchemaDriftError
 from tap_rhttp.http.ratelimit import RateLimiter
-from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
 from tap_rhttp.run import graph
-from tap_rhttp.run.chain import Chain, ChainStats, Fetched
+from tap_rhttp.run.chain import Chain, ChainStats, Fetched, Prefetched
 from tap_rhttp.run.fanout import chain_tasks, run_chains
-from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema
+from tap_rhttp.schema.drift import (
+    KeyDriftError,
+    Mismatch,
+    SchemaCheck,
+    evolve,
+    mismatches,
+)
+from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema, with_overrides
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.run.chain import Page
     from tap_rhttp.run.fanout import ChainTask, Event
+    from tap_rhttp.schema.drift import Change
+    from tap_rhttp.schema.infer import SampleSize
     from tap_rhttp.types import JSON
-
-#: Records of a streamed first page (a body too large to parse whole) that inference reads.
-SAMPLE_RECORDS = 5000
 
 
 class StreamRun:
@@ -52,12 +59,126 @@ class StreamRun:
             RateLimiter(rate=spec.rate_limit, max_concurrency=None) if spec.rate_limit else None
         )
         self.stats = ChainStats()
-        #: Discovery's sample pages, by target URL; the sync uses each once.
-        self.prefetched: dict[str, Fetched] = {}
+        #: Discovery's sample pages, by chain; the sync uses each once, in order.
+        self.prefetched = Prefetched()
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
         #: What the stream's chains have warned about (each warning once per stream).
         self.notes: set[str] = set()
+        #: The schema the stream emitted last, and its compiled check (see `set_schema`).
+        self.schema: dict[str, JSON] = {"type": "object", "properties": {}}
+        self.check = SchemaCheck(self.schema)
+        self.coerce = False
+        #: Fields some of whose values go to variant columns.
+        self.routed: set[str] = set()
+
+    def set_schema(self, schema: dict[str, JSON], *, inferred: bool) -> None:
+        """The schema the stream emits; every page is checked against it (`conform`).
+
+        Args:
+            schema: the schema as emitted in the SCHEMA message.
+            inferred: the tap inferred it (a catalog may hand it back): its records are
+                never coerced to it. A declared schema, or a user's catalog, is
+                conformed as singer-sdk does (booleans coerced), which is not drift.
+        """
+        self.schema = schema
+        self.coerce = not inferred
+        self.check = SchemaCheck(schema, coerce=self.coerce)
+
+    def conform(self, records: list[dict[str, JSON]], where: str) -> dict[str, JSON] | None:
+        """Make a page's records fit the stream's schema, as `schema_drift` says.
+
+        Called with every page (or batch of a large page) before any of it is emitted.
+        Records whose values go to variant columns are changed in place.
+
+        Args:
+            records: the page's records, shaped as they are emitted.
+            where: the page, for messages (``stream s, page 3``).
+
+        Returns:
+            The new schema, to emit before these records; None when it did not change.
+
+        Raises:
+            SchemaDriftError: `schema_drift: fail`, or a key's value that cannot be kept.
+        """
+        if self.check.fits(records):
+            return None
+        spec = self.spec
+        if spec.schema_drift == "fail":
+            found = mismatches(self.schema, records, coerce=self.coerce)
+            raise self._drift_error(found[0] if found else None, where, key=False)
+        keys = {*spec.primary_keys, *([spec.replication_key] if spec.replication_key else [])}
+        try:
+            evolution = evolve(self.schema, records, keys=keys, coerce=self.coerce)
+        except KeyDriftError as exc:
+            raise self._drift_error(exc.mismatch, where, key=True) from None
+        self.routed |= evolution.routed
+        changed = bool(evolution.changes)
+        if changed:
+            self.set_schema(evolution.schema, inferred=not self.coerce)
+            for change in evolution.changes:
+                self._warn_change(change)
+        if not self.check.fits(records):  # evolve's contract: a bug, never a silent pass
+            raise RuntimeError(f"stream {spec.name}: the evolved schema does not fit {where}")
+        return self.schema if changed else None
+
+    def _warn_change(self, change: Change) -> None:
+        """One WARNING per drifted field and kind of change, per run."""
+        note = f"drift:{change.field}:{change.kind}:{change.column}"
+        if note in self.notes:
+            return
+        self.notes.add(note)
+        name = self.spec.name
+        field = change.field
+        messages = {
+            "new": f"new field `{field}` ({change.detail}) is not in the schema: added "
+            "(a new column)",
+            "nullable": f"field `{field}` has a null the schema did not allow: now nullable",
+            "optional": f"field `{field}` is required by the schema but {change.detail}: "
+            "no longer required",
+            "widened": f"field `{field}` has a value its schema did not allow "
+            f"({change.detail}); its column keeps any JSON value, so its schema widens to "
+            "fit it",
+            "variant": f"field `{field}` is {change.detail}: such values go to a new "
+            f"column `{change.column}` (the column `{field}` cannot change its type; "
+            "the record leaves it null)",
+        }
+        self.logger.warning("stream %s: %s (schema_drift: evolve).", name, messages[change.kind])
+
+    def _drift_error(self, found: Mismatch | None, where: str, *, key: bool) -> SchemaDriftError:
+        spec = self.spec
+        if found is None:  # cannot happen: a page that does not fit has a misfit
+            found = Mismatch("?", "?", "?")
+        value = self.redactor.text(_excerpt(found.value)) if found.value is not None else ""
+        shown = f" ({value})" if value else ""
+        if found.expected == "absent":
+            what = f"field `{found.field}` is not in the schema, but a record has a {found.found}"
+        elif found.found == "missing":
+            what = f"field `{found.field}` is {found.expected}, but a record lacks it"
+        else:
+            what = (
+                f"field `{found.field}` is {found.expected} in the schema, but a record has "
+                f"{'null' if found.found == 'null' else 'a ' + found.found}"
+            )
+        if key:
+            fix = (
+                "It is a key (`primary_keys`/`replication_key`): its values cannot move to "
+                "a variant column. Give it a type every value fits with `schema_overrides` "
+                "(its table column must have that type too)."
+            )
+        else:
+            fix = (
+                "Nothing of this page was emitted (`schema_drift: fail`). Use "
+                "`schema_drift: evolve` (the default) to keep every value, or give the "
+                "field its type with `schema_overrides`."
+            )
+        return SchemaDriftError(
+            f"Schema drift in stream `{spec.name}` [{where}]: {what}{shown}. {fix}",
+            stream=spec.name,
+            field=found.field,
+            expected=found.expected,
+            found=found.found,
+        )
 
     def make_chain(
         self, spec: RequestSpec, read_ahead: bool, *, label: str = "", counted: bool = True
@@ -121,8 +242,14 @@ class StreamRun:
             return True
         return not graph.at_or_before(record.get(key), bookmark)
 
-    def shape(self, page: Page, task: ChainTask, bookmark: JSON) -> t.Iterator[dict[str, JSON]]:
-        """A page's records as a run emits them: bookmark filter, then parent columns."""
+    def shape(
+        self, page: Page, task: ChainTask, bookmark: JSON, *, counted: bool = True
+    ) -> t.Iterator[dict[str, JSON]]:
+        """A page's records as a run emits them: bookmark filter, then parent columns.
+
+        Args:
+            counted: count them as emitted (not for a pass that only checks them).
+        """
         spec = self.spec
         key = spec.replication_key or ""
         drop = bool(key) and spec.filter_bookmark and bookmark is not None
@@ -138,17 +265,25 @@ class StreamRun:
                 emitted += 1
                 yield record
         finally:  # the progress line counts what was emitted, not what was fetched
-            self.stats.add(records=emitted)
+            if counted:
+                self.stats.add(records=emitted)
 
     def sample(
         self, *, bookmark: JSON, parent_rows: list[dict[str, JSON]]
     ) -> list[dict[str, JSON]]:
-        """Discovery's sample: the first page of the first chain, kept for the sync.
+        """Discovery's sample: the first pages of the first chains, kept for the sync.
 
-        A child samples with its parent's first sampled row. A chain whose templates fail
-        to render fails discovery with that error, as its sync would.
+        Up to `schema_sample` pages and records, whichever ends first, following each
+        chain's pagination (then the next `for_each` value, or the next parent row for a
+        child stream, with its parent's sampled rows). The pages are kept in
+        :attr:`prefetched`: the sync takes them instead of fetching them again, each once
+        and in order. A failure before the first page is sampled fails discovery (a
+        template that does not render, a request error), as the sync would; a failure
+        after it ends the sample, with a WARNING (the sync meets the error itself).
         """
         spec = self.spec
+        if spec.page_limit == 0:  # no request at all
+            return []
         if spec.parent is not None and not parent_rows:
             self.logger.warning(
                 "stream %s: its parent %s had no record to sample, so no fields could be "
@@ -157,7 +292,14 @@ class StreamRun:
                 spec.parent,
             )
             return []
-        tasks = self.tasks(bookmark=bookmark, row=parent_rows[0] if parent_rows else None)
+        if spec.parent is not None:
+            tasks = [
+                task
+                for row in parent_rows[: spec.schema_sample.pages]
+                for task in self.tasks(bookmark=bookmark, row=row)
+            ]
+        else:
+            tasks = self.tasks(bookmark=bookmark)
         if not tasks:
             self.logger.warning(
                 "stream %s: `for_each` is empty, so no request is made and no fields could "
@@ -165,35 +307,75 @@ class StreamRun:
                 spec.name,
             )
             return []
-        task = tasks[0]
-        if task.error is not None:
-            raise task.error
-        assert task.spec is not None
-        first = Paginator(task.spec, self.redactor).first()
-        if first is None:  # page_limit 0
-            return []
-        chain = self.make_chain(task.spec, read_ahead=False, label=task.label, counted=False)
-        try:
-            fetched, _ = chain.get(first)
-        except RHTTPError as exc:
-            exc.locate(chain.where(1))
-            raise
-        finally:
-            chain.close()
-        self.prefetched[chain.target(first)] = fetched
-        records = fetched.records
-        sample = (
-            records
-            if isinstance(records, list)
-            else list(itertools.islice(records, SAMPLE_RECORDS))
-        )
+        budget = spec.schema_sample
+        sample: list[dict[str, JSON]] = []
+        pages = 0
+        for task in tasks:
+            if pages >= budget.pages or len(sample) >= budget.records:
+                break
+            sampled, error = self._sample_chain(task, budget.pages - pages, budget, sample)
+            pages += sampled
+            if error is not None:
+                if not pages:
+                    raise error
+                self.logger.warning(
+                    "stream %s: sampling for the schema stopped after %d page(s): %s",
+                    spec.name,
+                    pages,
+                    self.redactor.text(str(error)).split("\n", 1)[0],
+                )
+                break
         if not sample:
             self.logger.warning(
-                "stream %s: the first page has no records, so no fields could be inferred; "
-                "declare `schema` to type them (every field is still emitted).",
+                "stream %s: the sampled pages have no records, so no fields could be "
+                "inferred; declare `schema` to type them (every field is still emitted).",
                 spec.name,
             )
         return sample
+
+    def _sample_chain(
+        self,
+        task: ChainTask,
+        max_pages: int,
+        budget: SampleSize,
+        sample: list[dict[str, JSON]],
+    ) -> tuple[int, RHTTPError | None]:
+        """Sample one chain's first pages into `sample`, keeping them for the sync.
+
+        Returns:
+            How many pages were sampled, and the error that ended the chain early.
+        """
+        if task.error is not None:
+            return 0, t.cast("RHTTPError", task.error)
+        assert task.spec is not None
+        chain = self.make_chain(task.spec, read_ahead=False, label=task.label, counted=False)
+        kept: list[tuple[str, Fetched]] = []
+        pages = t.cast("t.Generator[Page, None, None]", chain.pages())
+        try:
+            # A chain yields a page before it fetches the next: stopping here makes no
+            # request beyond the sample.
+            for page in pages:
+                kept.append(
+                    (chain.target(page.request), Fetched(page.response, page.body, page.records))
+                )
+                wanted = budget.records - len(sample)
+                records = page.records
+                sample += (
+                    records[:wanted]
+                    if isinstance(records, list)
+                    else itertools.islice(records, wanted)
+                )
+                if page.failure is not None or len(kept) >= max_pages:
+                    break
+                if len(sample) >= budget.records:
+                    break
+        except RHTTPError as exc:
+            return len(kept), exc
+        finally:
+            pages.close()
+            chain.close()
+            self.prefetched.add(kept)
+        return len(kept), None
 
 
 class RunContext:
@@ -256,6 +438,7 @@ class RunContext:
             if spec.schema is not None
             else infer_schema(sample)
         )
+        schema = with_overrides(schema, spec.schema_overrides)
         schema = graph.with_parent_columns(schema, self.stream(spec.name).columns, parent_schema)
         graph.check_replication_key(spec, schema)
         return schema
@@ -267,3 +450,8 @@ class RunContext:
             ConfigErrors: it is not.
         """
         graph.check_replication_key(spec, schema)
+
+
+def _excerpt(value: JSON, limit: int = 80) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= limit else text[:limit] + " ..."
