@@ -20,7 +20,9 @@ import typing as t
 
 from tap_rhttp.errors import RHTTPError
 from tap_rhttp.run import graph
+from tap_rhttp.run.context import COLUMNS_KEY
 from tap_rhttp.run.resume import ResumeState
+from tap_rhttp.schema.drift import columns
 from tap_rhttp.schema.infer import INFERRED
 from tap_rhttp.sdk_compat import (
     StreamHooks,
@@ -131,6 +133,14 @@ class RHTTPStream(StreamHooks):
     @override
     def on_sync(self, writing: bool) -> None:
         self._writing = writing
+        if writing:
+            self._record_columns()
+
+    def _record_columns(self) -> None:
+        """Keep in STATE the column type of every field of the schema this sync emitted:
+        a later run keeps them (target-postgres cannot alter a column's type)."""
+        self.stream_state[COLUMNS_KEY] = columns(self.run.schema)
+        self.state_manager.is_flushed = False
 
     @override
     def write_record_fast(self, record: dict[str, JSON]) -> bool:
@@ -244,6 +254,7 @@ class RHTTPStream(StreamHooks):
         if schema is None:
             return
         replace_schema(self, schema)
+        self._record_columns()
         self._fast_path, self._fast_path_known = None, False
         self._writer = self._page_writer(context)
 

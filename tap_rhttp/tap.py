@@ -125,8 +125,8 @@ class TapRHTTP(TapHooks, Tap):
                 schema = run.schema(
                     spec, samples.get(spec.name, []), schemas.get(spec.parent or "")
                 )
-            else:
-                run.check_replication_key(spec, schema)
+            schema = run.keep_columns(spec, schema, state)
+            run.check_replication_key(spec, schema)
             schemas[spec.name] = schema
             cls = type(
                 f"RHTTPStream_{spec.name}",

@@ -21,7 +21,14 @@ from test_writer import Capture
 from tap_rhttp.errors import SchemaDriftError
 from tap_rhttp.formats.readers import parse_json
 from tap_rhttp.http import body as http_body
-from tap_rhttp.schema.drift import SchemaCheck, column_type, evolve, mismatches
+from tap_rhttp.schema.drift import (
+    SchemaCheck,
+    column_schema,
+    column_type,
+    evolve,
+    keep_columns,
+    mismatches,
+)
 from tap_rhttp.schema.infer import MAX_DEPTH, infer_schema, is_date_time
 from tap_rhttp.tap import TapRHTTP
 from tap_rhttp.writer import RecordFastPath
@@ -481,3 +488,56 @@ def test_a_streamed_page_is_checked_whole_before_any_of_it_is_written(
         if m["type"] == "SCHEMA" and "n__v_number" in json.dumps(m)
     )
     assert result.messages[first_drifted + 1]["record"]["id"] == 0  # before all of page 2
+
+
+# ------------------------------------------------------------------ across runs
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        *("bigint", "numeric", "boolean", "text", "timestamp", "date", "time", "uuid", "jsonb"),
+        *("bigint[]", "text[]", "jsonb[]", "numeric[]"),
+    ],
+)
+def test_a_kept_column_maps_back_to_its_type(column: str) -> None:
+    node = column_schema(column)
+    assert node is not None
+    assert column_type(node) == column
+
+
+def test_keep_columns_keeps_the_tables_types_and_lists_fields_earlier_runs_added() -> None:
+    inferred = _schema(amount={"type": ["number", "null"]}, name={"type": ["string", "null"]})
+    committed = {"amount": "bigint", "amount__v_number": "numeric", "name": "text", "x": "?"}
+    kept, replaced = keep_columns(inferred, committed)
+    assert replaced == ["amount"]
+    assert kept["properties"] == {
+        "amount": INT,
+        "amount__v_number": {"type": ["number", "null"]},
+        "name": {"type": ["string", "null"]},
+    }
+
+
+def test_a_later_run_keeps_the_column_an_earlier_run_made(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Run 1 made `amount` a bigint column; run 2's sample starts with a float: the column
+    stays integer (target-postgres could not alter it), the float goes to its variant."""
+    rows: list[list[dict[str, t.Any]]] = [[{"id": 1, "amount": 10}], [{"id": 2, "amount": 2.5}]]
+    _paged(server, "/kept", rows)
+    config = _config(server, "/kept", schema_sample={"pages": 1})
+    first = sync(config)
+    state = first.of_type("STATE")[-1]["value"]
+    assert state["bookmarks"]["s"]["rhttp_columns"] == {
+        "amount": "bigint",
+        "amount__v_number": "numeric",
+        "id": "bigint",
+    }
+    rows.reverse()
+    caplog.set_level(logging.INFO)
+    second = sync(config, state=state)
+    assert second.schema("s")["properties"]["amount"] == INT
+    assert second.records("s") == [{"id": 2, "amount__v_number": 2.5}, {"id": 1, "amount": 10}]
+    assert "field `amount` keeps the column type `bigint` an earlier run gave it" in caplog.text
+    fresh = sync(config)  # without STATE, this run's own sample decides
+    assert fresh.schema("s")["properties"]["amount"] == {"type": ["number", "null"]}

@@ -523,3 +523,23 @@ def test_drifting_data_lands_every_row_and_value_and_a_second_run_still_loads(
             ("1", "1", None, "number"), ("2", "2", None, "number"), ("3", "3", None, "number"),
             ("4", "gold", "2020", "string"),
         ]  # fmt: skip
+
+    # A third run, after the data changed: the float and the string now come first, so this
+    # run's own sample types `amount` number and `code` string. The table's columns are
+    # bigint, which target-postgres cannot alter: the run keeps them (from STATE) and the
+    # values go to the variant columns again.
+    for name in ("e2e_float", "e2e_intstr"):
+        DRIFT_CASES[name].insert(0, DRIFT_CASES[name].pop(3))
+    try:
+        output = pipeline.run_ok(streams)
+    finally:
+        for name in ("e2e_float", "e2e_intstr"):
+            DRIFT_CASES[name].insert(3, DRIFT_CASES[name].pop(0))
+    assert "field `amount` keeps the column type `bigint` an earlier run gave it" in output
+    assert pipeline.rows(
+        "SELECT id, COALESCE(amount::numeric, amount__v_number) FROM {schema}.e2e_float ORDER BY id"
+    ) == [("1", "10"), ("2", "11"), ("3", "12"), ("4", "2.5"), ("5", "13")]
+    assert pipeline.rows(
+        "SELECT id, code, code__v_string FROM {schema}.e2e_intstr ORDER BY id"
+    ) == [("1", "1", None), ("2", "2", None), ("3", "3", None), ("4", None, "A-7"),
+          ("5", "5", None)]  # fmt: skip

@@ -30,9 +30,15 @@ from tap_rhttp.schema.drift import (
     Mismatch,
     SchemaCheck,
     evolve,
+    keep_columns,
     mismatches,
 )
-from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema, with_overrides
+from tap_rhttp.schema.infer import (
+    INFERRED,
+    infer_schema,
+    prepare_declared_schema,
+    with_overrides,
+)
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
@@ -41,6 +47,11 @@ if t.TYPE_CHECKING:
     from tap_rhttp.schema.drift import Change
     from tap_rhttp.schema.infer import SampleSize
     from tap_rhttp.types import JSON
+
+
+#: Where a stream's STATE records the column type of each field its schema had (so a later
+#: run, whose sample may type a field otherwise, keeps the table's column).
+COLUMNS_KEY = "rhttp_columns"
 
 
 class StreamRun:
@@ -442,6 +453,33 @@ class RunContext:
         schema = graph.with_parent_columns(schema, self.stream(spec.name).columns, parent_schema)
         graph.check_replication_key(spec, schema)
         return schema
+
+    def keep_columns(
+        self, spec: RequestSpec, schema: dict[str, JSON], state: t.Mapping[str, JSON] | None
+    ) -> dict[str, JSON]:
+        """The tap's inferred schema, with the column types earlier runs gave the table.
+
+        Earlier runs recorded them in STATE (:data:`COLUMNS_KEY`, written by the stream);
+        a declared schema or a user's catalog is used as given.
+        """
+        if schema.get("description") != INFERRED or not state:
+            return schema
+        bookmarks = state.get("bookmarks")
+        entry = bookmarks.get(spec.name) if isinstance(bookmarks, dict) else None
+        committed = entry.get(COLUMNS_KEY) if isinstance(entry, dict) else None
+        if not isinstance(committed, dict):
+            return schema
+        kept, replaced = keep_columns(schema, committed)
+        for field in replaced:
+            self.logger.info(
+                "stream %s: field `%s` keeps the column type `%s` an earlier run gave it "
+                "(STATE), though this run's sample types it otherwise; values of another "
+                "type go to variant columns.",
+                spec.name,
+                field,
+                committed[field],
+            )
+        return kept
 
     def check_replication_key(self, spec: RequestSpec, schema: dict[str, JSON]) -> None:
         """The replication key must be a field of `schema` (a catalog's, say).

@@ -593,3 +593,79 @@ def route(
                 value = record[key]
                 if value is not None and not field.fits(value):
                     record[variant_name(key, record.pop(key))] = value
+
+
+# --------------------------------------------------------------------------- across runs
+
+#: A schema for each column type, one that target-postgres maps back to that type.
+_COLUMN_SCHEMAS: dict[str, dict[str, JSON]] = {
+    "bigint": {"type": ["integer", "null"]},
+    "numeric": {"type": ["number", "null"]},
+    "boolean": {"type": ["boolean", "null"]},
+    "text": {"type": ["string", "null"]},
+    "timestamp": {"type": ["string", "null"], "format": "date-time"},
+    "date": {"type": ["string", "null"], "format": "date"},
+    "time": {"type": ["string", "null"], "format": "time"},
+    "uuid": {"type": ["string", "null"], "format": "uuid"},
+    "jsonb": {"type": ["object", "null"], "properties": {}, "additionalProperties": True},
+}
+
+
+def columns(schema: dict[str, JSON]) -> dict[str, str]:
+    """The column type target-postgres has for each top-level field of a schema."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return {}
+    return {
+        key: column_type(node if isinstance(node, dict) else {})
+        for key, node in sorted(properties.items())
+    }
+
+
+def column_schema(column: str) -> dict[str, JSON] | None:
+    """A schema whose column is `column` (``bigint``, ``text[]`` ...); None if unknown."""
+    if column.endswith("[]"):
+        inner = column[:-2]
+        if inner == "jsonb":
+            return {"type": ["array", "null"], "items": {}}
+        item = _COLUMN_SCHEMAS.get(inner)
+        if item is None:
+            return None
+        return {"type": ["array", "null"], "items": {"type": item["type"]}}
+    found = _COLUMN_SCHEMAS.get(column)
+    return copy.deepcopy(found) if found is not None else None
+
+
+def keep_columns(
+    schema: dict[str, JSON], committed: t.Mapping[str, JSON]
+) -> tuple[dict[str, JSON], list[str]]:
+    """A run's inferred schema, with the column types earlier runs already gave the table.
+
+    Each run infers from its own sample, so a field may come out of a later run typed
+    differently from the column an earlier run made (a float now on the first page).
+    target-postgres cannot alter that column, so the earlier type is kept and values of
+    another type go to variant columns, as within a run. Fields earlier runs added (drift)
+    are listed too, so a value of another type finds its variant column again.
+
+    Args:
+        schema: the inferred schema.
+        committed: field -> column type, as :func:`columns` gave it (from STATE).
+
+    Returns:
+        The schema, and the fields whose inferred type was replaced.
+    """
+    properties = dict(t.cast("dict[str, JSON]", schema.get("properties") or {}))
+    replaced = []
+    for field, column in committed.items():
+        if not isinstance(column, str):
+            continue
+        node = properties.get(field)
+        if isinstance(node, dict) and column_type(node) == column:
+            continue
+        kept = column_schema(column)
+        if kept is None:
+            continue
+        if node is not None:
+            replaced.append(field)
+        properties[field] = kept
+    return {**schema, "properties": dict(sorted(properties.items()))}, sorted(replaced)
