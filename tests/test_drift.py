@@ -541,3 +541,6 @@ def test_a_later_run_keeps_the_column_an_earlier_run_made(
     assert "field `amount` keeps the column type `bigint` an earlier run gave it" in caplog.text
     fresh = sync(config)  # without STATE, this run's own sample decides
     assert fresh.schema("s")["properties"]["amount"] == {"type": ["number", "null"]}
+    overrides = {"amount": {"type": ["string", "null"]}}
+    overridden = sync(_config(server, "/kept", schema_overrides=overrides), state=state)
+    assert overridden.schema("s")["properties"]["amount"] == overrides["amount"]  # as given

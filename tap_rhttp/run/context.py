@@ -460,7 +460,7 @@ class RunContext:
         """The tap's inferred schema, with the column types earlier runs gave the table.
 
         Earlier runs recorded them in STATE (:data:`COLUMNS_KEY`, written by the stream);
-        a declared schema or a user's catalog is used as given.
+        a declared schema, a user's catalog and `schema_overrides` are used as given.
         """
         if schema.get("description") != INFERRED or not state:
             return schema
@@ -469,7 +469,10 @@ class RunContext:
         committed = entry.get(COLUMNS_KEY) if isinstance(entry, dict) else None
         if not isinstance(committed, dict):
             return schema
-        kept, replaced = keep_columns(schema, committed)
+        overridden = spec.schema_overrides
+        kept, replaced = keep_columns(
+            schema, {k: v for k, v in committed.items() if k not in overridden}
+        )
         for field in replaced:
             self.logger.info(
                 "stream %s: field `%s` keeps the column type `%s` an earlier run gave it "
