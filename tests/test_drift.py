@@ -377,8 +377,8 @@ def test_fail_stops_before_the_page_and_names_the_field(server: t.Any, sync: t.A
     with pytest.raises(SchemaDriftError) as info:
         sync(_config(server, "/drift-fail", schema_drift="fail"))
     assert str(info.value) == (
-        "Schema drift in stream `s` [stream s, page 4]: field `amount` is integer or null in "
-        "the schema, but a record has a number (2.5). Nothing of this page was emitted "
+        "Schema drift [stream s, page 4]: field `amount` is integer or null in the schema, "
+        "but a record has a number (2.5). Nothing of this page was emitted "
         "(`schema_drift: fail`). Use `schema_drift: evolve` (the default) to keep every "
         "value, or give the field its type with `schema_overrides`."
     )
@@ -395,7 +395,7 @@ def test_fail_emits_nothing_of_the_drifting_page(server: t.Any, cli: t.Any) -> N
     assert done.code == 1
     records = [m["record"]["id"] for m in done.messages() if m["type"] == "RECORD"]
     assert records == [1, 2, 3]
-    assert "Schema drift in stream `s` [stream s, page 4]: field `amount`" in done.stderr
+    assert "Schema drift [stream s, page 4]: field `amount`" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -143,6 +143,34 @@ def test_report_ends_each_chain_with_its_reason_and_the_inferred_schema(
     )
 
 
+def test_a_null_only_field_is_said_to_be_left_untyped(server: LocalServer, cli: Cli) -> None:
+    rows = [[{"id": 1, "parent_id": None}], [{"id": 2, "parent_id": None}]]
+    _link_pages(server, "/explain/nulls", rows)
+    stream = {"url": f"{server.url}/explain/nulls", "page": "link-next", "page_limit": -1}
+    config = {
+        "streams": [
+            {"name": "nulls", **stream},
+            {"name": "strict", **stream, "schema_drift": "fail"},
+            {"name": "typed", **stream, "schema_overrides": {"parent_id": {"type": "integer"}}},
+        ]
+    }
+    result = cli(config, "--explain")
+    assert result.code == 0, result.stderr
+    nulls, strict, typed = (
+        result.stdout.split(f"== stream {name} ", 1)[1].split("== stream ", 1)[0]
+        for name in ("nulls", "strict", "typed")
+    )
+    assert (
+        "note: only null in the records seen, so left untyped (no column yet): parent_id. "
+        "A run types such a field when a value arrives (`schema_drift: evolve`: a new "
+        "column); `schema_overrides` types it now." in nulls
+    )
+    assert not re.search(r"^  parent_id ", nulls, re.M)
+    assert "(`schema_drift: fail`: the run fails there)" in strict
+    assert "left untyped" not in typed
+    assert re.search(r"^  parent_id +integer$", typed, re.M)
+
+
 def test_secrets_never_reach_the_report(server: LocalServer, cli: Cli) -> None:
     token, key, password = "tok-PLANTED-7d3f9a", "key-PLANTED-41c2e8", "pw-PLANTED-aa93"
     config = {

@@ -106,7 +106,9 @@ def test_stream_attributes_read_through_the_adapter(server: LocalServer) -> None
     sdk_compat.write_state_message(stream)  # exists and runs
 
 
-def test_replace_schema_reaches_conformance_stream_maps_and_the_schema_message() -> None:
+def test_replace_schema_reaches_conformance_stream_maps_and_the_schema_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A stream's schema replaced mid-sync: the private attributes it writes still decide
     what the SDK conforms to, which maps it builds and what its SCHEMA message says."""
     old = {"type": "object", "properties": {"id": {"type": "integer"}}}
@@ -122,7 +124,7 @@ def test_replace_schema_reaches_conformance_stream_maps_and_the_schema_message()
         )
         stream = tap.streams["s"]
         assert (stream._input_schema is not None) is with_catalog
-        tap.write_message = written.append  # type: ignore[method-assign]
+        monkeypatch.setattr(tap, "write_message", written.append)
         sdk_compat.replace_schema(stream, new)
         assert stream.schema == new
         assert stream.effective_schema == new

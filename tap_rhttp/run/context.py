@@ -80,8 +80,6 @@ class StreamRun:
         self.schema: dict[str, JSON] = {"type": "object", "properties": {}}
         self.check = SchemaCheck(self.schema)
         self.coerce = False
-        #: Fields some of whose values go to variant columns.
-        self.routed: set[str] = set()
 
     def set_schema(self, schema: dict[str, JSON], *, inferred: bool) -> None:
         """The schema the stream emits; every page is checked against it (`conform`).
@@ -123,7 +121,6 @@ class StreamRun:
             evolution = evolve(self.schema, records, keys=keys, coerce=self.coerce)
         except KeyDriftError as exc:
             raise self._drift_error(exc.mismatch, where, key=True) from None
-        self.routed |= evolution.routed
         changed = bool(evolution.changes)
         if changed:
             self.set_schema(evolution.schema, inferred=not self.coerce)
@@ -162,14 +159,14 @@ class StreamRun:
             found = Mismatch("?", "?", "?")
         value = self.redactor.text(_excerpt(found.value)) if found.value is not None else ""
         shown = f" ({value})" if value else ""
+        has = "null" if found.found == "null" else _a(found.found)
         if found.expected == "absent":
-            what = f"field `{found.field}` is not in the schema, but a record has a {found.found}"
+            what = f"field `{found.field}` is not in the schema, but a record has {has}"
         elif found.found == "missing":
             what = f"field `{found.field}` is {found.expected}, but a record lacks it"
         else:
             what = (
-                f"field `{found.field}` is {found.expected} in the schema, but a record has "
-                f"{'null' if found.found == 'null' else 'a ' + found.found}"
+                f"field `{found.field}` is {found.expected} in the schema, but a record has {has}"
             )
         if key:
             fix = (
@@ -184,7 +181,7 @@ class StreamRun:
                 "field its type with `schema_overrides`."
             )
         return SchemaDriftError(
-            f"Schema drift in stream `{spec.name}` [{where}]: {what}{shown}. {fix}",
+            f"Schema drift [{where}]: {what}{shown}. {fix}",
             stream=spec.name,
             field=found.field,
             expected=found.expected,
@@ -496,3 +493,8 @@ class RunContext:
 def _excerpt(value: JSON, limit: int = 80) -> str:
     text = orjson.dumps(value, default=str).decode()
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _a(word: str) -> str:
+    """``a number``, ``an object``."""
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
