@@ -544,3 +544,19 @@ def test_a_later_run_keeps_the_column_an_earlier_run_made(
     overrides = {"amount": {"type": ["string", "null"]}}
     overridden = sync(_config(server, "/kept", schema_overrides=overrides), state=state)
     assert overridden.schema("s")["properties"]["amount"] == overrides["amount"]  # as given
+
+
+def test_a_declared_schema_gains_a_new_field_not_a_silent_drop(server: t.Any, sync: t.Any) -> None:
+    """target-postgres keeps only the columns a schema lists: a new field is added."""
+    _paged(server, "/declared-new", [[{"id": 1}], [{"id": 2, "late": "x"}]])
+    declared = {"properties": {"id": {"type": "integer"}}}
+    result = sync(_config(server, "/declared-new", schema=declared))
+    assert _lines(result) == [
+        ("SCHEMA", ["id"]),
+        ("RECORD", {"id": 1}),
+        ("SCHEMA", ["id", "late"]),
+        ("RECORD", {"id": 2, "late": "x"}),
+    ]
+    closed = {**declared, "additionalProperties": False}  # the user's choice: singer-sdk
+    result = sync(_config(server, "/declared-new", schema=closed))  # drops it, and says so
+    assert _lines(result)[-1] == ("RECORD", {"id": 2})

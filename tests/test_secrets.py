@@ -29,6 +29,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from fault_server import FaultServer, Hit, json_reply, reply
 
+from tap_rhttp.errors import SchemaDriftError
 from tap_rhttp.redact import MASK, Redactor
 
 if t.TYPE_CHECKING:
@@ -241,6 +242,32 @@ def test_records_keep_fields_named_like_secrets(leaky: FaultServer, sync: t.Any)
     result = sync({"streams": [{"name": "s", "url": leaky.url + "/start", "schema": SCHEMA}]})
 
     assert result.records("s") == [{"id": 1, "key": "PROJ-123", "token": "c-1", "api_key": None}]
+
+
+@pytest.mark.timeout(30)
+def test_a_drift_error_quotes_no_secret(leaky: FaultServer, sync: t.Any) -> None:
+    """The value a `schema_drift: fail` error quotes comes from a record: masked too."""
+    token = "drift-t0ken-9f8e7d"
+    leaky.route("/start")(
+        lambda hit: json_reply([{"id": 1, "echo": 7}, {"id": 2, "echo": f"Bearer {token}"}])
+    )
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": leaky.url + "/start",
+                "auth": {"type": "bearer", "token": token},
+                "schema": {"properties": {"id": {"type": "integer"}, "echo": {"type": "integer"}}},
+                "schema_drift": "fail",
+            }
+        ]
+    }
+    with pytest.raises(SchemaDriftError) as info:
+        sync(config)
+    message = str(info.value)
+    assert "field `echo` is integer in the schema, but a record has a string" in message
+    assert MASK in message
+    assert token not in message
 
 
 # --------------------------------------------------------------------------- units
