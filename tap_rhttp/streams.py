@@ -212,6 +212,7 @@ class RHTTPStream(StreamHooks):
         if resumable:
             self._save_resume(None)
         if spec.parent is None:  # a child reports once, after all its parent rows
+            run.prefetched.clear()  # sampled pages no chain asked for (a resumed run's)
             self._progress(final=True)
 
     def _emit(

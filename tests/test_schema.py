@@ -285,6 +285,26 @@ def test_a_sampled_page_is_used_once_and_in_order(server: t.Any) -> None:
     assert len(stream.prefetched) == 0
 
 
+def test_sampled_pages_a_resumed_sync_never_asks_for_are_dropped(server: t.Any) -> None:
+    _paged(server, "/unclaimed", [[{"id": n}] for n in range(1, 5)])
+    context = RunContext(_linked(server, "/unclaimed"))
+    stream = context.stream("s")
+    stream.sample(bookmark=None, parent_rows=[])
+    assert len(stream.prefetched) == 3
+    stream.prefetched.clear()
+    assert len(stream.prefetched) == 0
+    (task,) = stream.tasks()
+    assert task.spec is not None
+    chain = stream.make_chain(task.spec, read_ahead=False)
+    try:
+        first = Paginator(task.spec, context.redactor).first()
+        assert first is not None
+        chain.get(first)
+    finally:
+        chain.close()
+    assert len(server.log) == 4  # fetched again: nothing was left to take
+
+
 # ------------------------------------------------------------------ schema_overrides
 
 

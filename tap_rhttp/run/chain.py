@@ -85,6 +85,13 @@ class Prefetched:
         with self._lock:
             return sum(len(pages) for pages in self._chains.values())
 
+    def clear(self) -> None:
+        """Drop every page no chain claimed (their spooled records' temporary files too)."""
+        with self._lock:
+            chains, self._chains = self._chains, {}
+        for pages in chains.values():
+            _drop(pages)
+
 
 def _drop(pages: t.Iterable[tuple[str, Fetched]]) -> None:
     for _, fetched in pages:
