@@ -11,8 +11,8 @@ messages):
 - how many records the page held;
 
 and, after each stream, the schema a run would use: inferred from every record seen
-(with a note when the first page alone, which is what a run samples, infers a different
-one), or the declared ``schema``.
+(with a note when a run's own sample, its first pages, infers a different one, and one on
+the fields seen only as null, left untyped), or the declared ``schema``.
 
 It runs the very code a sync runs: the tap's validation, then the run's
 :class:`~tap_rhttp.run.context.RunContext` (its redactor, each stream's

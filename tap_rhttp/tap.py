@@ -2,7 +2,7 @@
 
 The tap validates the config (the tap's own checks first, naming options as r.http
 does, then the SDK's JSON Schema), builds the run context, and makes one
-:class:`~tap_rhttp.streams.RHTTPStream` per spec in discovery, sampling a first page
+:class:`~tap_rhttp.streams.RHTTPStream` per spec in discovery, sampling its first pages
 where a schema must be inferred. Errors of r.http end the run with one ERROR line.
 """
 

@@ -2,8 +2,9 @@
 
 One :class:`RunContext` is built per run from the config. It owns the specs, the
 redactor, the template context and one :class:`StreamRun` per stream, which in turn owns
-that stream's rate limiter, counters, discovery's prefetched first page, and the one way
-to build a chain, list a sync's chains and shape a page's records. The singer-sdk stream
+that stream's rate limiter, counters, discovery's prefetched sample pages, the schema it
+emitted and its drift check, and the one way to build a chain, list a sync's chains, shape
+a page's records and fit them to the schema. The singer-sdk stream
 (``tap_rhttp.streams``) and explain mode (``tap_rhttp.explain``) both drive these objects,
 so explain runs exactly the code a sync runs. Nothing here imports singer-sdk.
 """
