@@ -258,7 +258,8 @@ def _incremental_server(server: t.Any) -> None:
         return json_reply(server.state["rows"])
 
 
-def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
+def test_two_incremental_runs(server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     _incremental_server(server)
     config = {
         "streams": [
@@ -283,6 +284,9 @@ def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
     server.log.clear()
     second = sync(config, state=state)
     assert [r["id"] for r in second.records("changes")] == [4]
+    # the summary counts the records emitted, not the 4 fetched (3 at or before the bookmark)
+    done = [r.getMessage() for r in caplog.records if "stream changes done" in r.getMessage()]
+    assert done[-1].startswith("stream changes done: 1 pages, 1 records, 0 retries, 0 skipped")
     assert server.log[0].args["since"] == "2024-01-03T00:00:00Z"
     final = second.of_type("STATE")[-1]["value"]
     assert final["bookmarks"]["changes"]["replication_key_value"] == "2024-01-04T00:00:00Z"
@@ -469,3 +473,41 @@ def test_r_now_is_one_instant_for_the_whole_run(server: t.Any, sync: t.Any) -> N
     instants = {a["t"] for a in sent} | {a["seen"] for a in sent if "seen" in a}
     assert len(instants) == 1, instants  # one instant across 6 requests spanning >= 0.3 s
     assert abs(float(instants.pop()) - time.time()) < 60
+
+
+# ------------------------------------------------------------------ empty fan-outs
+
+
+def test_an_empty_for_each_is_an_empty_stream(
+    server: t.Any, sync: t.Any, cli: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r.expr([]).map(lambda i: r.http(...)) is an empty array: no request, no record."""
+    config = {
+        "streams": [stream("users", server.url + "/echo", for_each=[], params={"u": "{{ item }}"})]
+    }
+    result = sync(config)
+    assert result.records("users") == []
+    assert result.schema("users")["properties"] == {}
+    assert server.log == []
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    assert '"type":"SCHEMA"' in done.stdout.replace(" ", "")
+    assert not [m for m in done.messages() if m["type"] == "RECORD"]
+    explained = cli(config, "--explain")
+    assert explained.code == 0, explained.stderr
+    assert "no request: `for_each` is empty" in explained.stdout
+    assert server.log == []
+
+
+def test_a_parent_with_no_rows_is_an_empty_child(server: t.Any, cli: t.Any) -> None:
+    server.route("/nothing")(lambda request: json_reply([]))
+    config = {
+        "streams": [
+            stream("data", server.url + "/nothing"),
+            stream("detail", server.url + "/echo/{{ row['id'] }}", parent="data"),
+        ]
+    }
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    assert not [m for m in done.messages() if m["type"] == "RECORD"]
+    assert [r.path for r in server.log] == ["/nothing"]  # sampled once, reused by the sync

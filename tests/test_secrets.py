@@ -39,6 +39,7 @@ from fault_server import FaultServer, Hit, json_reply, reply
 from server import LocalServer, Reply, Request
 from server import json_reply as local_json_reply
 
+from tap_rhttp.errors import SchemaDriftError
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS
 from tap_rhttp.redact import MASK, Redactor, install_log_redaction
 from tap_rhttp.run.context import RunContext
@@ -254,6 +255,32 @@ def test_records_keep_fields_named_like_secrets(leaky: FaultServer, sync: t.Any)
     result = sync({"streams": [{"name": "s", "url": leaky.url + "/start", "schema": SCHEMA}]})
 
     assert result.records("s") == [{"id": 1, "key": "PROJ-123", "token": "c-1", "api_key": None}]
+
+
+@pytest.mark.timeout(30)
+def test_a_drift_error_quotes_no_secret(leaky: FaultServer, sync: t.Any) -> None:
+    """The value a `schema_drift: fail` error quotes comes from a record: masked too."""
+    token = "drift-t0ken-9f8e7d"
+    leaky.route("/start")(
+        lambda hit: json_reply([{"id": 1, "echo": 7}, {"id": 2, "echo": f"Bearer {token}"}])
+    )
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": leaky.url + "/start",
+                "auth": {"type": "bearer", "token": token},
+                "schema": {"properties": {"id": {"type": "integer"}, "echo": {"type": "integer"}}},
+                "schema_drift": "fail",
+            }
+        ]
+    }
+    with pytest.raises(SchemaDriftError) as info:
+        sync(config)
+    message = str(info.value)
+    assert "field `echo` is integer in the schema, but a record has a string" in message
+    assert MASK in message
+    assert token not in message
 
 
 # --------------------------------------------------------------------------- units
@@ -667,7 +694,10 @@ def test_server_tokens_are_masked_in_errors_but_kept_as_record_data(
     assert done.code == 1
     records = [m["record"] for m in done.messages() if m["type"] == "RECORD"]
     assert records == [tokens]  # the API's own data
-    assert f"Error in HTTP GET of `{leaky.url}/oauth?code=503`: status code 400." in done.stderr
+    assert (
+        f"Error in HTTP GET of `{leaky.url}/oauth?code=503` [stream b_oauth, page 1]: "
+        "status code 400." in done.stderr
+    )
     assert f"Set-Cookie: {MASK}" in done.stderr
     assert f'"access_token": "{MASK}"' in done.stderr
     assert '"code": 503' in done.stderr
