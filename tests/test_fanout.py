@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 import typing as t
 
 import pytest
 from server import Reply, Request, json_reply
 from singer_sdk.exceptions import ConfigValidationError
+from tap_process import kill_when, states_with
 
 from tap_rhttp.errors import ConfigError, ConfigErrors, PermanentRequestError
 
@@ -345,42 +342,10 @@ def _resume_config(server: t.Any, **extra: t.Any) -> dict[str, t.Any]:
     }
 
 
-def _run_until_killed(
-    config: dict[str, t.Any], tmp_path: t.Any, min_pages: int
-) -> list[dict[str, t.Any]]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-    )
-    messages: list[dict[str, t.Any]] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            states = [m for m in messages if m["type"] == "STATE" and "rhttp" in json.dumps(m)]
-            if len(states) >= min_pages:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-    return messages
-
-
 def test_sigkill_mid_pagination_then_resume(server: t.Any, sync: t.Any, tmp_path: t.Any) -> None:
     _paged_server(server)
     config = _resume_config(server)
-    killed = _run_until_killed(config, tmp_path, min_pages=4)
+    killed = kill_when(config, tmp_path, states_with("rhttp", 4))
     first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
     state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
     saved = state["bookmarks"]["paged"]["rhttp"]

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ import pytest
 from fault_server import FaultServer, Hit, json_reply, reply
 from server import LocalServer, Reply, Request
 from server import json_reply as local_json_reply
+from tap_process import kill_when, states_with
 
 from tap_rhttp.errors import SchemaDriftError
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS
@@ -391,37 +391,6 @@ def _cursor_server(server: LocalServer, name: str, pages: int = 8, per_page: int
         return local_json_reply({"items": items, "next": link})
 
 
-def _run_until_killed(config: dict[str, t.Any], tmp_path: Path, min_states: int) -> list[t.Any]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    messages: list[t.Any] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            states = [m for m in messages if m["type"] == "STATE" and "rhttp" in json.dumps(m)]
-            if len(states) >= min_states:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-    return messages
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", CURSOR_NAMES)
 def test_a_cursor_named_like_a_token_stays_in_state_and_a_killed_run_resumes_exactly(
@@ -443,7 +412,7 @@ def test_a_cursor_named_like_a_token_stays_in_state_and_a_killed_run_resumes_exa
             }
         ]
     }
-    killed = _run_until_killed(config, tmp_path, min_states=3)
+    killed = kill_when(config, tmp_path, states_with("rhttp", 3))
     first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
     state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
     (position,) = state["bookmarks"]["paged"]["rhttp"]["chains"].values()
