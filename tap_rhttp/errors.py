@@ -10,6 +10,8 @@
     │   ├── TransientRequestError    worth another try: connection, timeout, 408/425/429/5xx
     │   └── PermanentRequestError    give up: other 4xx, TLS, protocol, redirects
     ├── ResponseFormatError          the body cannot be read as `result_format`; give up
+    ├── SchemaDriftError             a record does not fit the schema and `schema_drift`
+    │                                cannot keep it; fix the schema or the policy
     ├── ExpressionError              an expression failed while evaluating; give up
     │   └── NonExistenceError        missing field / subscript of null; `.default()` absorbs it
     └── PaginationError              `page` returned a bad value, or a request loop
@@ -21,11 +23,43 @@ wording where r.http has one.
 
 from __future__ import annotations
 
+import re
 import typing as t
+
+#: r.http's envelope head, ``Error in HTTP GET of `<url>``` and the redirect hop if any.
+_ENVELOPE_HEAD = re.compile(
+    r"Error in HTTP [A-Z]+ of `[^`\n]*`(?: \(after redirect to `[^`\n]*`\))?"
+)
 
 
 class RHTTPError(Exception):
-    """Base of every error tap-rhttp raises on purpose."""
+    """Base of every error tap-rhttp raises on purpose.
+
+    Attributes:
+        where: the stream and page the error happened on (``stream posts, page 3``), once
+            the run layer has located it; it ends the message's first line in brackets.
+    """
+
+    where: str | None = None
+
+    def locate(self, where: str) -> None:
+        """Say where the error happened (once), in brackets after r.http's envelope head.
+
+        ``Error in HTTP GET of `<url>` [stream posts, page 3]: status code 503.``: the
+        reason after the colon stays exactly r.http's, in one piece even when it spans
+        lines (a page expression's error and the `info` it saw). A message without the
+        envelope gets it at the end of its first line.
+        """
+        if self.where is not None:
+            return
+        self.where = where
+        text = str(self)
+        head = _ENVELOPE_HEAD.match(text)
+        if head is not None:
+            self.args = (f"{text[: head.end()]} [{where}]{text[head.end() :]}",)
+            return
+        first, sep, rest = text.partition("\n")
+        self.args = (f"{first} [{where}]{sep}{rest}",)
 
 
 class ConfigError(RHTTPError):
@@ -83,11 +117,15 @@ class RequestError(RHTTPError):
     """One HTTP request failed, reported in r.http's envelope.
 
     ``Error in HTTP GET of `<url>`: status code 404.`` followed by the response header
-    and the start of the body. Every part is redacted before it gets here.
+    and the start of the body. ``<url>`` is the URL the request was made to (the page's);
+    when the failure came after a redirect, the hop follows it:
+    ``Error in HTTP GET of `<url>` (after redirect to `<hop>`): status code 404.``
+    Every part is redacted before it gets here.
 
     Attributes:
         method: the HTTP method.
-        url: the redacted URL.
+        url: the redacted URL the request was made to.
+        hop: the redacted URL of the redirect hop that failed (None: no redirect).
         status: the HTTP status, or None when no response arrived.
         retry_after: seconds the server asked us to wait (``Retry-After``), if any.
     """
@@ -104,15 +142,17 @@ class RequestError(RHTTPError):
         header: str | None = None,
         body: str | None = None,
         retry_after: float | None = None,
+        hop: str | None = None,
     ) -> None:
         self.method = method
         self.url = url
+        self.hop = hop
         self.reason = reason
         self.status = status
         self.header = header
         self.body = body
         self.retry_after = retry_after
-        text = f"Error in HTTP {method} of `{url}`: {reason}"
+        text = f"{envelope(method, url, hop)}: {reason}"
         if header is not None:
             text += f"\nheader:\n{header}"
         if body is not None:
@@ -131,7 +171,36 @@ class PermanentRequestError(RequestError):
 
 
 class ResponseFormatError(RHTTPError):
-    """The body could not be read as the configured `result_format`."""
+    """The body could not be read as the configured `result_format`.
+
+    Raised by the readers with the bare reason (``failed to parse JSON response: ...``);
+    the chain re-raises it in r.http's envelope (:meth:`enveloped`).
+    """
+
+    def enveloped(self, method: str, url: str, hop: str | None = None) -> ResponseFormatError:
+        """The same error, in r.http's envelope for the request that got the body."""
+        return type(self)(f"{envelope(method, url, hop)}: {self}")
+
+
+class SchemaDriftError(RHTTPError):
+    """A page's record does not fit the stream's schema, and the drift policy stops there.
+
+    Raised before anything of that page is emitted: with `schema_drift: fail`, or when a
+    primary or replication key's value has a type its column cannot hold.
+
+    Attributes:
+        stream: the stream.
+        field: the field that does not fit.
+        expected: the schema's type of the field, in words.
+        found: the value's type.
+    """
+
+    def __init__(self, message: str, *, stream: str, field: str, expected: str, found: str):
+        self.stream = stream
+        self.field = field
+        self.expected = expected
+        self.found = found
+        super().__init__(message)
 
 
 class ExpressionError(RHTTPError):
@@ -162,3 +231,9 @@ class ConfigErrors(ConfigError):
         head = f"{len(lines)} problems in the config:" if len(lines) > 1 else ""
         message = "\n".join([head, *lines]) if head else lines[0]
         super().__init__("", message)
+
+
+def envelope(method: str, url: str, hop: str | None = None) -> str:
+    """r.http's envelope head: ``Error in HTTP GET of `<url>```, and the redirect hop if any."""
+    text = f"Error in HTTP {method} of `{url}`"
+    return f"{text} (after redirect to `{hop}`)" if hop is not None and hop != url else text

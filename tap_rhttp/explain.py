@@ -16,8 +16,8 @@ messages):
 - how many records the page held;
 
 and, after each stream, the schema a run would use: inferred from every record seen
-(with a note when the first page alone, which is what a run samples, infers a different
-one), or the declared ``schema``.
+(with a note when a run's own sample, its first pages, infers a different one, and one on
+the fields seen only as null, left untyped), or the declared ``schema``.
 
 It runs the very code a sync runs: the tap's validation, then the run's
 :class:`~tap_rhttp.run.context.RunContext` (its redactor, each stream's
@@ -49,7 +49,12 @@ from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS, Paginator
 from tap_rhttp.redact import MASK
 from tap_rhttp.run import graph
-from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema
+from tap_rhttp.schema.infer import (
+    infer_schema,
+    null_only_fields,
+    prepare_declared_schema,
+    with_overrides,
+)
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
@@ -288,8 +293,11 @@ class Explainer:
             self._shard(stream, bookmark, tasks)
         if spec.parent is not None and not tasks:
             out(f"no request: the parent stream `{spec.parent}` gave no records here.")
+        elif not tasks:
+            out("no request: `for_each` is empty, so a run makes none (an empty stream).")
         seen: list[dict[str, JSON]] = []
-        first_page: list[dict[str, JSON]] | None = None
+        sampled: list[dict[str, JSON]] = []  # what a run's discovery would sample
+        size = spec.schema_sample
         sent = 0
         for index, (label, task) in enumerate(tasks):
             if sent >= self.pages:
@@ -301,7 +309,7 @@ class Explainer:
                 self._failed(spec, task.error)
                 continue
             assert task.spec is not None
-            chain = stream.make_chain(task.spec, read_ahead=False)
+            chain = stream.make_chain(task.spec, read_ahead=False, label=task.label)
             try:
                 for page in self._pages(chain, task.spec, self.pages - sent):
                     sent += 1
@@ -309,8 +317,8 @@ class Explainer:
                         records = self._records(stream, page, task, bookmark)
                     finally:
                         page.close()
-                    if first_page is None:
-                        first_page = records
+                    if sent <= size.pages:
+                        sampled += records[: max(size.records - len(sampled), 0)]
                     seen += records
             except RHTTPError as exc:
                 self._failed(spec, exc)
@@ -318,7 +326,7 @@ class Explainer:
                 chain.close()
         self.records[spec.name] = seen
         out(f"== {spec.name}: {sent} request(s), {len(seen)} record(s)")
-        self._schema(stream, seen, first_page or [])
+        self._schema(stream, seen, sampled)
 
     def applies(self, stream: StreamRun) -> list[str]:
         """What governs every request of a stream: auth, network, origins, rules, limits."""
@@ -525,14 +533,23 @@ class Explainer:
         self,
         stream: StreamRun,
         seen: list[dict[str, JSON]],
-        first_page: list[dict[str, JSON]],
+        sampled: list[dict[str, JSON]],
     ) -> None:
         out = self.out
         spec = stream.spec
         parent_schema = self.schemas.get(spec.parent or "")
-        inferred = graph.with_parent_columns(infer_schema(seen), stream.columns, parent_schema)
+
+        def run_schema(records: list[dict[str, JSON]]) -> dict[str, JSON]:
+            inferred = with_overrides(infer_schema(records), spec.schema_overrides)
+            return graph.with_parent_columns(inferred, stream.columns, parent_schema)
+
+        inferred = run_schema(seen)
         if spec.schema is not None:
-            schema = prepare_declared_schema(spec.schema)
+            schema = graph.with_parent_columns(
+                with_overrides(prepare_declared_schema(spec.schema), spec.schema_overrides),
+                stream.columns,
+                parent_schema,
+            )
             out("schema, declared in the config (a run uses it as is):")
             self._print_schema(schema)
             differ = _differing(schema, inferred) if seen else []
@@ -542,15 +559,27 @@ class Explainer:
             schema = inferred
             out(f"schema a run would infer from the {len(seen)} record(s) seen:")
             self._print_schema(schema)
-            sample = graph.with_parent_columns(
-                infer_schema(first_page), stream.columns, parent_schema
-            )
-            differ = _differing(schema, sample)
+            size = spec.schema_sample
+            differ = _differing(schema, run_schema(sampled))
             if differ:
                 out(
-                    "note: a run infers from its first page only, which types these fields "
-                    f"differently: {', '.join(differ)}. Declare `schema` (the JSON above) "
-                    "to make the types stable."
+                    f"note: a run infers from its sample (`schema_sample`: {size.pages} "
+                    f"page(s), up to {size.records} record(s)), which types these fields "
+                    f"differently: {', '.join(differ)}. Raise `schema_sample`, or give "
+                    "them their types with `schema_overrides`, to make the types stable."
+                )
+            untyped = [f for f in null_only_fields(seen) if f not in spec.schema_overrides]
+            if untyped:
+                out(
+                    f"note: only null in the records seen, so left untyped (no column "
+                    f"yet): {', '.join(untyped)}. A run types such a field when a value "
+                    f"arrives (`schema_drift: {spec.schema_drift}`"
+                    + (
+                        ": a new column"
+                        if spec.schema_drift == "evolve"
+                        else ": the run fails there"
+                    )
+                    + "); `schema_overrides` types it now."
                 )
         self.schemas[spec.name] = schema
         try:

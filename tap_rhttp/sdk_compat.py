@@ -15,9 +15,10 @@ the same reason: a minor upgrade is tested before it is allowed.
 - :class:`TapHooks` (a ``Tap`` mixin) runs :meth:`TapHooks.check_config` before the SDK's
   JSON Schema check, so the tap's own messages (which name the option as r.http does)
   come first.
-- Functions wrap the private attributes read: the stream version, the state partition
-  context, writing a STATE message, the tap's message writer, and whether a stream class
-  generates its own record messages.
+- Functions wrap the private attributes read or written: the stream version, the state
+  partition context, writing a STATE message, the tap's message writer, whether a
+  stream class generates its own record messages, and replacing a stream's schema
+  mid-sync (schema drift).
 - The types of ``Stream.get_batches`` (``BatchConfig``, ``BaseBatchFileEncoding``), which
   singer-sdk defines in a private module.
 - The conformance predicates of ``singer_sdk.helpers._typing`` and the clock of
@@ -57,6 +58,7 @@ __all__ = [
     "load_json",
     "message_writer",
     "quiet_startup_notice",
+    "replace_schema",
     "state_partition_context",
     "stream_version",
     "utc_now",
@@ -119,6 +121,21 @@ def state_partition_context(
 def write_state_message(stream: Stream) -> None:
     """Write the stream's STATE message now (the SDK writes only when it changed)."""
     stream._write_state_message()
+
+
+def replace_schema(stream: Stream, schema: dict[str, JSON]) -> None:
+    """Give a stream a new schema mid-sync and write its SCHEMA message (schema drift).
+
+    The schema is what the stream conforms records to (its own, and the catalog's input
+    schema when there is one) and what its stream maps are built from: the tap's mapper
+    registers it again, so aliases and transforms follow.
+    """
+    stream._schema = schema
+    if stream._input_schema is not None:
+        stream._input_schema = schema
+    stream._tap.mapper.register_raw_stream_schema(stream.name, schema, stream.primary_keys)
+    stream._stream_maps = stream._tap.mapper.stream_maps[stream.name]
+    stream._write_schema_message()
 
 
 def message_writer(stream: Stream) -> object:

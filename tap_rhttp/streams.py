@@ -23,8 +23,16 @@ import typing as t
 from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 
 from tap_rhttp.run import graph
+from tap_rhttp.run.context import COLUMNS_KEY
 from tap_rhttp.run.resume import ROW_WINDOW, ChildResume, ResumeState, rows_digest
-from tap_rhttp.sdk_compat import StreamHooks, message_writer, write_state_message
+from tap_rhttp.schema.drift import columns
+from tap_rhttp.schema.infer import INFERRED
+from tap_rhttp.sdk_compat import (
+    StreamHooks,
+    message_writer,
+    replace_schema,
+    write_state_message,
+)
 from tap_rhttp.writer import STOP, RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
@@ -61,12 +69,14 @@ class RHTTPStream(StreamHooks):
         self.spec = run.spec
         self.redactor = run.redactor
         super().__init__(tap=tap, schema=schema, name=run.spec.name)
+        run.set_schema(schema, inferred=schema.get("description") == INFERRED)
         self.primary_keys = list(self.spec.primary_keys)
         if self.spec.replication_key:
             self.replication_key = self.spec.replication_key
         self._started = 0.0
         self._last_progress = 0.0
         self._fast_path: RecordFastPath | None = None
+        self._writer: RecordFastPath | None = None  # the page writer of this sync
         self._fast_path_known = False  # RecordFastPath.for_stream has been asked
         self._writing = False  # inside a sync that writes RECORD messages
         self._record_counter: metrics.Counter | None = None
@@ -133,6 +143,14 @@ class RHTTPStream(StreamHooks):
     @override
     def on_sync(self, writing: bool) -> None:
         self._writing = writing
+        if writing:
+            self._record_columns()
+
+    def _record_columns(self) -> None:
+        """Keep in STATE the column type of every field of the schema this sync emitted:
+        a later run keeps them (target-postgres cannot alter a column's type)."""
+        self.stream_state[COLUMNS_KEY] = columns(self.run.schema)
+        self.state_manager.is_flushed = False
 
     @override
     def write_record_fast(self, record: dict[str, JSON]) -> bool:
@@ -186,6 +204,7 @@ class RHTTPStream(StreamHooks):
         self._live_final = True
         if not self._batch:
             self._save_resume()
+        run.prefetched.clear()  # sampled pages no chain asked for (a resumed run's)
         self._progress(final=True)
 
     def _run_tasks(
@@ -207,7 +226,7 @@ class RHTTPStream(StreamHooks):
                     self.redactor.url(task.start.target),
                 )
         batch = self._batch
-        page_writer = None if batch else self._page_writer(context)
+        self._writer = None if batch else self._page_writer(context)
         if not self._started:
             self._started = self._last_progress = time.monotonic()
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
@@ -236,12 +255,12 @@ class RHTTPStream(StreamHooks):
                             pass  # a shard reading this parent for its children's rows only
                         elif batch:
                             position = resume.begin(task.key, page, task.spec, skip)
-                            for record in self._emit(page, task, bookmark, None, skip):
+                            for record in self._emit(page, task, bookmark, context, skip):
                                 if position is not None:
                                     position["skip"] = t.cast("int", position["skip"]) + 1
                                 yield record
                         else:
-                            yield from self._emit(page, task, bookmark, page_writer, skip)
+                            yield from self._emit(page, task, bookmark, context, skip)
                     finally:
                         page.close()
                     resume.advance(task.key, page, task.spec)
@@ -276,7 +295,8 @@ class RHTTPStream(StreamHooks):
         keep = self.stream_maps[0].get_filter_result
 
         def rows() -> t.Iterator[dict[str, JSON]]:
-            return (r for r in self.run.shape(page, task, bookmark) if keep(r))
+            shaped = self.run.shape(page, task, bookmark, counted=False)
+            return (r for r in shaped if keep(r))
 
         digest = rows_digest(rows(), self.spec.primary_keys)
         for child in children:
@@ -369,28 +389,49 @@ class RHTTPStream(StreamHooks):
         page: Page,
         task: ChainTask,
         bookmark: JSON,
-        page_writer: RecordFastPath | None,
+        context: t.Mapping[str, JSON] | None,
         skip: int = 0,
     ) -> t.Iterator[dict[str, JSON]]:
-        """A page's records: written whole by the fast path, or yielded to the SDK's loop.
+        """A page's records, fitted to the schema first (`schema_drift`), then written
+        whole by the fast path or yielded to the SDK's loop.
 
         `skip`: how many of its records a batch file already holds (a resumed page).
         """
         if self._fast_path is not None:
             self._fast_path.new_page()
-        records: t.Iterator[dict[str, JSON]] = self.run.shape(page, task, bookmark)
-        if skip:
-            records = itertools.islice(records, skip, None)
-        if page_writer is None:
-            yield from records
-            return
-        while batch := list(itertools.islice(records, PAGE_BATCH)):  # a streamed page
-            if page_writer.write_page(batch):  # is never all in memory at once
+        run = self.run
+        label = f", {task.label}" if task.label else ""
+        where = f"stream {self.spec.name}{label}, page {page.number}"
+        if isinstance(page.records, list):
+            shaped = list(run.shape(page, task, bookmark, skip=skip))
+            self._adopt(run.conform(shaped, where), context)
+            records: t.Iterator[dict[str, JSON]] = iter(shaped)
+        else:  # a streamed page, never all in memory: every batch is checked before any
+            checking = run.shape(page, task, bookmark, counted=False, skip=skip)  # is written
+            while batch := list(itertools.islice(checking, PAGE_BATCH)):
+                self._adopt(run.conform(batch, where), context)
+            records = run.shape(page, task, bookmark, skip=skip)
+        page_writer = self._writer
+        while batch := list(itertools.islice(records, PAGE_BATCH)):
+            if not isinstance(page.records, list):
+                run.conform(batch, where)  # routes values to variant columns, as checked
+            if page_writer is not None and page_writer.write_page(batch):
                 assert self._record_counter is not None
                 self._record_counter.increment(len(batch))
                 self.state_manager.is_flushed = False
             else:
                 yield from batch
+
+    def _adopt(self, schema: dict[str, JSON] | None, context: t.Mapping[str, JSON] | None) -> None:
+        """A new schema (drift): the SDK conforms to it, a SCHEMA message announces it
+        before the records that need it, and the fast path is rebuilt for it."""
+        if schema is None:
+            return
+        replace_schema(self, schema)
+        self._record_columns()
+        self._fast_path, self._fast_path_known = None, False
+        if self._writer is not None:
+            self._writer = self._page_writer(context)
 
     @override
     def log_sync_costs(self) -> None:

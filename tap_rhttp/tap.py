@@ -2,7 +2,7 @@
 
 The tap validates the config (the tap's own checks first, naming options as r.http
 does, then the SDK's JSON Schema), builds the run context, and makes one
-:class:`~tap_rhttp.streams.RHTTPStream` per spec in discovery, sampling a first page
+:class:`~tap_rhttp.streams.RHTTPStream` per spec in discovery, sampling its first pages
 where a schema must be inferred. Errors of r.http end the run with one ERROR line.
 """
 
@@ -153,8 +153,8 @@ class TapRHTTP(TapHooks, Tap):
                 schema = run.schema(
                     spec, samples.get(spec.name, []), schemas.get(spec.parent or "")
                 )
-            else:
-                run.check_replication_key(spec, schema)
+            schema = run.keep_columns(spec, schema, state)
+            run.check_replication_key(spec, schema)
             schemas[spec.name] = schema
             cls = type(
                 f"RHTTPStream_{spec.name}",

@@ -11,16 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 import typing as t
 from urllib.parse import parse_qs
 
 import pytest
 from server import Reply, json_reply
+from tap_process import kill_when, states_with
 
 from tap_rhttp.errors import PaginationError
 from tap_rhttp.redact import MASK
@@ -274,42 +271,12 @@ def test_a_string_body_is_replaced_and_info_data_shows_it(server: LocalServer, s
 # ------------------------------------------------------------------ resume
 
 
-def _kill_after(config: dict[str, t.Any], tmp_path: Path, positions: int) -> list[dict[str, t.Any]]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-    )
-    messages: list[dict[str, t.Any]] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            saved = [m for m in messages if m["type"] == "STATE" and '"data"' in json.dumps(m)]
-            if len(saved) >= positions:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-    return messages
-
-
 def test_sigkill_mid_graphql_then_resume_from_the_saved_cursor(
     server: LocalServer, sync: t.Any, tmp_path: Path
 ) -> None:
     _graphql(server, delay=0.2)
     config = graphql_config(server)
-    killed = _kill_after(config, tmp_path, positions=2)
+    killed = kill_when(config, tmp_path, states_with('"data"', 2))
     first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
     state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
     (position,) = state["bookmarks"]["items"]["rhttp"]["chains"].values()

@@ -142,7 +142,8 @@ def test_a_full_disk_while_spooling_is_one_clear_line(
     line = the_error_line(done)
     if not args:
         assert (
-            f"Error in HTTP GET of `{fault.url}/big`: could not write the response body to a "
+            f"Error in HTTP GET of `{fault.url}/big` [stream s, page 1]: could not write the "
+            "response body to a "
             "temporary file: [Errno 28] No space left on device"
         ) in line
         assert len(fault.hits("/big")) == 1  # not retried

@@ -29,7 +29,10 @@ def test_http_error_is_one_clear_line_and_exit_1(server: t.Any, cli: t.Any) -> N
     config = {"streams": [{"name": "s", "url": server.url + "/status/404", "reattempts": 1}]}
     done = cli(config)
     assert done.code == 1
-    assert f"Error in HTTP GET of `{server.url}/status/404`: status code 404." in done.stderr
+    assert (
+        f"Error in HTTP GET of `{server.url}/status/404` [stream s, page 1]: status code 404."
+        in done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 

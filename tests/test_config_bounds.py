@@ -347,3 +347,18 @@ def test_window_durations_have_an_upper_bound(windows: dict[str, t.Any], path: s
     config["streams"][0]["url"] = URL + "?since={{ window['start'] }}"
     (message,) = errors_of(config)
     assert message.startswith(path + ": a duration may be at most 3153600000 seconds"), message
+
+
+@pytest.mark.parametrize(
+    ("sample", "path", "largest"),
+    [({"pages": 101}, "pages", 100), ({"records": 1_000_001}, "records", 1_000_000)],
+)
+def test_schema_sample_has_an_upper_bound(sample: dict[str, int], path: str, largest: int) -> None:
+    (message,) = errors_of(one(schema_sample=sample))
+    assert message.startswith(
+        f"streams[0].schema_sample.{path}: `schema_sample.{path}` should be at most {largest}"
+    ), message
+    (spec,) = load_specs(one(schema_sample={path: largest}))
+    assert getattr(spec.schema_sample, path) == largest
+    schema = config_schema()["properties"]["streams"]["items"]["properties"]["schema_sample"]
+    assert schema["properties"][path]["maximum"] == largest

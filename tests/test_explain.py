@@ -101,6 +101,7 @@ def test_report_ends_each_chain_with_its_reason_and_the_inferred_schema(
                 "url": f"{server.url}/explain/short",
                 "page": "link-next",
                 "page_limit": -1,
+                "schema_sample": {"pages": 1},
             },
             {"name": "single", "url": f"{server.url}/records?n=4"},
             {
@@ -129,12 +130,45 @@ def test_report_ends_each_chain_with_its_reason_and_the_inferred_schema(
     assert re.search(r"^  note +string or null$", short, re.M)
     assert re.search(r"^  score +number or null$", short, re.M)
     assert re.search(r"^  tags +array of string or null$", short, re.M)
-    # ...and the report says that a run, which samples only the first page, would not see it.
+    # ...and the report says that a run, which samples only the first page here, would not
+    # see it.
     assert (
-        "note: a run infers from its first page only, which types these fields "
-        "differently: score." in short
+        "note: a run infers from its sample (`schema_sample`: 1 page(s), up to 1000 "
+        "record(s)), which types these fields differently: score." in short
     )
-    assert re.search(r'^  JSON: \{"type":"object","properties":\{"id"', short, re.M)
+    assert re.search(
+        r'^  JSON: \{"type":"object","description":"Inferred by tap-rhttp","properties":\{"id"',
+        short,
+        re.M,
+    )
+
+
+def test_a_null_only_field_is_said_to_be_left_untyped(server: LocalServer, cli: Cli) -> None:
+    rows = [[{"id": 1, "parent_id": None}], [{"id": 2, "parent_id": None}]]
+    _link_pages(server, "/explain/nulls", rows)
+    stream = {"url": f"{server.url}/explain/nulls", "page": "link-next", "page_limit": -1}
+    config = {
+        "streams": [
+            {"name": "nulls", **stream},
+            {"name": "strict", **stream, "schema_drift": "fail"},
+            {"name": "typed", **stream, "schema_overrides": {"parent_id": {"type": "integer"}}},
+        ]
+    }
+    result = cli(config, "--explain")
+    assert result.code == 0, result.stderr
+    nulls, strict, typed = (
+        result.stdout.split(f"== stream {name} ", 1)[1].split("== stream ", 1)[0]
+        for name in ("nulls", "strict", "typed")
+    )
+    assert (
+        "note: only null in the records seen, so left untyped (no column yet): parent_id. "
+        "A run types such a field when a value arrives (`schema_drift: evolve`: a new "
+        "column); `schema_overrides` types it now." in nulls
+    )
+    assert not re.search(r"^  parent_id ", nulls, re.M)
+    assert "(`schema_drift: fail`: the run fails there)" in strict
+    assert "left untyped" not in typed
+    assert re.search(r"^  parent_id +integer$", typed, re.M)
 
 
 def test_secrets_never_reach_the_report(server: LocalServer, cli: Cli) -> None:
@@ -293,7 +327,10 @@ def test_http_errors_read_as_in_a_normal_run(server: LocalServer, cli: Cli) -> N
     synced = cli(config)
 
     assert explained.code == synced.code == 1
-    envelope = f"Error in HTTP GET of `{server.url}/status/503?body=down`: status code 503."
+    envelope = (
+        f"Error in HTTP GET of `{server.url}/status/503?body=down` [stream broken, page 1]: "
+        "status code 503."
+    )
     assert envelope in explained.stderr
     assert _errors(explained.stderr) == _errors(synced.stderr)
     assert "Traceback" not in explained.stderr

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 import typing as t
 
 import pytest
 from server import Reply, Request, json_reply
 from singer_sdk.exceptions import ConfigValidationError
+from tap_process import kill_when, states_with
 
 from tap_rhttp.errors import ConfigError, ConfigErrors, PermanentRequestError
 
@@ -258,7 +255,8 @@ def _incremental_server(server: t.Any) -> None:
         return json_reply(server.state["rows"])
 
 
-def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
+def test_two_incremental_runs(server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     _incremental_server(server)
     config = {
         "streams": [
@@ -283,6 +281,9 @@ def test_two_incremental_runs(server: t.Any, sync: t.Any) -> None:
     server.log.clear()
     second = sync(config, state=state)
     assert [r["id"] for r in second.records("changes")] == [4]
+    # the summary counts the records emitted, not the 4 fetched (3 at or before the bookmark)
+    done = [r.getMessage() for r in caplog.records if "stream changes done" in r.getMessage()]
+    assert done[-1].startswith("stream changes done: 1 pages, 1 records, 0 retries, 0 skipped")
     assert server.log[0].args["since"] == "2024-01-03T00:00:00Z"
     final = second.of_type("STATE")[-1]["value"]
     assert final["bookmarks"]["changes"]["replication_key_value"] == "2024-01-04T00:00:00Z"
@@ -341,42 +342,10 @@ def _resume_config(server: t.Any, **extra: t.Any) -> dict[str, t.Any]:
     }
 
 
-def _run_until_killed(
-    config: dict[str, t.Any], tmp_path: t.Any, min_pages: int
-) -> list[dict[str, t.Any]]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-    )
-    messages: list[dict[str, t.Any]] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            states = [m for m in messages if m["type"] == "STATE" and "rhttp" in json.dumps(m)]
-            if len(states) >= min_pages:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-    return messages
-
-
 def test_sigkill_mid_pagination_then_resume(server: t.Any, sync: t.Any, tmp_path: t.Any) -> None:
     _paged_server(server)
     config = _resume_config(server)
-    killed = _run_until_killed(config, tmp_path, min_pages=4)
+    killed = kill_when(config, tmp_path, states_with("rhttp", 4))
     first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
     state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
     saved = state["bookmarks"]["paged"]["rhttp"]
@@ -469,3 +438,41 @@ def test_r_now_is_one_instant_for_the_whole_run(server: t.Any, sync: t.Any) -> N
     instants = {a["t"] for a in sent} | {a["seen"] for a in sent if "seen" in a}
     assert len(instants) == 1, instants  # one instant across 6 requests spanning >= 0.3 s
     assert abs(float(instants.pop()) - time.time()) < 60
+
+
+# ------------------------------------------------------------------ empty fan-outs
+
+
+def test_an_empty_for_each_is_an_empty_stream(
+    server: t.Any, sync: t.Any, cli: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r.expr([]).map(lambda i: r.http(...)) is an empty array: no request, no record."""
+    config = {
+        "streams": [stream("users", server.url + "/echo", for_each=[], params={"u": "{{ item }}"})]
+    }
+    result = sync(config)
+    assert result.records("users") == []
+    assert result.schema("users")["properties"] == {}
+    assert server.log == []
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    assert '"type":"SCHEMA"' in done.stdout.replace(" ", "")
+    assert not [m for m in done.messages() if m["type"] == "RECORD"]
+    explained = cli(config, "--explain")
+    assert explained.code == 0, explained.stderr
+    assert "no request: `for_each` is empty" in explained.stdout
+    assert server.log == []
+
+
+def test_a_parent_with_no_rows_is_an_empty_child(server: t.Any, cli: t.Any) -> None:
+    server.route("/nothing")(lambda request: json_reply([]))
+    config = {
+        "streams": [
+            stream("data", server.url + "/nothing"),
+            stream("detail", server.url + "/echo/{{ row['id'] }}", parent="data"),
+        ]
+    }
+    done = cli(config)
+    assert done.code == 0, done.stderr
+    assert not [m for m in done.messages() if m["type"] == "RECORD"]
+    assert [r.path for r in server.log] == ["/nothing"]  # sampled once, reused by the sync

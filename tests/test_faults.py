@@ -367,7 +367,9 @@ def test_retry_after_over_the_cap_fails_fast_and_says_so(
     assert naps == []
     assert retry_lines(caplog) == []
     message = str(caught.value)
-    assert message.startswith(f"Error in HTTP GET of `{fault.url}/pages?page=2&api_key={MASK}`: ")
+    assert message.startswith(
+        f"Error in HTTP GET of `{fault.url}/pages?page=2&api_key={MASK}` [stream s, page 2]: "
+    )
     assert "status code 429. server asked to wait 3600 s (Retry-After)" in message
     assert "over retry_after_max=30 s; giving up" in message
     assert_quiet_about_secrets(message, caplog.text)
@@ -403,7 +405,7 @@ def test_other_4xx_fail_at_once(
         sync(config(fault.url + "/x", reattempts=5))
 
     assert str(caught.value).startswith(
-        f"Error in HTTP GET of `{fault.url}/x`: status code {status}."
+        f"Error in HTTP GET of `{fault.url}/x` [stream s, page 1]: status code {status}."
     )
     assert len(fault.hits("/x")) == 1
     assert naps == []
@@ -431,7 +433,9 @@ def test_500_html_body_envelope_shows_the_start_of_the_body_redacted(
     assert error.status == 500
     message = str(error)
     url = f"{fault.url}/x?api_key={MASK}"
-    assert message.startswith(f"Error in HTTP GET of `{url}`: status code 500.\nheader:\n")
+    assert message.startswith(
+        f"Error in HTTP GET of `{url}` [stream s, page 1]: status code 500.\nheader:\n"
+    )
     assert "X-Request-Id: abc123" in message
     assert error.body is not None
     assert error.body.startswith(
@@ -475,7 +479,9 @@ def test_refused_connection_is_retried_then_fails(
 
     message = str(caught.value)
     url = f"http://127.0.0.1:{port}/x?api_key={MASK}"
-    assert message.startswith(f"Error in HTTP GET of `{url}`: connection failed: ")
+    assert message.startswith(
+        f"Error in HTTP GET of `{url}` [stream s, page 1]: connection failed: "
+    )
     assert "Connection refused" in message
     assert len(naps) == 2
     lines = retry_lines(caplog)
@@ -626,7 +632,7 @@ def test_cli_budget_exhausted_exits_nonzero_after_the_complete_pages(
     ]
     url = f"{fault.url}/pages?page=3&api_key={MASK}"
     (envelope,) = [e for e in lines_matching(ERROR_LINE, done.stderr) if "Error in HTTP" in e]
-    assert envelope.endswith(f"Error in HTTP GET of `{url}`: status code 500.")
+    assert envelope.endswith(f"Error in HTTP GET of `{url}` [stream s, page 3]: status code 500.")
     assert f"body:\n<html><body><h1>500</h1><p>GET /pages?page=3&api_key={MASK}</p>" in (
         done.stderr
     )
@@ -661,7 +667,9 @@ def test_cli_fails_fast_with_one_request(
     assert len(fault.hits("/x")) == 1
     assert lines_matching(WARNING_LINE, done.stderr) == []
     (envelope,) = [e for e in lines_matching(ERROR_LINE, done.stderr) if "Error in HTTP" in e]
-    assert envelope.endswith(f"Error in HTTP GET of `{fault.url}/x?api_key={MASK}`: {reason}")
+    assert envelope.endswith(
+        f"Error in HTTP GET of `{fault.url}/x?api_key={MASK}` [stream s, page 1]: {reason}"
+    )
     assert "Traceback" not in done.stderr
     assert_quiet_about_secrets(done.stdout, done.stderr)
 

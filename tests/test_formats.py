@@ -162,3 +162,60 @@ def test_png_through_the_tap(server: t.Any, sync: t.Any) -> None:
     result = sync({"streams": [{"name": "s", "url": server.url + "/png"}]})
     assert result.records("s") == [{"value": base64.b64encode(PNG).decode()}]
     assert result.schema("s")["properties"]["value"]["type"] == ["string", "null"]
+
+
+# ------------------------------------------------------------------ JSON under another label
+
+
+def _body_stream(server: t.Any, content_type: str, body: str, **spec: t.Any) -> dict[str, t.Any]:
+    url = f"{server.url}/body?ct={quote(content_type)}&b={quote(body)}"
+    return {"streams": [{"name": "s", "url": url, "reattempts": 1, **spec}]}
+
+
+COUCH = '{"docs": [{"_id": "a", "n": 1}, {"_id": "b", "n": 2}], "bookmark": "g1"}'
+
+
+@pytest.mark.parametrize("content_type", ["text/plain; charset=utf-8", "-", "text/html"])
+def test_records_path_reads_json_labelled_as_text(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture, content_type: str
+) -> None:
+    """A CouchDB-style `_find` answered as text/plain: the records are read, and it is said."""
+    result = sync(_body_stream(server, content_type, COUCH, records_path="$.docs[*]"))
+    assert result.records("s") == [{"_id": "a", "n": 1}, {"_id": "b", "n": 2}]
+    warnings = [r.getMessage() for r in caplog.records if "reads as text" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "read as JSON. Set `result_format: json` to say so." in warnings[0]
+
+
+def test_records_path_on_text_that_is_not_json_fails_naming_the_type(
+    server: t.Any, sync: t.Any
+) -> None:
+    with pytest.raises(ResponseFormatError) as info:
+        sync(_body_stream(server, "text/plain", "id,name\n1,a\n", records_path="$.docs[*]"))
+    assert str(info.value).startswith(
+        f"Error in HTTP GET of `{server.url}/body?ct=text/plain&b=id%2Cname%0A1%2Ca%0A` "
+        "[stream s, page 1]: the body has Content-Type `text/plain`, which "
+        "`result_format: auto` reads as text, but `records_path` selects records from JSON "
+        "and the body is not JSON (Expecting value: line 1 column 1 (char 0)). Set "
+        "`result_format: json` if the API sends JSON under that Content-Type; drop "
+        "`records_path` to take the body as text."
+    )
+
+
+def test_json_text_without_records_path_stays_text_and_it_is_said(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """r.http's auto reads text/plain as text; the run says once that it is JSON."""
+    result = sync(_body_stream(server, "text/plain", COUCH))
+    assert result.records("s") == [{"value": COUCH}]
+    warnings = [r.getMessage() for r in caplog.records if "but is JSON" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "Set `result_format: json` (and `records_path`) to read its records." in warnings[0]
+
+
+def test_plain_text_is_not_warned_about(
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = sync(_body_stream(server, "text/plain", "[not json"))
+    assert result.records("s") == [{"value": "[not json"}]
+    assert "JSON" not in caplog.text

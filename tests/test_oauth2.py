@@ -382,7 +382,8 @@ def test_a_token_endpoint_error_reads_like_rhttp_and_is_asked_once(
         sync({"streams": [stream(server, auth)]})
     message = str(caught.value)
     assert message.startswith(
-        f"Error in HTTP POST of `{server.url}/oauth/token`: OAuth2 token request "
+        f"Error in HTTP POST of `{server.url}/oauth/token` [stream items, page 1]: OAuth2 token "
+        "request "
         "(client_credentials grant) failed: status code 401."
     )
     assert "invalid_client" in message
@@ -530,7 +531,8 @@ def test_the_token_request_honours_the_streams_timeout(server: LocalServer, sync
         sync({"streams": [stream(server, auth, timeout=0.5)]})
     assert time.monotonic() - started < 1.8
     assert str(caught.value).startswith(
-        f"Error in HTTP POST of `{server.url}/oauth/slow`: OAuth2 token request "
+        f"Error in HTTP POST of `{server.url}/oauth/slow` [stream items, page 1]: OAuth2 token "
+        "request "
         "(client_credentials grant) failed: timed out after 0.500 seconds."
     )
 

@@ -119,8 +119,9 @@ def test_seed_page_params_unlimited_runs_until_the_server_says_no(
     assert ids(records) == expected_ids()
     assert targets(api) == [f"/numbered-strict?page={n}" for n in (1, 2, 3, 4)]
     assert done.code == 1
-    assert f"Error in HTTP GET of `{api.url}/numbered-strict?page=4`: status code 404." in (
-        done.stderr
+    assert (
+        f"Error in HTTP GET of `{api.url}/numbered-strict?page=4` [stream s, page 4]: "
+        "status code 404." in done.stderr
     )
 
 
@@ -207,7 +208,8 @@ def test_malformed_link_header_fails_link_next(api: LocalServer) -> None:
     assert isinstance(error, PaginationError)
     message = str(error)
     assert message.startswith(
-        f"Error in HTTP GET of `{api.url}/link/malformed`: cannot read the Link header "
+        f"Error in HTTP GET of `{api.url}/link/malformed` [stream s, page 1]: "
+        "cannot read the Link header "
         "for `page`: malformed Link header near "
     )
     assert "Error occurred during `page` (link-next) called with:" in message
@@ -399,7 +401,22 @@ def test_url_null_stops(api: LocalServer, sync: t.Any) -> None:
 
 BAD_RETURNS = [
     ("{}", "OBJECT returned by `page` must contain `url` and/or `params` fields."),
-    ("{'next': 'x'}", "OBJECT returned by `page` must contain `url` and/or `params` fields."),
+    (
+        "{'next': 'x'}",
+        "OBJECT returned by `page` must contain `url` and/or `params` fields. "
+        "It has the `next` field.",
+    ),
+    (
+        # `data` moves a request body (see tests/test_body_pagination.py); a GET has none
+        "{'params': {'page': 2}, 'data': {'page': 2}}",
+        "`page` returned `data`, but this request has no body to merge it into "
+        "(give the spec `data` or `json`).",
+    ),
+    (
+        "{'url': '/echo/2', 'headers': {}, 'body': 1}",
+        "OBJECT returned by `page` has the `body` and `headers` fields, which `page` cannot "
+        "return: it may contain `url` and/or `params` fields only.",
+    ),
     ("7", "Expected `page` to return an OBJECT, but found NUMBER."),
     ("1.5", "Expected `page` to return an OBJECT, but found NUMBER."),
     ("['/echo/2']", "Expected `page` to return an OBJECT, but found ARRAY."),
@@ -428,7 +445,9 @@ def test_unusable_return_values_are_errors(api: LocalServer, page: str, inner: s
     assert len(records) == 1  # the page that was read is still written
     assert targets(api) == ["/echo"]
     assert isinstance(error, PaginationError)
-    assert str(error).startswith(f"Error in HTTP GET of `{api.url}/echo`: {inner}\n")
+    assert str(error).startswith(
+        f"Error in HTTP GET of `{api.url}/echo` [stream s, page 1]: {inner}\n"
+    )
     assert f"\nError occurred during `page` ({page}) called with:\n" in str(error)
 
 
@@ -455,7 +474,9 @@ def test_page_is_evaluated_when_the_limit_allows_more(api: LocalServer) -> None:
     records, error = sync_failing(cfg(f"{api.url}/numbered", "r.error('evaluated')", 2))
     assert ids(records) == [1, 2]
     assert isinstance(error, ExpressionError)
-    assert str(error).startswith(f"Error in HTTP GET of `{api.url}/numbered`: evaluated\n")
+    assert str(error).startswith(
+        f"Error in HTTP GET of `{api.url}/numbered` [stream s, page 1]: evaluated\n"
+    )
 
 
 @pytest.mark.parametrize("limit", [2, 3, 5])
@@ -543,8 +564,8 @@ def test_an_error_in_page_reads_like_rhttp_and_hides_secrets(api: LocalServer) -
     assert "SECRETVALUE" not in message
     head, excerpt, during, info_text = message.split("\n")
     assert head == (
-        f"Error in HTTP GET of `{api.url}/echo?access_token={MASK}&pad={pad}`: "
-        "No attribute `missing` in object:"
+        f"Error in HTTP GET of `{api.url}/echo?access_token={MASK}&pad={pad}` "
+        "[stream s, page 1]: No attribute `missing` in object:"
     )
     assert excerpt.startswith('{"method":"GET","target":"/echo?access_token=' + MASK)
     assert during == "Error occurred during `page` (info['body']['missing']) called with:"
@@ -574,7 +595,8 @@ def test_an_error_in_page_shows_the_merged_params(api: LocalServer) -> None:
     assert len(records) == 1
     assert isinstance(error, NonExistenceError)
     assert str(error).startswith(
-        f"Error in HTTP GET of `{api.url}/echo?page=7`: No attribute `page` in object:\n{{}}\n"
+        f"Error in HTTP GET of `{api.url}/echo?page=7` [stream s, page 1]: "
+        "No attribute `page` in object:\n{}\n"
     )
     assert '{"params":{},"header":' in str(error)
 
@@ -584,7 +606,9 @@ def test_a_type_error_in_page_is_not_absorbed_by_default(api: LocalServer) -> No
     records, error = sync_failing(cfg(f"{api.url}/echo", page, -1))
     assert len(records) == 1
     assert type(error) is ExpressionError
-    assert re.match(rf"Error in HTTP GET of `{re.escape(api.url)}/echo`: \S", str(error))
+    assert re.match(
+        rf"Error in HTTP GET of `{re.escape(api.url)}/echo` \[stream s, page 1\]: \S", str(error)
+    )
 
 
 # ------------------------------------------------------------------ the state machine

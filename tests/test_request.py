@@ -5,8 +5,9 @@ from __future__ import annotations
 import typing as t
 
 import pytest
+from server import Reply, json_reply
 
-from tap_rhttp.errors import PermanentRequestError, TransientRequestError
+from tap_rhttp.errors import PermanentRequestError, ResponseFormatError, TransientRequestError
 from tap_rhttp.http.urls import encode_pairs, format_param, merge_query
 
 
@@ -210,3 +211,80 @@ def test_digest_nonce_is_reused_across_pages(server: t.Any, sync: t.Any) -> None
     assert [r["nc"] for r in records] == ["00000001", "00000002", "00000003"]
     statuses = [r.headers.get("Authorization", "").startswith("Digest") for r in server.log]
     assert statuses == [False, True, True, True]  # one challenge, then the nonce is reused
+
+
+# ------------------------------------------------------------------ r.http's envelope
+
+
+def test_an_error_after_a_redirect_names_the_url_asked_for_then_the_hop(
+    server: t.Any, sync: t.Any
+) -> None:
+    asked = f"{server.url}/redirect-to?url=/status/404"
+    with pytest.raises(PermanentRequestError) as info:
+        sync(cfg(asked))
+    assert str(info.value).startswith(
+        f"Error in HTTP GET of `{asked}` (after redirect to `{server.url}/status/404`) "
+        "[stream s, page 1]: status code 404.\nheader:\n"
+    )
+    assert info.value.url == asked
+    assert info.value.hop == f"{server.url}/status/404"
+
+
+def test_a_refused_protocol_after_a_redirect_names_both(server: t.Any, sync: t.Any) -> None:
+    asked = f"{server.url}/redirect-to?url=ftp://127.0.0.1/x"
+    with pytest.raises(PermanentRequestError) as info:
+        sync(cfg(asked))
+    assert str(info.value) == (
+        f"Error in HTTP GET of `{asked}` (after redirect to `ftp://127.0.0.1/x`) "
+        "[stream s, page 1]: Unsupported protocol (redirect target)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("result_format", "reason"),
+    [
+        ("json", "failed to parse JSON response: Expecting value: line 1 column 1 (char 0)"),
+        ("jsonp", "failed to parse JSONP response"),
+    ],
+)
+def test_parse_failures_keep_the_envelope(
+    server: t.Any, sync: t.Any, result_format: str, reason: str
+) -> None:
+    """Which stream, which page, which URL: a parse failure on page 2 of a sync says so."""
+
+    @server.route("/half-json")
+    def half(request: t.Any) -> Reply:
+        if request.args.get("page") == "2":
+            return Reply(200, "<html>oops</html>", (), "text/html")
+        return json_reply([{"id": 1}], headers=[("Link", '</half-json?page=2>; rel="next"')])
+
+    config = cfg(
+        server.url + "/half-json", page="link-next", page_limit=-1, result_format=result_format
+    )
+    if result_format == "jsonp":
+        config["streams"][0]["url"] = server.url + "/half-json?page=2"
+    with pytest.raises(ResponseFormatError) as info:
+        sync(config)
+    url = server.url + "/half-json?page=2"
+    page = 2 if result_format == "json" else 1
+    assert str(info.value) == f"Error in HTTP GET of `{url}` [stream s, page {page}]: {reason}"
+
+
+def test_a_parse_failure_after_a_redirect_names_the_hop(server: t.Any, sync: t.Any) -> None:
+    asked = f"{server.url}/redirect-to?url=/body%3Fct%3Dtext/html%26b%3Dnope"
+    with pytest.raises(ResponseFormatError) as info:
+        sync(cfg(asked, result_format="json"))
+    assert str(info.value).startswith(
+        f"Error in HTTP GET of `{asked}` (after redirect to "
+        f"`{server.url}/body?ct=text/html&b=nope`) [stream s, page 1]: "
+        "failed to parse JSON response: "
+    )
+
+
+def test_a_fan_out_error_names_the_chain(server: t.Any, sync: t.Any) -> None:
+    with pytest.raises(PermanentRequestError) as info:
+        sync(cfg(server.url + "/status/{{ item }}", for_each=[200, 404]))
+    assert str(info.value).startswith(
+        f"Error in HTTP GET of `{server.url}/status/404` [stream s, for_each[1], page 1]: "
+        "status code 404."
+    )

@@ -80,7 +80,7 @@ def test_retry_counts_against_reattempts_and_honours_retry_after(
     assert len(server.requests_to("/slow-down")) == 3
     assert naps == [7.0, 7.0]
     assert str(caught.value).startswith(
-        f"Error in HTTP GET of `{server.url}/slow-down`: status code 403 "
+        f"Error in HTTP GET of `{server.url}/slow-down` [stream s, page 1]: status code 403 "
         "(status code 403; response_rules[0]: retry)."
     )
     assert '"slow down"' in str(caught.value)  # the envelope keeps the body
@@ -202,7 +202,8 @@ def test_fail_carries_the_rules_message_in_the_envelope(server: LocalServer, syn
         sync({"streams": [spec(server, "/cursor", rules, reattempts=3)]})
     text = str(caught.value)
     assert text.startswith(
-        f"Error in HTTP GET of `{server.url}/cursor`: the page token expired: run again from "
+        f"Error in HTTP GET of `{server.url}/cursor` [stream s, page 1]: the page token expired: "
+        "run again from "
         "the start (status code 400; response_rules[0]: fail)."
     )
     assert "\nheader:\n" in text

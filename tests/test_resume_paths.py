@@ -11,10 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 import typing as t
 from collections import Counter
@@ -22,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from server import Reply, Request, json_reply
+from tap_process import kill_when
 
 from tap_rhttp.run.resume import ROW_WINDOW
 
@@ -282,47 +279,6 @@ def test_batch_state_is_never_ahead_of_its_batch(
     assert kinds.count("BATCH") == 2
 
 
-def _popen(config: dict[str, t.Any], tmp_path: Path) -> subprocess.Popen[str]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    return subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-    )
-
-
-def _kill_when(
-    config: dict[str, t.Any],
-    tmp_path: Path,
-    done: t.Callable[[list[dict[str, t.Any]]], bool],
-    timeout: float = 40,
-) -> list[dict[str, t.Any]]:
-    """Run the tap as a process and SIGKILL it as soon as `done(messages so far)`."""
-    proc = _popen(config, tmp_path)
-    messages: list[dict[str, t.Any]] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            if done(messages):
-                proc.send_signal(signal.SIGKILL)
-                break
-        else:
-            raise AssertionError("the tap was not killed in time")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-    return messages
-
-
 def _last_state(messages: list[dict[str, t.Any]]) -> dict[str, t.Any]:
     return t.cast(
         "dict[str, t.Any]", next(m["value"] for m in reversed(messages) if m["type"] == "STATE")
@@ -332,7 +288,7 @@ def _last_state(messages: list[dict[str, t.Any]]) -> dict[str, t.Any]:
 def test_sigkill_in_batch_mode_then_resume(server: t.Any, sync: t.Any, tmp_path: Path) -> None:
     _paged_route(server, pages=10, per_page=5, delay=0.1)
     config = {"batch_config": _batch_config(tmp_path, 8), "streams": [_paged_stream(server)]}
-    killed = _kill_when(config, tmp_path, lambda ms: sum(m["type"] == "BATCH" for m in ms) >= 3)
+    killed = kill_when(config, tmp_path, lambda ms: sum(m["type"] == "BATCH" for m in ms) >= 3)
     state = _last_state(killed)
     assert "rhttp" in state["bookmarks"]["paged"]
     server.log.clear()
@@ -423,7 +379,7 @@ def test_sigkill_mid_child_then_resume(
         kids = _ids(messages, "kids", "kid")
         return len(kids) >= 2 * 3 * 4 + 7  # the first page's rows, and part of the second
 
-    killed = _kill_when(config, tmp_path, mid_second_parent_page)
+    killed = kill_when(config, tmp_path, mid_second_parent_page)
     state = _last_state(killed)
     kids_state = state["bookmarks"]["kids"]["rhttp"]
     assert kids_state["page"]["number"] == 2  # the parent page whose rows are in progress

@@ -103,8 +103,17 @@ def test_put_patch_delete_string_as_is(httpbin: t.Any, sync: t.Any, method: str)
     record = only_record(
         sync, cfg(f"{httpbin.url}/{method.lower()}", method=method, data="raw text body")
     )
-    # r.http hands a string body to curl as POSTFIELDS, which labels it form-encoded.
-    assert record["form"] == {"raw text body": ""}
+    # RethinkDB sends a string body of these methods in curl's upload mode, which adds no
+    # Content-Type: the server gets the bytes unlabelled, never parsed as a form.
+    assert record["data"] == "raw text body"
+    assert record["form"] == {}
+    assert "Content-Type" not in record["headers"]
+
+
+def test_post_string_is_labelled_form_encoded(httpbin: t.Any, sync: t.Any) -> None:
+    record = only_record(sync, cfg(httpbin.url + "/post", method="POST", data="a=1&b=two"))
+    # libcurl labels POSTFIELDS `application/x-www-form-urlencoded`, and so does r.http.
+    assert record["form"] == {"a": "1", "b": "two"}
     assert record["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
 
 
@@ -113,7 +122,7 @@ def test_redirects_zero_turns_3xx_into_an_error(httpbin: t.Any, sync: t.Any) -> 
         sync(cfg(httpbin.url + "/redirect/1", redirects=0))
     assert info.value.status == 302
     assert str(info.value).startswith(
-        f"Error in HTTP GET of `{httpbin.url}/redirect/1`: status code 302."
+        f"Error in HTTP GET of `{httpbin.url}/redirect/1` [stream s, page 1]: status code 302."
     )
 
 
@@ -141,7 +150,11 @@ def test_gzip_body(httpbin: t.Any, sync: t.Any) -> None:
 def test_html_read_as_json_is_a_parse_error(httpbin: t.Any, sync: t.Any) -> None:
     with pytest.raises(ResponseFormatError) as info:
         sync(cfg(httpbin.url + "/html", result_format="json"))
-    assert str(info.value).startswith("failed to parse JSON response")
+    # r.http's envelope, as for every request error: which request, then what went wrong
+    assert str(info.value).startswith(
+        f"Error in HTTP GET of `{httpbin.url}/html` [stream s, page 1]: "
+        "failed to parse JSON response: "
+    )
 
 
 def test_html_read_auto_is_text(httpbin: t.Any, sync: t.Any) -> None:
@@ -218,8 +231,8 @@ def test_timeout_on_a_delayed_endpoint(httpbin: t.Any, sync: t.Any) -> None:
     with pytest.raises(TransientRequestError) as info:
         sync(cfg(httpbin.url + "/delay/5", timeout=0.8))
     assert (
-        str(info.value)
-        == f"Error in HTTP GET of `{httpbin.url}/delay/5`: timed out after 0.800 seconds."
+        str(info.value) == f"Error in HTTP GET of `{httpbin.url}/delay/5` [stream s, page 1]: "
+        "timed out after 0.800 seconds."
     )
 
 
@@ -232,6 +245,8 @@ def test_status_404_envelope_has_header_and_body(httpbin: t.Any, sync: t.Any) ->
     with pytest.raises(PermanentRequestError) as info:
         sync(cfg(httpbin.url + "/status/404"))
     text = str(info.value)
-    assert text.startswith(f"Error in HTTP GET of `{httpbin.url}/status/404`: status code 404.")
+    assert text.startswith(
+        f"Error in HTTP GET of `{httpbin.url}/status/404` [stream s, page 1]: status code 404.\n"
+    )
     assert "\nheader:\n" in text
     assert "Content-Type" in text or "content-type" in text.lower()

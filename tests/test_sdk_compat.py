@@ -177,3 +177,33 @@ def test_batches_are_followed_by_their_state() -> None:
     )
     assert isinstance(config.encoding, sdk_compat.BaseBatchFileEncoding)
     assert config.batch_size == 3
+
+
+def test_replace_schema_reaches_conformance_stream_maps_and_the_schema_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream's schema replaced mid-sync: the private attributes it writes still decide
+    what the SDK conforms to, which maps it builds and what its SCHEMA message says."""
+    old = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    new = {"type": "object", "properties": {"id": {"type": "integer"}, "on": {"type": "boolean"}}}
+    spec = {"name": "s", "url": "http://127.0.0.1:9/never", "schema": old}
+    catalog = TapRHTTP(config={"streams": [spec]}, parse_env_config=False).catalog_dict
+    written: list[t.Any] = []
+    for with_catalog in (False, True):
+        tap = TapRHTTP(
+            config={"streams": [spec], "stream_maps": {"s": {"double": "id * 2"}}},
+            catalog=catalog if with_catalog else None,
+            parse_env_config=False,
+        )
+        stream = tap.streams["s"]
+        assert (stream._input_schema is not None) is with_catalog
+        monkeypatch.setattr(tap, "write_message", written.append)
+        sdk_compat.replace_schema(stream, new)
+        assert stream.schema == new
+        assert stream.effective_schema == new
+        assert "on" in stream.stream_maps[0].transformed_schema["properties"]
+        assert "double" in stream.stream_maps[0].transformed_schema["properties"]
+        (message,) = [m for m in written if getattr(m, "stream", None) == "s"][-1:]
+        assert "on" in message.schema["properties"]
+        record = stream.stream_maps[0].transform({"id": 2, "on": True})
+        assert record == {"id": 2, "on": True, "double": 4}

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -38,7 +37,9 @@ import pytest
 from fault_server import FaultServer, Hit, json_reply, reply
 from server import LocalServer, Reply, Request
 from server import json_reply as local_json_reply
+from tap_process import kill_when, states_with
 
+from tap_rhttp.errors import SchemaDriftError
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS
 from tap_rhttp.redact import MASK, Redactor, install_log_redaction
 from tap_rhttp.run.context import RunContext
@@ -256,6 +257,32 @@ def test_records_keep_fields_named_like_secrets(leaky: FaultServer, sync: t.Any)
     assert result.records("s") == [{"id": 1, "key": "PROJ-123", "token": "c-1", "api_key": None}]
 
 
+@pytest.mark.timeout(30)
+def test_a_drift_error_quotes_no_secret(leaky: FaultServer, sync: t.Any) -> None:
+    """The value a `schema_drift: fail` error quotes comes from a record: masked too."""
+    token = "drift-t0ken-9f8e7d"
+    leaky.route("/start")(
+        lambda hit: json_reply([{"id": 1, "echo": 7}, {"id": 2, "echo": f"Bearer {token}"}])
+    )
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": leaky.url + "/start",
+                "auth": {"type": "bearer", "token": token},
+                "schema": {"properties": {"id": {"type": "integer"}, "echo": {"type": "integer"}}},
+                "schema_drift": "fail",
+            }
+        ]
+    }
+    with pytest.raises(SchemaDriftError) as info:
+        sync(config)
+    message = str(info.value)
+    assert "field `echo` is integer in the schema, but a record has a string" in message
+    assert MASK in message
+    assert token not in message
+
+
 # --------------------------------------------------------------------------- units
 
 
@@ -364,37 +391,6 @@ def _cursor_server(server: LocalServer, name: str, pages: int = 8, per_page: int
         return local_json_reply({"items": items, "next": link})
 
 
-def _run_until_killed(config: dict[str, t.Any], tmp_path: Path, min_states: int) -> list[t.Any]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    messages: list[t.Any] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            states = [m for m in messages if m["type"] == "STATE" and "rhttp" in json.dumps(m)]
-            if len(states) >= min_states:
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-    return messages
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", CURSOR_NAMES)
 def test_a_cursor_named_like_a_token_stays_in_state_and_a_killed_run_resumes_exactly(
@@ -416,7 +412,7 @@ def test_a_cursor_named_like_a_token_stays_in_state_and_a_killed_run_resumes_exa
             }
         ]
     }
-    killed = _run_until_killed(config, tmp_path, min_states=3)
+    killed = kill_when(config, tmp_path, states_with("rhttp", 3))
     first_ids = [m["record"]["id"] for m in killed if m["type"] == "RECORD"]
     state = next(m["value"] for m in reversed(killed) if m["type"] == "STATE")
     (position,) = state["bookmarks"]["paged"]["rhttp"]["chains"].values()
@@ -667,7 +663,10 @@ def test_server_tokens_are_masked_in_errors_but_kept_as_record_data(
     assert done.code == 1
     records = [m["record"] for m in done.messages() if m["type"] == "RECORD"]
     assert records == [tokens]  # the API's own data
-    assert f"Error in HTTP GET of `{leaky.url}/oauth?code=503`: status code 400." in done.stderr
+    assert (
+        f"Error in HTTP GET of `{leaky.url}/oauth?code=503` [stream b_oauth, page 1]: "
+        "status code 400." in done.stderr
+    )
     assert f"Set-Cookie: {MASK}" in done.stderr
     assert f'"access_token": "{MASK}"' in done.stderr
     assert '"code": 503' in done.stderr

@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import typing as t
 
 import pytest
 from server import Reply, Request, json_reply
 from singer_sdk.exceptions import ConfigValidationError
+from tap_process import kill_when, records
 
 from tap_rhttp.config.load import load_specs
 from tap_rhttp.config.windows import MAX_WINDOWS, parse_duration
@@ -170,18 +167,6 @@ def test_incremental_starts_at_the_bookmark_minus_lookback(server: t.Any, sync: 
     assert [r["id"] for r in second.records("events")] == list(range(48, 72))
 
 
-def _popen(config: dict[str, t.Any], tmp_path: Path) -> subprocess.Popen[str]:
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(config))
-    return subprocess.Popen(
-        [sys.executable, "-m", "tap_rhttp", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={k: v for k, v in os.environ.items() if "PROXY" not in k.upper()},
-    )
-
-
 def test_sigkill_mid_windows_then_resume(server: t.Any, sync: t.Any, tmp_path: Path) -> None:
     """Finished windows are not fetched again; the window in progress resumes at its page;
     the resumed run keeps the killed run's windows although its own now is later."""
@@ -193,23 +178,7 @@ def test_sigkill_mid_windows_then_resume(server: t.Any, sync: t.Any, tmp_path: P
     ]
     _events_route(server, events, per_page=1, delay=0.05)
     config = {"streams": [_stream(server, {"start": "PT11H30M", "step": "PT2H"})]}
-    proc = _popen(config, tmp_path)
-    messages: list[dict[str, t.Any]] = []
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 40
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            messages.append(json.loads(line))
-            if sum(m["type"] == "RECORD" for m in messages) >= 14:  # in the third window
-                proc.send_signal(signal.SIGKILL)
-                break
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
+    messages = kill_when(config, tmp_path, records(14))  # in the third window
     state = next(m["value"] for m in reversed(messages) if m["type"] == "STATE")
     saved = state["bookmarks"]["events"]["rhttp"]
     assert saved["done_through"]  # the finished windows, as one key

@@ -25,6 +25,8 @@ from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS, C
 from tap_rhttp.http.origins import origin_of, origin_text, parse_origin
 from tap_rhttp.http.rules import ACTIONS, ResponseRule
 from tap_rhttp.http.urls import SCHEMES, normalise_url, url_scheme
+from tap_rhttp.schema.drift import POLICIES as DRIFT_POLICIES
+from tap_rhttp.schema.infer import SampleSize
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON, HeaderPairs
@@ -636,6 +638,78 @@ RATE_MIN = 0.0001
 RATE_MAX = 10000.0
 
 
+#: Upper bounds of `schema_sample`: discovery fetches and holds what it samples.
+SAMPLE_MAX = {"pages": 100, "records": 1_000_000}
+
+
+def check_schema_sample(value: JSON, path: str, name: str) -> SampleSize:
+    """`{"pages": n, "records": n}`, either key optional (each at least 1)."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            path,
+            f"`schema_sample` should be an object (got {quote_value(value)}).",
+            value=value,
+            allowed='{"pages": 3, "records": 1000}',
+        )
+    for key, item in value.items():
+        if key not in SampleSize._fields:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`{key}` is not an option of `schema_sample`.",
+                value=key,
+                allowed="`pages`, `records`",
+            )
+        if not is_int(item) or item < 1:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`schema_sample.{key}` should be an integer of at least 1 "
+                f"(got {quote_value(item)}).",
+                value=item,
+            )
+        if item > SAMPLE_MAX[key]:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`schema_sample.{key}` should be at most {SAMPLE_MAX[key]} "
+                f"(got {quote_value(item)}).",
+                value=item,
+                allowed=f"an integer from 1 to {SAMPLE_MAX[key]}",
+            )
+    return SampleSize()._replace(**{k: int(v) for k, v in value.items()})
+
+
+def check_schema_overrides(value: JSON, path: str, name: str) -> dict[str, JSON]:
+    """An object of field name -> JSON Schema object."""
+    if not isinstance(value, dict):
+        raise ConfigError(
+            path,
+            f"`schema_overrides` should be an object of field -> JSON Schema "
+            f"(got {quote_value(value)}).",
+            value=value,
+            allowed='{"parent_id": {"type": ["integer", "null"]}}',
+        )
+    for key, node in value.items():
+        if not isinstance(node, dict):
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`schema_overrides.{key}` should be a JSON Schema object "
+                f"(got {quote_value(node)}).",
+                value=node,
+                allowed='{"type": ["integer", "null"]}',
+            )
+    return dict(value)
+
+
+def check_schema_drift(value: JSON, path: str, name: str) -> str:
+    if value in DRIFT_POLICIES:
+        return t.cast("str", value)
+    raise ConfigError(
+        path,
+        f"`schema_drift` {quote_value(value)} is not recognized.",
+        value=value,
+        allowed=", ".join(f"`{p}`" for p in DRIFT_POLICIES),
+    )
+
+
 def check_rate(value: JSON, path: str, name: str) -> float:
     if not is_finite(value) or not RATE_MIN <= value <= RATE_MAX:
         raise ConfigError(
@@ -992,10 +1066,11 @@ def check_any(value: JSON, path: str, name: str) -> JSON:
 
 
 def check_for_each(value: JSON, path: str, name: str) -> tuple[JSON, ...]:
-    if not isinstance(value, list) or not value:
+    """A list of values; an empty one is a valid, empty fan-out (r.expr([]).map(...) is [])."""
+    if not isinstance(value, list):
         raise ConfigError(
             path,
-            f"`for_each` should be a non-empty list of values (got {quote_value(value)}).",
+            f"`for_each` should be a list of values (got {quote_value(value)}).",
             value=value,
             allowed="a JSON array; the spec runs once per element, bound to `item`",
         )

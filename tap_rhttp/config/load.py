@@ -221,17 +221,19 @@ def _cross_checks(values: dict[str, JSON], raw: dict[str, JSON], path: str) -> l
         )
     schema = values.get("schema")
     key = values.get("replication_key")
-    if schema is not None and key is not None and key not in schema.get("properties", {}):
+    # a declared schema lists every field; `schema_overrides` may add some to it
+    declared = {**(schema or {}).get("properties", {}), **(values.get("schema_overrides") or {})}
+    if schema is not None and key is not None and key not in declared:
         errors.append(
             ConfigError(
                 f"{path}.replication_key",
                 f"replication key `{key}` is not in `schema.properties`.",
                 value=key,
-                allowed=", ".join(sorted(schema.get("properties", {}))) or "(none)",
+                allowed=", ".join(sorted(declared)) or "(none)",
             )
         )
     if schema is not None:
-        props = schema.get("properties", {})
+        props = declared
         for key in values.get("primary_keys", ()):
             if key not in props:
                 errors.append(

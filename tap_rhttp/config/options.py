@@ -16,6 +16,7 @@ from tap_rhttp.config.checks import (
     RATE_MAX,
     RATE_MIN,
     RESULT_FORMATS,
+    SAMPLE_MAX,
     STREAM_NAME_RE,
     check_any,
     check_auth,
@@ -36,6 +37,9 @@ from tap_rhttp.config.checks import (
     check_scalar,
     check_scalar_map,
     check_schema,
+    check_schema_drift,
+    check_schema_overrides,
+    check_schema_sample,
     check_string,
     check_string_list,
     check_trusted_origins,
@@ -48,6 +52,8 @@ from tap_rhttp.config.checks import (
 from tap_rhttp.config.windows import check_windows
 from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS
 from tap_rhttp.http.client import MAX_BODY_BYTES
+from tap_rhttp.schema.drift import POLICIES as DRIFT_POLICIES
+from tap_rhttp.schema.infer import SampleSize
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
@@ -366,10 +372,55 @@ OPTIONS: dict[str, Option] = {
             "schema",
             check_schema,
             None,
-            "JSON Schema of the records; default: inferred from the first page at discovery.",
+            "JSON Schema of the records; default: inferred from discovery's sample "
+            "(`schema_sample`).",
             {"type": "object"},
             r_http=False,
             example='"schema": {"properties": {"id": {"type": "integer"}}}',
+        ),
+        Option(
+            "schema_sample",
+            check_schema_sample,
+            SampleSize(),
+            "What discovery infers the schema from: up to `pages` pages (following "
+            "`page`) and `records` records, whichever ends first; the sync reuses the "
+            f"pages, never fetching them twice. At most {SAMPLE_MAX['pages']} pages and "
+            f"{SAMPLE_MAX['records']} records.",
+            {
+                "type": "object",
+                "properties": {
+                    "pages": {"type": "integer", "minimum": 1, "maximum": SAMPLE_MAX["pages"]},
+                    "records": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": SAMPLE_MAX["records"],
+                    },
+                },
+                "additionalProperties": False,
+            },
+            r_http=False,
+            example='"schema_sample": {"pages": 10, "records": 5000}',
+        ),
+        Option(
+            "schema_overrides",
+            check_schema_overrides,
+            None,
+            "JSON Schemas of some fields (field -> schema), replacing what inference gives "
+            "them; the other fields are still inferred.",
+            {"type": "object", "additionalProperties": {"type": "object"}},
+            r_http=False,
+            example='"schema_overrides": {"parent_id": {"type": ["integer", "null"]}}',
+        ),
+        Option(
+            "schema_drift",
+            check_schema_drift,
+            "evolve",
+            "A record that does not fit the schema: `evolve` adds columns, makes fields "
+            "nullable and keeps a value of another type in a `<field>__v_<type>` column; "
+            "`fail` stops before that page is emitted, naming the field.",
+            {"type": "string", "enum": list(DRIFT_POLICIES)},
+            r_http=False,
+            example='"schema_drift": "fail"',
         ),
         Option(
             "secret_headers",
@@ -463,7 +514,8 @@ OPTIONS: dict[str, Option] = {
             "for_each",
             check_for_each,
             None,
-            "Fan-out: run the spec once per value of this list, bound to `item` in templates.",
+            "Fan-out: run the spec once per value of this list, bound to `item` in templates "
+            "(an empty list makes no request: an empty stream).",
             {"type": "array"},
             r_http=False,
             example='"for_each": [1, 2, 3]',

@@ -14,6 +14,7 @@ from tap_rhttp.formats.decoder import Decoder
 from tap_rhttp.formats.delimited import CsvOptions
 from tap_rhttp.formats.xmldoc import XmlOptions
 from tap_rhttp.http.client import MAX_BODY_BYTES, RequestOptions
+from tap_rhttp.schema.infer import SampleSize
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.windows import Windows
@@ -53,6 +54,9 @@ class RequestSpec:
     records_path: str | None = None
     primary_keys: tuple[str, ...] = ()
     schema: dict[str, JSON] | None = None
+    schema_sample: SampleSize = dataclasses.field(default_factory=SampleSize)
+    schema_overrides: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict)
+    schema_drift: str = "evolve"
     secret_headers: tuple[str, ...] = ()
     trusted_origins: tuple[str, ...] = ()
     backoff_base: float = 1.0

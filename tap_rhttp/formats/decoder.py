@@ -75,7 +75,9 @@ class Decoder:
             if self.xml.records is not None:
                 return value, records
         else:
-            value = read_body(body, content_type, self.result_format)
+            value = read_body(
+                body, content_type, self.result_format, json_expected=records_path is not None
+            )
         return value, body_to_records(value, records_path)
 
     def describe(self, content_type: str | None = None, *, response: bool = False) -> str:

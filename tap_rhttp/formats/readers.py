@@ -208,21 +208,31 @@ def parse_jsonp(text: str) -> JSON:
         raise ResponseFormatError("failed to parse JSONP response") from None
 
 
-def read_body(body: bytes, content_type: str | None, result_format: str) -> JSON:
+def read_body(
+    body: bytes, content_type: str | None, result_format: str, *, json_expected: bool = False
+) -> JSON:
     """Read a body the way r.http's `result_format` says.
 
     Args:
         body: the complete (decompressed) body.
         content_type: the response's Content-Type header, if any.
         result_format: one of auto, json, jsonp, text, binary.
+        json_expected: the caller selects records from the body with a JSONPath
+            (`records_path`), which only JSON can satisfy. With ``auto``, a body whose
+            Content-Type `auto` would read as text (``text/plain``, none, ...) is then
+            read as JSON, and one that is not JSON is an error naming its Content-Type and
+            the fix: reading it as text would select nothing, silently.
 
     Returns:
         A JSON value (binary: a base64 string).
 
     Raises:
-        ResponseFormatError: json/jsonp parse failures.
+        ResponseFormatError: json/jsonp parse failures; with `json_expected`, a body
+            labelled otherwise that is not JSON.
     """
     fmt = auto_format(content_type) if result_format == "auto" else result_format
+    if result_format == "auto" and json_expected and fmt == "text":
+        return _json_labelled_otherwise(body, content_type, fmt)
     if fmt == "json":
         return parse_json(body)
     if fmt == "binary":
@@ -240,3 +250,37 @@ def read_body(body: bytes, content_type: str | None, result_format: str) -> JSON
         except ResponseFormatError:
             return text
     return parse_jsonp(text)
+
+
+def _json_labelled_otherwise(body: bytes, content_type: str | None, fmt: str) -> JSON:
+    try:
+        return parse_json(body)
+    except ResponseFormatError as json_error:
+        if fmt == "jsonp":  # a javascript-ish type: padded JSON is JSON too
+            try:
+                return parse_jsonp(decode_text(body, content_type))
+            except ResponseFormatError:
+                pass
+        kind, _ = media_type(content_type)
+        label = f"Content-Type `{kind}`" if kind else "no Content-Type"
+        reason = str(json_error).removeprefix("failed to parse JSON response: ")
+        raise ResponseFormatError(
+            f"the body has {label}, which `result_format: auto` reads as {fmt}, but "
+            f"`records_path` selects records from JSON and the body is not JSON ({reason}). "
+            "Set `result_format: json` if the API sends JSON under that Content-Type; "
+            f"drop `records_path` to take the body as {fmt}."
+        ) from None
+
+
+def looks_like_json(text: JSON) -> bool:
+    """Whether a body `auto` read as text is a JSON object or array (r.http keeps it text)."""
+    if not isinstance(text, str):
+        return False
+    head = text.lstrip()[:1]
+    if head not in ("{", "["):
+        return False
+    try:
+        parse_json(text)
+    except ResponseFormatError:
+        return False
+    return True

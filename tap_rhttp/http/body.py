@@ -34,8 +34,10 @@ def encode_body(
 ) -> tuple[bytes | None, str | None]:
     """The request body and its automatic Content-Type, by r.http's rules.
 
-    POST: a string as is, an object form-encoded. PUT/PATCH/DELETE: a string as is,
-    anything else as compact JSON. A string body gets the form type curl gives it.
+    POST: a string as is, an object form-encoded, both labelled
+    ``application/x-www-form-urlencoded`` (libcurl labels POSTFIELDS so). PUT/PATCH/DELETE:
+    a string as is with no automatic Content-Type (RethinkDB sends it in curl's upload
+    mode, which adds none), anything else as compact JSON with ``application/json``.
     `as_json` (the `json` option, or `data` under a JSON Content-Type): any value as
     compact JSON, on every method that has a body.
     """
@@ -44,7 +46,7 @@ def encode_body(
     if as_json:
         return _json_bytes(data), "application/json"
     if isinstance(data, str):
-        return data.encode("utf-8"), FORM
+        return data.encode("utf-8"), FORM if method == "POST" else None
     if method == "POST":
         return "&".join(encode_pairs(data)).encode("ascii"), FORM
     return _json_bytes(data), "application/json"

@@ -75,6 +75,8 @@ class CONFIGURED:
     """A marker: send the configured `data` (no request of the chain moved the body)."""
 
 
+_E = t.TypeVar("_E", bound=RequestError)
+
 USER_AGENT = f"tap-rhttp/{__version__}"
 DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflate"))
 #: How much of an error body goes into the envelope.
@@ -310,7 +312,8 @@ class HttpClient:
         self._token_sent = False  # the last hop carried a TokenAuth's token
         self._headers = self._build_headers()
         self._body, self._content_type = self.encode(options.data)
-        self._url = ""  # the URL of the hop in progress, for error messages
+        self._origin = ""  # the URL asked for: the one every error message names
+        self._url = ""  # the URL of the hop in progress (after a redirect, the hop's)
         self._proxies_learned: set[str] = set()
         self.origins: OriginPolicy | None = (
             OriginPolicy(options.home, options.trusted_origins) if options.home else None
@@ -480,7 +483,7 @@ class HttpClient:
         timeout = self.options.timeout
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
-        self._url = url
+        self._origin = self._url = url
         self.session.deadline = deadline
         if deadline is None:
             return self._follow(url, started, None, sink, data)
@@ -519,9 +522,8 @@ class HttpClient:
                     break  # with redirects 0, a 3xx is reported as `status code 3xx`
                 if hops >= self.options.redirects:
                     response.close()
-                    raise PermanentRequestError(
-                        self.options.method,
-                        self.redactor.url(self._url),
+                    raise self._error(
+                        PermanentRequestError,
                         "Number of redirects hit maximum amount.",
                         status=response.status_code,
                     )
@@ -603,9 +605,8 @@ class HttpClient:
         kind: type[RequestError] = (
             TransientRequestError if action == "retry" else PermanentRequestError
         )
-        error = kind(
-            self.options.method,
-            self.redactor.url(self._url),
+        error = self._error(
+            kind,
             f"{what.rstrip('.')} (status code {status}; {rule.label}: {action}).",
             status=status,
             header=_header_block(self.redactor.headers(headers).items()),
@@ -703,25 +704,24 @@ class HttpClient:
         except Exception as exc:
             for kinds, error, reason in _EXCEPTION_MAP:
                 if isinstance(exc, kinds):
-                    raise error(
-                        self.options.method,
-                        self.redactor.url(self._url),
-                        reason.format(reason=self._reason(exc)),
-                    ) from None
+                    raise self._error(error, reason.format(reason=self._reason(exc))) from None
             raise
+
+    def _error(self, kind: type[_E], reason: str, **details: t.Any) -> _E:
+        """An r.http error naming the URL asked for, and the redirect hop that failed, if any."""
+        hop = self.redactor.url(self._url) if self._url != self._origin else None
+        return kind(
+            self.options.method, self.redactor.url(self._origin), reason, hop=hop, **details
+        )
 
     def _check_scheme(self, current: str, original: str) -> None:
         if url_scheme(current) not in SCHEMES:
             where = "" if current == original else " (redirect target)"
-            raise PermanentRequestError(
-                self.options.method, self.redactor.url(current), f"Unsupported protocol{where}."
-            )
+            raise self._error(PermanentRequestError, f"Unsupported protocol{where}.")
 
     def _timed_out(self) -> TransientRequestError:
-        return TransientRequestError(
-            self.options.method,
-            self.redactor.url(self._url),
-            f"timed out after {self.options.timeout:.3f} seconds.",
+        return self._error(
+            TransientRequestError, f"timed out after {self.options.timeout:.3f} seconds."
         )
 
     def _reason(self, exc: BaseException) -> str:
@@ -770,9 +770,8 @@ class HttpClient:
         headers = self.redactor.headers(list(response.headers.items()))
         transient, retry_after = _retry_hint(status, list(response.raw.headers.items()))
         kind: type[RequestError] = TransientRequestError if transient else PermanentRequestError
-        return kind(
-            self.options.method,
-            self.redactor.url(self._url),
+        return self._error(
+            kind,
             f"status code {status}.",
             status=status,
             header=_header_block(headers.items()),

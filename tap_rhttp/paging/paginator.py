@@ -24,8 +24,9 @@ page does not stop it: only null or ``page_limit`` does, as in r.http.
 What ``page`` returns is checked with RethinkDB's own messages (``Expected `page` to return
 an OBJECT, but found NUMBER.``, ``Expected `params.a` to be a NUMBER, STRING or NULL ...``).
 Every error raised while evaluating or interpreting ``page`` is worded as r.http words it:
-``Error in HTTP GET of `<url>`: <what went wrong>`` then ``Error occurred during `page`
-called with:`` and the ``info``, redacted, with the body cut short. The inner message may
+``Error in HTTP GET of `<url>`: <what went wrong>`` (the chain adds the stream and page
+after the URL), then ``Error occurred during `page` called with:`` and the ``info``,
+redacted, with the body cut short. The inner message may
 quote ``info`` with excerpts cut short: :meth:`~tap_rhttp.redact.Redactor.text_quoting`
 masks what it quotes.
 
@@ -59,6 +60,9 @@ if t.TYPE_CHECKING:
 INFO_BODY_CHARS = 500
 #: How much of the repeated request's URL the loop guard's message shows.
 LOOP_URL_CHARS = 1000
+#: The fields an OBJECT returned by `page` may carry; any other is an error naming it
+#: (never silently ignored: a dropped field would re-send the same request).
+PAGE_RESULT_FIELDS = ("url", "params", "data")
 
 
 def canonical(data: JSON) -> bytes:
@@ -262,13 +266,17 @@ class Paginator:
             raise PaginationError(
                 f"Expected `page` to return an OBJECT, but found {reql_type_name(result)}."
             )
-        if "url" not in result and "params" not in result and "data" not in result:
-            if current.data is None:  # r.http's own case, in r.http's words
-                raise PaginationError(
-                    "OBJECT returned by `page` must contain `url` and/or `params` fields."
-                )
+        # r.http's own case in r.http's words; `data` is named where the spec sends a body
+        named = PAGE_RESULT_FIELDS if current.data is not None else ("url", "params")
+        allowed = _fields(list(named), "and/or")
+        unknown = sorted(key for key in result if key not in PAGE_RESULT_FIELDS)
+        if not any(key in result for key in PAGE_RESULT_FIELDS):
+            found = f" It has the {_fields(unknown)}." if unknown else ""
+            raise PaginationError(f"OBJECT returned by `page` must contain {allowed}.{found}")
+        if unknown:
             raise PaginationError(
-                "OBJECT returned by `page` must contain `url`, `params` and/or `data` fields."
+                f"OBJECT returned by `page` has the {_fields(unknown)}, which `page` cannot "
+                f"return: it may contain {allowed} only."
             )
         new_params = result.get("params", {})
         _check_params(new_params)
@@ -371,6 +379,13 @@ def _digest(key: str) -> bytes:
     never taken for one; ``surrogatepass`` keeps any string a URL may hold encodable.
     """
     return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _fields(names: list[str], conjunction: str = "and") -> str:
+    """``"`a`, `b` and `c` fields"`` (``"`a` field"`` for one name)."""
+    quoted = [f"`{name}`" for name in names]
+    text = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {conjunction} {quoted[-1]}"
+    return f"{text} field" + ("s" if len(names) > 1 else "")
 
 
 def merge_deep(base: dict[str, JSON], new: dict[str, JSON]) -> dict[str, JSON]:

@@ -9,13 +9,16 @@ record its position: a retry replays the request, never the records.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
+from tap_rhttp.errors import ResponseFormatError, RHTTPError
 from tap_rhttp.formats import streaming
+from tap_rhttp.formats.readers import auto_format, looks_like_json
 from tap_rhttp.formats.records import compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
@@ -47,6 +50,55 @@ class Fetched:
     response: Response
     body: JSON
     records: Records
+
+
+class Prefetched:
+    """Pages fetched before the sync asked for them (discovery's sample), by chain.
+
+    Discovery samples a chain's first pages, following its pagination; the sync's chain
+    for the same first request then takes them instead of asking again. Each sampled
+    chain is claimed once, by the first chain whose first request is its first page,
+    and its pages are used in order, each once: as soon as a request differs from the
+    next sampled page, the rest of the sample is dropped (it can no longer be used in
+    order). Thread-safe: fan-out chains claim from worker threads.
+    """
+
+    def __init__(self) -> None:
+        self._chains: dict[str, collections.deque[tuple[str, Fetched]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, pages: t.Sequence[tuple[str, Fetched]]) -> None:
+        """Keep a chain's first pages, as (target URL, fetched page), in order."""
+        if not pages:
+            return
+        with self._lock:
+            if pages[0][0] in self._chains:  # the same requests: one sample is enough
+                drop_fetched(pages)
+                return
+            self._chains[pages[0][0]] = collections.deque(pages)
+
+    def claim(self, first: str) -> collections.deque[tuple[str, Fetched]] | None:
+        """The pages sampled for a chain whose first request goes to `first` (once)."""
+        with self._lock:
+            return self._chains.pop(first, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(pages) for pages in self._chains.values())
+
+    def clear(self) -> None:
+        """Drop every page no chain claimed (their spooled records' temporary files too)."""
+        with self._lock:
+            chains, self._chains = self._chains, {}
+        for pages in chains.values():
+            drop_fetched(pages)
+
+
+def drop_fetched(pages: t.Iterable[tuple[str, Fetched]]) -> None:
+    """Free the spooled records of fetched pages nobody will emit."""
+    for _, fetched in pages:
+        if isinstance(fetched.records, streaming.SpooledRecords):
+            fetched.records.close()
 
 
 @dataclasses.dataclass
@@ -89,8 +141,10 @@ class Page:
 class ChainStats:
     """Counters a stream reports in its progress lines.
 
-    Shared by a stream's chains, which fan-out runs on several threads: every update
-    goes through :meth:`add`, under a lock, so no count is lost.
+    ``pages`` and ``retries`` count what the chains fetched; ``records`` counts what the
+    stream emitted (``StreamRun.shape``: a record the bookmark filter drops is not
+    counted). Shared by a stream's chains, which fan-out runs on several threads: every
+    update goes through :meth:`add`, under a lock, so no count is lost.
     """
 
     pages: int = 0
@@ -133,9 +187,10 @@ class Chain:
         logger: where retries are reported (one WARNING line each).
         sleep: the wait between tries (tests inject a fake).
         limiter: an optional client-side rate limit shared by the stream's chains.
-        prefetched: pages already fetched and read for this run (discovery's sample),
-            keyed by :attr:`PageRequest.key` (target URL and body), used once instead of
-            a second identical request.
+        prefetched: pages already fetched and read for this run (discovery's sample):
+            the chain takes the sampled pages of its first request, then uses each in
+            order (matched by :attr:`PageRequest.key`: target URL and body) instead of a
+            second identical request.
         stats: the stream's counters.
         read_ahead: fetch and read the next page on a helper thread while the caller
             handles the current one, so waiting for the server overlaps the caller's
@@ -149,6 +204,10 @@ class Chain:
         tokens: the run's OAuth2 tokens (a chain made on its own gets a registry of its
             own).
         server_limit: the quota the server announces, shared by the stream's chains.
+        label: which chain of the stream this is (``for_each[2]``, ``parent row``), for
+            the place an error names.
+        notes: what the stream's chains have already warned about (shared by them, so
+            a warning comes once per stream, not once per page or chain).
     """
 
     def __init__(
@@ -159,21 +218,27 @@ class Chain:
         *,
         sleep: t.Callable[[float], None] = time.sleep,
         limiter: RateLimiter | None = None,
-        prefetched: dict[str, Fetched] | None = None,
+        prefetched: Prefetched | None = None,
         stats: ChainStats | None = None,
         read_ahead: bool = False,
         stream_bodies: bool = False,
         now: float | None = None,
         tokens: TokenRegistry | None = None,
         server_limit: ServerRateLimit | None = None,
+        label: str = "",
+        notes: set[str] | None = None,
     ) -> None:
         self.spec = spec
         self.now = now
+        self.label = label
+        self.notes = notes if notes is not None else set()
         self.redactor = redactor
         self.logger = logger
         self.sleep = sleep
         self.limiter = limiter
-        self.prefetched = prefetched if prefetched is not None else {}
+        self.prefetched = prefetched
+        self._sampled: collections.deque[tuple[str, Fetched]] | None = None
+        self._claimed = False
         self.stats = stats or ChainStats()
         options = spec.request_options()
         auth = None
@@ -200,6 +265,9 @@ class Chain:
         """Release the chain's connections (after a request read ahead, if any, ends)."""
         if self._helper is not None:
             self._helper.shutdown(wait=True, cancel_futures=True)
+        if self._sampled:  # sampled pages this chain never reached
+            drop_fetched(self._sampled)
+            self._sampled.clear()
         self.client.close()
 
     def target(self, request: PageRequest) -> str:
@@ -311,23 +379,79 @@ class Chain:
                 spool.close()
         if self.spec.method == "HEAD" or not response.body:
             return None, []
-        body, records = self.decoder.read(
-            response.body, response.header("Content-Type"), self.records_path
-        )
+        content_type = response.header("Content-Type")
+        body, records = self.decoder.read(response.body, content_type, self.records_path)
+        if self.spec.result_format == "auto":
+            self._note_json_labelled_otherwise(body, content_type)
         if self.redactor.mentions_secret(response.body):
             records = [self.redactor.literals(record) for record in records]
         return body, records
 
+    def _note_json_labelled_otherwise(self, body: JSON, content_type: str | None) -> None:
+        """Say once per stream when `auto` met JSON under a Content-Type that is not JSON."""
+        fmt = auto_format(content_type)
+        if fmt != "text" or "json-labelled-otherwise" in self.notes:
+            return  # (`auto` parses JSON under a javascript-ish type itself; CSV, JSON
+            # Lines and XML types are read as those)
+        label = f"`{content_type}`" if content_type else "no Content-Type"
+        if self.records_path is not None:
+            self.notes.add("json-labelled-otherwise")
+            self.logger.warning(
+                "stream %s: the body has %s, which `result_format: auto` reads as %s, but "
+                "`records_path` selects from JSON and the body is JSON: read as JSON. Set "
+                "`result_format: json` to say so.",
+                self.spec.name,
+                label,
+                fmt,
+            )
+        elif looks_like_json(body):
+            self.notes.add("json-labelled-otherwise")
+            self.logger.warning(
+                "stream %s: the body has %s but is JSON; `result_format: auto` reads it as "
+                'text, as r.http does, so each page is one record {"value": "<the text>"}. '
+                "Set `result_format: json` (and `records_path`) to read its records.",
+                self.spec.name,
+                label,
+            )
+
     def get(self, request: PageRequest) -> tuple[Fetched, int]:
         """Fetch and read one page (or take it from `prefetched`); with its tries."""
-        cached = self.prefetched.pop(self.key(request), None)
+        cached = self._take_prefetched(self.key(request))
         if cached is not None:
             if cached.response.auth is not None:  # keep the sample's digest nonce going
                 self.client.auth = cached.response.auth
             return cached, 1
         response, tries = self.fetch(request)
-        body, records = self.read(response)
+        try:
+            body, records = self.read(response)
+        except ResponseFormatError as exc:  # in r.http's envelope, as every request error
+            target = self.target(request)
+            raise exc.enveloped(
+                self.spec.method, self.redactor.url(target), self.redactor.url(response.url)
+            ) from None
         return Fetched(response, body, records), tries
+
+    def _take_prefetched(self, target: str) -> Fetched | None:
+        """The next sampled page, if it is the one asked for; else the sample is dropped."""
+        if not self._claimed:
+            self._claimed = True
+            if self.prefetched is not None:
+                self._sampled = self.prefetched.claim(target)
+        sampled = self._sampled
+        if not sampled:
+            return None
+        next_target, fetched = sampled[0]
+        if next_target != target:  # the chain went elsewhere: the rest is out of order
+            drop_fetched(sampled)
+            sampled.clear()
+            return None
+        sampled.popleft()
+        return fetched
+
+    def where(self, number: int) -> str:
+        """The place an error of page `number` names: ``stream s, for_each[1], page 3``."""
+        label = f", {self.label}" if self.label else ""
+        return f"stream {self.spec.name}{label}, page {number}"
 
     def _fetch_ahead(self, request: PageRequest) -> Future[tuple[Fetched, int]] | None:
         if not self.read_ahead:
@@ -349,8 +473,12 @@ class Chain:
         # state that requests keeps per thread (a digest nonce) then carries over.
         ahead = self._fetch_ahead(request) if request is not None else None
         while request is not None:
-            fetched, tries = ahead.result() if ahead is not None else self.get(request)
-            number = paginator.requests
+            number = paginator.requests  # this request's number (it was admitted)
+            try:
+                fetched, tries = ahead.result() if ahead is not None else self.get(request)
+            except RHTTPError as exc:
+                exc.locate(self.where(number))
+                raise
             failure: Exception | None = None
             if fetched.response.skipped_by is not None:  # a `skip` rule ends the chain
                 step = Step(next=None)
@@ -360,7 +488,9 @@ class Chain:
                     step = paginator.step(request, fetched.response, fetched.body)
                 except Exception as exc:  # emit this complete page first, then fail
                     step, failure = Step(next=None), exc
-            self.stats.add(pages=1, records=len(fetched.records))
+                    if isinstance(exc, RHTTPError):
+                        exc.locate(self.where(number))
+            self.stats.add(pages=1)  # records are counted as the stream emits them
             ahead = self._fetch_ahead(step.next) if step.next is not None else None
             yield Page(
                 number=number,

@@ -2,8 +2,9 @@
 
 One :class:`RunContext` is built per run from the config. It owns the specs, the
 redactor, the template context and one :class:`StreamRun` per stream, which in turn owns
-that stream's rate limiter, counters, discovery's prefetched first page, and the one way
-to build a chain, list a sync's chains and shape a page's records. The singer-sdk stream
+that stream's rate limiter, counters, discovery's prefetched sample pages, the schema it
+emitted and its drift check, and the one way to build a chain, list a sync's chains, shape
+a page's records and fit them to the schema. The singer-sdk stream
 (``tap_rhttp.streams``) and explain mode (``tap_rhttp.explain``) both drive these objects,
 so explain runs exactly the code a sync runs. Nothing here imports singer-sdk.
 """
@@ -22,27 +23,44 @@ from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.shard import load_shard
 from tap_rhttp.config.templates import template_context
 from tap_rhttp.config.windows import iso, parse_instant
-from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError
+from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError, SchemaDriftError
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
-from tap_rhttp.paging.paginator import Paginator
 from tap_rhttp.redact import build_redactor
 from tap_rhttp.run import graph
-from tap_rhttp.run.chain import Chain, ChainStats, Fetched
+from tap_rhttp.run.chain import Chain, ChainStats, Fetched, Prefetched, drop_fetched
 from tap_rhttp.run.fanout import chain_tasks, run_chains
 from tap_rhttp.run.resume import ChildResume, ResumeState, spec_hash
-from tap_rhttp.schema.infer import infer_schema, prepare_declared_schema
+from tap_rhttp.schema.drift import (
+    KeyDriftError,
+    Mismatch,
+    SchemaCheck,
+    evolve,
+    keep_columns,
+    mismatches,
+)
+from tap_rhttp.schema.infer import (
+    INFERRED,
+    infer_schema,
+    prepare_declared_schema,
+    with_overrides,
+)
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.run.chain import Page
     from tap_rhttp.run.fanout import ChainTask, Event
+    from tap_rhttp.schema.drift import Change
+    from tap_rhttp.schema.infer import SampleSize
     from tap_rhttp.types import JSON
 
-#: Records of a streamed first page (a body too large to parse whole) that inference reads.
-SAMPLE_RECORDS = 5000
 #: Chains discovery's sample tries, with `on_error: skip`, before it infers nothing.
 SAMPLE_TRIES = 3
+
+#: Where a stream's STATE records the column type of each field its schema had (so a later
+#: run, whose sample may type a field otherwise, keeps the table's column).
+COLUMNS_KEY = "rhttp_columns"
 
 
 class StreamRun:
@@ -65,11 +83,16 @@ class StreamRun:
             spec.name, self.logger, max_wait=spec.retry_after_max, sleep=context.sleep
         )
         self.stats = ChainStats()
-        #: Discovery's sample pages, by request key (target URL and body); the sync uses
-        #: each once.
-        self.prefetched: dict[str, Fetched] = {}
+        #: Discovery's sample pages, by chain; the sync uses each once, in order.
+        self.prefetched = Prefetched()
         #: Chains skipped after an error (`on_error: skip`).
         self.skipped = 0
+        #: What the stream's chains have warned about (each warning once per stream).
+        self.notes: set[str] = set()
+        #: The schema the stream emitted last, and its compiled check (see `set_schema`).
+        self.schema: dict[str, JSON] = {"type": "object", "properties": {}}
+        self.check = SchemaCheck(self.schema)
+        self.coerce = False
         #: This process's share of the stream (None: the whole of it).
         self.shard = context.shard
         self.shard_rule = graph.shard_rule(spec, context.by_name) if self.shard else "all"
@@ -104,12 +127,122 @@ class StreamRun:
             return [task for task in tasks if shard.owns(task.key)]
         return tasks
 
-    def make_chain(self, spec: RequestSpec, read_ahead: bool, *, counted: bool = True) -> Chain:
+    def set_schema(self, schema: dict[str, JSON], *, inferred: bool) -> None:
+        """The schema the stream emits; every page is checked against it (`conform`).
+
+        Args:
+            schema: the schema as emitted in the SCHEMA message.
+            inferred: the tap inferred it (a catalog may hand it back): its records are
+                never coerced to it. A declared schema, or a user's catalog, is
+                conformed as singer-sdk does (booleans coerced), which is not drift.
+        """
+        self.schema = schema
+        self.coerce = not inferred
+        self.check = SchemaCheck(schema, coerce=self.coerce)
+
+    def conform(self, records: list[dict[str, JSON]], where: str) -> dict[str, JSON] | None:
+        """Make a page's records fit the stream's schema, as `schema_drift` says.
+
+        Called with every page (or batch of a large page) before any of it is emitted.
+        Records whose values go to variant columns are changed in place.
+
+        Args:
+            records: the page's records, shaped as they are emitted.
+            where: the page, for messages (``stream s, page 3``).
+
+        Returns:
+            The new schema, to emit before these records; None when it did not change.
+
+        Raises:
+            SchemaDriftError: `schema_drift: fail`, or a key's value that cannot be kept.
+        """
+        if self.check.fits(records):
+            return None
+        spec = self.spec
+        if spec.schema_drift == "fail":
+            found = mismatches(self.schema, records, coerce=self.coerce)
+            raise self._drift_error(found[0] if found else None, where, key=False)
+        keys = {*spec.primary_keys, *([spec.replication_key] if spec.replication_key else [])}
+        try:
+            evolution = evolve(self.schema, records, keys=keys, coerce=self.coerce)
+        except KeyDriftError as exc:
+            raise self._drift_error(exc.mismatch, where, key=True) from None
+        changed = bool(evolution.changes)
+        if changed:
+            self.set_schema(evolution.schema, inferred=not self.coerce)
+            for change in evolution.changes:
+                self._warn_change(change)
+        if not self.check.fits(records):  # evolve's contract: a bug, never a silent pass
+            raise RuntimeError(f"stream {spec.name}: the evolved schema does not fit {where}")
+        return self.schema if changed else None
+
+    def _warn_change(self, change: Change) -> None:
+        """One WARNING per drifted field and kind of change, per run."""
+        note = f"drift:{change.field}:{change.kind}:{change.column}"
+        if note in self.notes:
+            return
+        self.notes.add(note)
+        name = self.spec.name
+        field = change.field
+        messages = {
+            "new": f"new field `{field}` ({change.detail}) is not in the schema: added "
+            "(a new column)",
+            "nullable": f"field `{field}` has a null the schema did not allow: now nullable",
+            "optional": f"field `{field}` is required by the schema but {change.detail}: "
+            "no longer required",
+            "widened": f"field `{field}` has a value its schema did not allow "
+            f"({change.detail}); its column keeps any JSON value, so its schema widens to "
+            "fit it",
+            "variant": f"field `{field}` is {change.detail}: such values go to a new "
+            f"column `{change.column}` (the column `{field}` cannot change its type; "
+            "the record leaves it null)",
+        }
+        self.logger.warning("stream %s: %s (schema_drift: evolve).", name, messages[change.kind])
+
+    def _drift_error(self, found: Mismatch | None, where: str, *, key: bool) -> SchemaDriftError:
+        spec = self.spec
+        if found is None:  # cannot happen: a page that does not fit has a misfit
+            found = Mismatch("?", "?", "?")
+        value = self.redactor.text(_excerpt(found.value)) if found.value is not None else ""
+        shown = f" ({value})" if value else ""
+        has = "null" if found.found == "null" else _a(found.found)
+        if found.expected == "absent":
+            what = f"field `{found.field}` is not in the schema, but a record has {has}"
+        elif found.found == "missing":
+            what = f"field `{found.field}` is {found.expected}, but a record lacks it"
+        else:
+            what = (
+                f"field `{found.field}` is {found.expected} in the schema, but a record has {has}"
+            )
+        if key:
+            fix = (
+                "It is a key (`primary_keys`/`replication_key`): its values cannot move to "
+                "a variant column. Give it a type every value fits with `schema_overrides` "
+                "(its table column must have that type too)."
+            )
+        else:
+            fix = (
+                "Nothing of this page was emitted (`schema_drift: fail`). Use "
+                "`schema_drift: evolve` (the default) to keep every value, or give the "
+                "field its type with `schema_overrides`."
+            )
+        return SchemaDriftError(
+            f"Schema drift [{where}]: {what}{shown}. {fix}",
+            stream=spec.name,
+            field=found.field,
+            expected=found.expected,
+            found=found.found,
+        )
+
+    def make_chain(
+        self, spec: RequestSpec, read_ahead: bool, *, label: str = "", counted: bool = True
+    ) -> Chain:
         """A new request chain for a rendered spec of this stream.
 
         Args:
             spec: the rendered spec (a task's).
             read_ahead: fetch the next page while the caller handles this one.
+            label: the task's label (``for_each[2]``), for the place errors name.
             counted: count its pages in the stream's progress (not for discovery's sample,
                 whose page the sync counts when it uses it).
         """
@@ -126,6 +259,8 @@ class StreamRun:
             now=self.context.now_epoch,
             tokens=self.context.tokens,
             server_limit=self.server_limit,
+            label=label,
+            notes=self.notes,
         )
 
     def tasks(
@@ -208,8 +343,9 @@ class StreamRun:
     def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
         """Every task's chain, run as the spec says (`max_concurrency`): one ordered feed."""
 
-        def make(spec: RequestSpec, inline: bool) -> Chain:
-            return self.make_chain(spec, read_ahead and inline)
+        def make(task: ChainTask, inline: bool) -> Chain:
+            assert task.spec is not None
+            return self.make_chain(task.spec, read_ahead and inline, label=task.label)
 
         return run_chains(tasks, make, self.spec.max_concurrency)
 
@@ -232,19 +368,42 @@ class StreamRun:
             return True
         return not graph.at_or_before(record.get(key), bookmark)
 
-    def shape(self, page: Page, task: ChainTask, bookmark: JSON) -> t.Iterator[dict[str, JSON]]:
-        """A page's records as a run emits them: bookmark filter, then parent columns."""
+    def shape(
+        self,
+        page: Page,
+        task: ChainTask,
+        bookmark: JSON,
+        *,
+        counted: bool = True,
+        skip: int = 0,
+    ) -> t.Iterator[dict[str, JSON]]:
+        """A page's records as a run emits them: bookmark filter, then parent columns.
+
+        Args:
+            counted: count them as emitted (not for a pass that only checks them).
+            skip: leave out the first `skip` of them (a resumed page whose first records
+                a batch file already holds), uncounted.
+        """
         spec = self.spec
         key = spec.replication_key or ""
         drop = bool(key) and spec.filter_bookmark and bookmark is not None
         columns = self.columns if task.row is not None else ()
         row = task.row or {}
-        for record in page.records:
-            if drop and graph.at_or_before(record.get(key), bookmark):
-                continue
-            for field, column in columns:
-                record.setdefault(column, row.get(field))
-            yield record
+        emitted = 0
+        try:
+            for record in page.records:
+                if drop and graph.at_or_before(record.get(key), bookmark):
+                    continue
+                for field, column in columns:
+                    record.setdefault(column, row.get(field))
+                if skip:
+                    skip -= 1
+                    continue
+                emitted += 1
+                yield record
+        finally:  # the progress line counts what was emitted, not what was fetched
+            if counted:
+                self.stats.add(records=emitted)
 
     def sample(
         self,
@@ -253,17 +412,24 @@ class StreamRun:
         parent_rows: list[dict[str, JSON]],
         saved: JSON = None,
     ) -> list[dict[str, JSON]]:
-        """Discovery's sample: the first page a sync fetches, kept for the sync.
+        """Discovery's sample: the first pages a sync fetches, kept for the sync.
 
-        That is the first chain's first page, or, for a run resuming from `saved` (the
-        stream's resume position in STATE), the first pending chain's saved page, so a
-        resumed run fetches nothing twice. A child samples with its parent's first
-        sampled row. With `on_error: skip` a failing chain (or one whose templates fail
-        to render) is passed over for the next one, up to :data:`SAMPLE_TRIES` chains,
-        and when all fail nothing is inferred (a WARNING) and the run goes on; otherwise
-        the chain's error fails discovery, as its sync would.
+        Up to `schema_sample` pages and records, whichever ends first, following each
+        chain's pagination (then the next `for_each` value, or the next parent row for a
+        child stream, with its parent's sampled rows). A run resuming from `saved` (the
+        stream's resume position in STATE) samples from the pages it resumes at, so a
+        resumed run fetches nothing twice. The pages are kept in :attr:`prefetched`: the
+        sync takes them instead of fetching them again, each once and in order. A
+        failure before the first page is sampled fails discovery (a template that does
+        not render, a request error), as the sync would, unless `on_error: skip`: then
+        the chain is passed over for the next one, up to :data:`SAMPLE_TRIES` failures,
+        and when all fail nothing is inferred (a WARNING) and the run goes on. A failure
+        after a page was sampled ends the sample, with a WARNING (the sync meets the
+        error itself).
         """
         spec = self.spec
+        if spec.page_limit == 0:  # no request at all
+            return []
         if spec.parent is not None and not parent_rows:
             self.logger.warning(
                 "stream %s: its parent %s had no record to sample, so no fields could be "
@@ -273,8 +439,9 @@ class StreamRun:
             )
             return []
         skipping = spec.on_error == "skip"
-        rows = list(enumerate(parent_rows[: SAMPLE_TRIES if skipping else 1]))
-        if self.shard is not None:  # every shard samples the same page: one table schema
+        budget = spec.schema_sample
+        rows = list(enumerate(parent_rows[: max(budget.pages, SAMPLE_TRIES)]))
+        if self.shard is not None:  # every shard samples the same pages: one table schema
             tasks = self.tasks(bookmark=bookmark, rows=rows, whole=True)
         elif spec.parent is None:
             resume = self.resume_state(saved, quiet=True)
@@ -282,58 +449,102 @@ class StreamRun:
         else:
             tasks = self.tasks(bookmark=bookmark, rows=rows)
         if not tasks:
-            return []
-        for task in tasks[: SAMPLE_TRIES if skipping else 1]:
-            try:
-                return self._sample_one(task)
-            except RHTTPError as exc:
-                if not skipping:
-                    raise
+            if spec.for_each is not None and not spec.for_each:
                 self.logger.warning(
-                    "stream %s%s: the schema sample failed (on_error: skip; the sync tries "
-                    "this chain again): %s",
+                    "stream %s: `for_each` is empty, so no request is made and no fields "
+                    "could be inferred (the stream is empty).",
                     spec.name,
-                    f" {task.label}" if task.label else "",
-                    self.redactor.text(str(exc)),
                 )
-        self.logger.warning(
-            "stream %s: no sampled chain gave a first page, so no fields could be inferred; "
-            "declare `schema` to type them (every field is still emitted).",
-            spec.name,
-        )
-        return []
-
-    def _sample_one(self, task: ChainTask) -> list[dict[str, JSON]]:
-        spec = self.spec
-        if task.error is not None:
-            raise task.error
-        assert task.spec is not None
-        paginator = Paginator(task.spec, self.redactor)
-        first = (
-            paginator.resume(task.start, task.done) if task.start is not None else paginator.first()
-        )
-        if first is None:  # page_limit 0, or used up before the saved position
             return []
-        chain = self.make_chain(task.spec, read_ahead=False, counted=False)
-        try:
-            fetched, _ = chain.get(first)
-        finally:
-            chain.close()
-        if self._owns(task):  # else this page is only the shared schema sample
-            self.prefetched[chain.key(first)] = fetched
-        records = fetched.records
-        sample = (
-            records
-            if isinstance(records, list)
-            else list(itertools.islice(records, SAMPLE_RECORDS))
-        )
+        sample: list[dict[str, JSON]] = []
+        pages = failures = 0
+        for task in tasks:
+            if pages >= budget.pages or len(sample) >= budget.records:
+                break
+            sampled, error = self._sample_chain(task, budget.pages - pages, budget, sample)
+            pages += sampled
+            if error is None:
+                continue
+            if pages:
+                self.logger.warning(
+                    "stream %s: sampling for the schema stopped after %d page(s): %s",
+                    spec.name,
+                    pages,
+                    self.redactor.text(str(error)).split("\n", 1)[0],
+                )
+                break
+            if not skipping:
+                raise error
+            self.logger.warning(
+                "stream %s%s: the schema sample failed (on_error: skip; the sync tries "
+                "this chain again): %s",
+                spec.name,
+                f" {task.label}" if task.label else "",
+                self.redactor.text(str(error)),
+            )
+            failures += 1
+            if failures >= SAMPLE_TRIES:
+                break
+        if not pages and failures:
+            self.logger.warning(
+                "stream %s: no sampled chain gave a first page, so no fields could be "
+                "inferred; declare `schema` to type them (every field is still emitted).",
+                spec.name,
+            )
         if not sample:
             self.logger.warning(
-                "stream %s: the first page has no records, so no fields could be inferred; "
-                "declare `schema` to type them (every field is still emitted).",
+                "stream %s: the sampled pages have no records, so no fields could be "
+                "inferred; declare `schema` to type them (every field is still emitted).",
                 spec.name,
             )
         return sample
+
+    def _sample_chain(
+        self,
+        task: ChainTask,
+        max_pages: int,
+        budget: SampleSize,
+        sample: list[dict[str, JSON]],
+    ) -> tuple[int, RHTTPError | None]:
+        """Sample one chain's first pages into `sample`, keeping them for the sync.
+
+        Returns:
+            How many pages were sampled, and the error that ended the chain early.
+        """
+        if task.error is not None:
+            return 0, t.cast("RHTTPError", task.error)
+        assert task.spec is not None
+        chain = self.make_chain(task.spec, read_ahead=False, label=task.label, counted=False)
+        kept: list[tuple[str, Fetched]] = []
+        pages = t.cast("t.Generator[Page, None, None]", chain.pages(task.start, task.done))
+        try:
+            # A chain yields a page before it fetches the next: stopping here makes no
+            # request beyond the sample.
+            for page in pages:
+                kept.append(
+                    (chain.key(page.request), Fetched(page.response, page.body, page.records))
+                )
+                wanted = budget.records - len(sample)
+                records = page.records
+                sample += (
+                    records[:wanted]
+                    if isinstance(records, list)
+                    else itertools.islice(records, wanted)
+                )
+                if page.failure is not None or len(kept) >= max_pages:
+                    break
+                if len(sample) >= budget.records:
+                    break
+        except RHTTPError as exc:
+            return len(kept), exc
+        finally:
+            pages.close()
+            chain.close()
+            if self._owns(task):
+                self.prefetched.add(kept)
+            else:  # another shard's chain: its pages were only the shared schema sample
+                drop_fetched(kept)
+        return len(kept), None
 
 
 class RunContext:
@@ -428,9 +639,40 @@ class RunContext:
             if spec.schema is not None
             else infer_schema(sample)
         )
+        schema = with_overrides(schema, spec.schema_overrides)
         schema = graph.with_parent_columns(schema, self.stream(spec.name).columns, parent_schema)
         graph.check_replication_key(spec, schema)
         return schema
+
+    def keep_columns(
+        self, spec: RequestSpec, schema: dict[str, JSON], state: t.Mapping[str, JSON] | None
+    ) -> dict[str, JSON]:
+        """The tap's inferred schema, with the column types earlier runs gave the table.
+
+        Earlier runs recorded them in STATE (:data:`COLUMNS_KEY`, written by the stream);
+        a declared schema, a user's catalog and `schema_overrides` are used as given.
+        """
+        if schema.get("description") != INFERRED or not state:
+            return schema
+        bookmarks = state.get("bookmarks")
+        entry = bookmarks.get(spec.name) if isinstance(bookmarks, dict) else None
+        committed = entry.get(COLUMNS_KEY) if isinstance(entry, dict) else None
+        if not isinstance(committed, dict):
+            return schema
+        overridden = spec.schema_overrides
+        kept, replaced = keep_columns(
+            schema, {k: v for k, v in committed.items() if k not in overridden}
+        )
+        for field in replaced:
+            self.logger.info(
+                "stream %s: field `%s` keeps the column type `%s` an earlier run gave it "
+                "(STATE), though this run's sample types it otherwise; values of another "
+                "type go to variant columns.",
+                spec.name,
+                field,
+                committed[field],
+            )
+        return kept
 
     def check_replication_key(self, spec: RequestSpec, schema: dict[str, JSON]) -> None:
         """The replication key must be a field of `schema` (a catalog's, say).
@@ -439,3 +681,13 @@ class RunContext:
             ConfigErrors: it is not.
         """
         graph.check_replication_key(spec, schema)
+
+
+def _excerpt(value: JSON, limit: int = 80) -> str:
+    text = dump_json(value, default=str).decode()  # an integer past 64 bits too
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _a(word: str) -> str:
+    """``a number``, ``an object``."""
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"

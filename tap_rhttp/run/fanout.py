@@ -113,10 +113,11 @@ def chain_tasks(
     return [task("-", "", template_env(spec, context, bookmark=bookmark))]
 
 
-#: Makes a task's chain; ``inline`` is True when the chain runs on the caller's thread
-#: (it may then read ahead: on fan-out workers the next chain's pages already overlap
-#: the caller's work, and a helper thread per chain would only add a hand-over per page).
-MakeChain = t.Callable[["RequestSpec", bool], "Chain"]
+#: Makes a task's chain (the task has its rendered spec); ``inline`` is True when the
+#: chain runs on the caller's thread (it may then read ahead: on fan-out workers the next
+#: chain's pages already overlap the caller's work, and a helper thread per chain would
+#: only add a hand-over per page).
+MakeChain = t.Callable[["ChainTask", bool], "Chain"]
 
 
 def _run_one(task: ChainTask, make_chain: MakeChain, *, inline: bool) -> t.Iterator[Event]:
@@ -124,7 +125,7 @@ def _run_one(task: ChainTask, make_chain: MakeChain, *, inline: bool) -> t.Itera
         yield Event(task, error=task.error)
         return
     assert task.spec is not None
-    chain = make_chain(task.spec, inline)
+    chain = make_chain(task, inline)
     try:
         for page in chain.pages(task.start, task.done):
             yield Event(task, page=page)

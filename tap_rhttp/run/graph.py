@@ -95,7 +95,7 @@ def check_replication_key(spec: RequestSpec, schema: dict[str, JSON]) -> None:
                 ConfigError(
                     f"{spec.path}.replication_key",
                     f"replication key `{key}` is not a field of the stream's schema "
-                    "(inferred from the first page, or declared).",
+                    "(inferred from discovery's sample, or declared).",
                     value=key,
                     allowed=", ".join(sorted(schema.get("properties", {}))) or "(none)",
                 )

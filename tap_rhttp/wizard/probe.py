@@ -199,9 +199,17 @@ class _Budget:
 
 
 class _BudgetedChain(Chain):
-    """A chain that counts its requests against the probe's budget."""
+    """A chain that counts its requests against the probe's budget, and answers a
+    request the probe already made (for another candidate spec) from `seen`."""
 
     budget: _Budget
+    seen: dict[str, Response]
+
+    def get(self, request: PageRequest) -> tuple[Fetched, int]:
+        response = self.seen.get(self.target(request))
+        if response is not None:
+            return Fetched(response, *self.read(response)), 1
+        return super().get(request)
 
     def fetch(self, request: PageRequest) -> tuple[Response, int]:
         if self.budget.left <= 0:
@@ -308,8 +316,7 @@ class Probe:
         assert task.spec is not None
         chain = _BudgetedChain(task.spec, context.redactor, self.logger, sleep=self.sleep)
         chain.budget = self.budget
-        for target, response in self.responses.items():
-            chain.prefetched[target] = Fetched(response, *chain.read(response))
+        chain.seen = self.responses
         attempt = Attempt([])
         feed = t.cast("t.Generator[Page, None, None]", chain.pages())
         try:
