@@ -45,6 +45,7 @@ from urllib3.util import SKIP_HEADER
 
 from tap_rhttp.config.windows import iso, window_value
 from tap_rhttp.errors import ConfigErrors, RHTTPError
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS, Paginator
 from tap_rhttp.redact import MASK
 from tap_rhttp.run import graph
@@ -73,6 +74,7 @@ def add_explain_options(
     *,
     make_run: t.Callable[[dict[str, t.Any]], RunContext],
     fail: t.Callable[[RHTTPError], t.NoReturn],
+    fail_unexpected: t.Callable[[Exception], t.NoReturn] | None = None,
 ) -> click.Command:
     """Give the tap's command ``--explain`` and ``--pages N``.
 
@@ -86,6 +88,8 @@ def add_explain_options(
             errors raise ``ConfigValidationError`` there, so singer-sdk reports them
             exactly as for a sync.
         fail: reports an r.http error and exits, as a sync does.
+        fail_unexpected: reports any other error in one line and exits, as a sync does
+            (without it, such an error propagates).
     """
     command.params.extend(
         [
@@ -119,6 +123,11 @@ def add_explain_options(
         except RHTTPError as exc:
             sys.stdout.flush()
             fail(exc)
+        except Exception as exc:  # one clear line, as a run reports it
+            if fail_unexpected is None:
+                raise
+            sys.stdout.flush()
+            fail_unexpected(exc)
         sys.exit(code)
 
     command.callback = callback
@@ -126,7 +135,7 @@ def add_explain_options(
 
 
 def _json(value: JSON) -> str:
-    return orjson.dumps(value, default=str).decode()
+    return dump_json(value, default=str).decode()
 
 
 def _excerpt(redactor: Redactor, text: str, limit: int = INFO_BODY_CHARS) -> str:

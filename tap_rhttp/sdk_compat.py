@@ -23,6 +23,8 @@ the same reason: a minor upgrade is tested before it is allowed.
   singer-sdk defines in a private module.
 - The conformance predicates of ``singer_sdk.helpers._typing`` and the clock of
   ``singer_sdk.helpers._util`` that ``RecordMessage`` timestamps come from.
+- ``load_json`` of ``singer_sdk.helpers._util``, the parser singer-sdk reads ``--config``
+  files with, so the tap can say what is wrong with a file before the SDK's traceback.
 - The text of a log line: ``PluginBase.__init__`` says "Skipping parse of env var
   settings..." at INFO on every start (under Meltano, on every run), which tells a user
   nothing; :func:`quiet_startup_notice` lowers it to DEBUG.
@@ -36,7 +38,7 @@ import typing as t
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.helpers._typing import _is_exclusive_boolean_type as is_exclusive_boolean_type
 from singer_sdk.helpers._typing import is_object_type, is_uniform_list
-from singer_sdk.helpers._util import utc_now
+from singer_sdk.helpers._util import load_json, utc_now
 from singer_sdk.streams.core import Stream
 
 if t.TYPE_CHECKING:
@@ -53,6 +55,7 @@ __all__ = [
     "is_exclusive_boolean_type",
     "is_object_type",
     "is_uniform_list",
+    "load_json",
     "message_writer",
     "quiet_startup_notice",
     "replace_schema",

@@ -22,7 +22,6 @@ import typing as t
 
 from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 
-from tap_rhttp.errors import RHTTPError
 from tap_rhttp.run import graph
 from tap_rhttp.run.context import COLUMNS_KEY
 from tap_rhttp.run.resume import ROW_WINDOW, ChildResume, ResumeState, rows_digest
@@ -34,7 +33,7 @@ from tap_rhttp.sdk_compat import (
     replace_schema,
     write_state_message,
 )
-from tap_rhttp.writer import RecordFastPath, page_blocker
+from tap_rhttp.writer import STOP, RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap, metrics
@@ -93,11 +92,11 @@ class RHTTPStream(StreamHooks):
         """Log through the SDK, but never a second ERROR line for an r.http error.
 
         singer-sdk logs "An unhandled error occurred while syncing" at ERROR before it
-        re-raises; for an :class:`RHTTPError` the tap then reports the error itself, as
-        one ERROR line with r.http's envelope. The SDK's line is kept, at INFO.
+        re-raises; the tap then reports the error itself, as one ERROR line (r.http's
+        envelope for an :class:`RHTTPError`). The SDK's line is kept, at INFO.
         """
-        if level >= logging.ERROR and isinstance(sys.exc_info()[1], RHTTPError):
-            level = logging.INFO
+        if level >= logging.ERROR and isinstance(sys.exc_info()[1], Exception):
+            level = logging.INFO  # the tap reports every error that ends a run, once
         super().log(message, *args, level=level, **kwargs)
 
     @property
@@ -233,32 +232,40 @@ class RHTTPStream(StreamHooks):
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
         for event in run.run(tasks, read_ahead=read_ahead):
             task = event.task
-            if event.error is not None:
-                run.skip(task, event.error)
-                self._chain_over(resume, task.key)
-            elif event.page is None:
-                self._chain_over(resume, task.key)
-            else:
-                page = event.page
+            page = event.page if event.error is None else None
+            if page is not None:
                 assert task.spec is not None
-                try:
+                try:  # children write their own pages (and stop between them on a signal)
                     self._drive_children(page, task, bookmark)
-                    skip, task.skip = task.skip, 0
-                    if not run.emits:
-                        pass  # a shard reading this parent for its children's rows only
-                    elif batch:
-                        position = resume.begin(task.key, page, task.spec, skip)
-                        for record in self._emit(page, task, bookmark, context, skip):
-                            if position is not None:
-                                position["skip"] = t.cast("int", position["skip"]) + 1
-                            yield record
-                    else:
-                        yield from self._emit(page, task, bookmark, context, skip)
-                finally:
+                except BaseException:
                     page.close()
-                resume.advance(task.key, page, task.spec)
-            if not batch:
-                self._save_resume()
+                    raise
+            # A page's records and the STATE after them: a stop signal lets them finish.
+            with STOP.section():
+                if event.error is not None:
+                    run.skip(task, event.error)
+                    self._chain_over(resume, task.key)
+                elif page is None:
+                    self._chain_over(resume, task.key)
+                else:
+                    assert task.spec is not None
+                    try:
+                        skip, task.skip = task.skip, 0
+                        if not run.emits:
+                            pass  # a shard reading this parent for its children's rows only
+                        elif batch:
+                            position = resume.begin(task.key, page, task.spec, skip)
+                            for record in self._emit(page, task, bookmark, context, skip):
+                                if position is not None:
+                                    position["skip"] = t.cast("int", position["skip"]) + 1
+                                yield record
+                        else:
+                            yield from self._emit(page, task, bookmark, context, skip)
+                    finally:
+                        page.close()
+                    resume.advance(task.key, page, task.spec)
+                if not batch:
+                    self._save_resume()
             self._progress()
 
     def _chain_over(self, resume: ResumeState, key: str) -> None:

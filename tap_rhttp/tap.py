@@ -9,30 +9,50 @@ where a schema must be inferred. Errors of r.http end the run with one ERROR lin
 from __future__ import annotations
 
 import gc
+import pathlib
 import sys
 import typing as t
 
+import click
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_rhttp.config.checks import type_name
 from tap_rhttp.config.jsonschema import config_schema
 from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import install_log_redaction
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks, quiet_startup_notice
+from tap_rhttp.sdk_compat import TapHooks, load_json, quiet_startup_notice
 from tap_rhttp.streams import RHTTPStream
-from tap_rhttp.writer import BufferedMsgSpecWriter
+from tap_rhttp.writer import STOP, BufferedMsgSpecWriter
 
 if t.TYPE_CHECKING:
-    import click
-
     from tap_rhttp.redact import Redactor
 
 try:
     from typing import override  # type: ignore[attr-defined]
 except ImportError:  # Python < 3.12
     from typing_extensions import override
+
+
+def config_file_problem(path: str) -> str | None:
+    """What keeps a config file from being read as a JSON object (None: nothing)."""
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return "no such file."
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"cannot be read: {exc}."
+    try:
+        value = load_json(text)
+    except ValueError as exc:  # simplejson's JSONDecodeError; too many digits
+        return f"is not valid JSON: {exc}."
+    except RecursionError:
+        return "is not valid JSON: nested too deeply."
+    if not isinstance(value, dict):
+        return f"should hold a JSON object (got {type_name(value)})."
+    return None
 
 
 class TapRHTTP(TapHooks, Tap):
@@ -53,6 +73,7 @@ class TapRHTTP(TapHooks, Tap):
         self._input_state = state if isinstance(state, dict) else {}
         quiet_startup_notice(self.logger)
         super().__init__(*args, state=state, **kwargs)
+        STOP.install(self.logger)  # after singer-sdk's own handlers, which exit 0
 
     @override
     def check_config(self, *, raise_errors: bool) -> list[str]:
@@ -154,6 +175,29 @@ class TapRHTTP(TapHooks, Tap):
         sys.exit(1)
 
     @classmethod
+    def fail_unexpected(cls, exc: BaseException) -> t.NoReturn:
+        """Report any other failure as one ERROR line (the traceback at DEBUG); exit 1.
+
+        A run must never end on a traceback as its main message, nor hang: whatever
+        escaped (a full disk, memory running out, a bug) is named in one line.
+        """
+        if isinstance(exc, MemoryError):
+            text = (
+                "out of memory (MemoryError): a page too large to hold? "
+                "Lower `max_body_bytes`, or give the tap more memory."
+            )
+        else:
+            detail = " ".join(str(exc).split())
+            detail = detail if len(detail) <= 500 else detail[:500] + " ..."
+            text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        cls.logger.debug("the run failed on:", exc_info=exc)
+        cls.logger.error(
+            "tap-rhttp stopped on an unexpected error: %s (TAP_RHTTP_LOGLEVEL=debug logs where)",
+            text,
+        )
+        sys.exit(1)
+
+    @classmethod
     @override
     def invoke(cls, **kwargs: t.Any) -> None:
         # One command is one process: what the imports built lives until exit, and at
@@ -164,8 +208,29 @@ class TapRHTTP(TapHooks, Tap):
             super().invoke(**kwargs)
         except RHTTPError as exc:
             cls.fail(exc)
+        except (click.exceptions.Exit, click.ClickException, ConfigValidationError):
+            raise  # click and singer-sdk report these themselves
+        except Exception as exc:
+            cls.fail_unexpected(exc)
         finally:
             gc.freeze()
+
+    @classmethod
+    @override
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """singer-sdk reads the ``--config`` files; its failures become one clear line.
+
+        Each file is read as JSON first, so the message names the file and what is wrong
+        with it (missing, unreadable, not JSON, not a JSON object), never a traceback.
+        """
+        for path in value:
+            if path == "ENV":
+                continue
+            problem = config_file_problem(path)
+            if problem is not None:
+                cls.logger.error("--config %s: %s", path, problem)
+                ctx.exit(1)
+        return super().cb_config(ctx, param, value)
 
     @classmethod
     @override
@@ -174,6 +239,10 @@ class TapRHTTP(TapHooks, Tap):
             super().cb_discover(ctx, param, value)
         except RHTTPError as exc:
             cls.fail(exc)
+        except (click.exceptions.Exit, click.ClickException, ConfigValidationError):
+            raise
+        except Exception as exc:
+            cls.fail_unexpected(exc)
 
     @classmethod
     @override
@@ -195,7 +264,10 @@ class TapRHTTP(TapHooks, Tap):
             return tap.run
 
         command = add_explain_options(
-            super().get_singer_command(), make_run=make_run, fail=cls.fail
+            super().get_singer_command(),
+            make_run=make_run,
+            fail=cls.fail,
+            fail_unexpected=cls.fail_unexpected,
         )
         command.epilog = (
             "To write a stream spec for an API: tap-rhttp init URL (tap-rhttp init --help)."

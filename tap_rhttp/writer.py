@@ -37,13 +37,25 @@ records parsed from JSON. Two things change that, and neither changes a byte of 
 
     ``time_extracted`` is taken once per page instead of once per record: the time the
     page's records were extracted.
+
+:data:`STOP` (:class:`StopSignals`)
+    SIGTERM and SIGINT end a command-line run at a page boundary with exit status
+    128 + the signal's number (singer-sdk's own handler exits 0, so a scheduler took an
+    interrupted run for a success). A signal that arrives while a page's records and
+    its STATE are being written lets that page finish first; the output then ends with
+    that STATE, and a partial page is never written. A second signal stops at once.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
+import logging
+import os
+import signal
 import sys
+import threading
 import typing as t
 import weakref
 
@@ -65,6 +77,9 @@ from tap_rhttp.sdk_compat import (
 )
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import FrameType
+
     from singer_sdk.singerlib.encoding.simple import Message
 
     from tap_rhttp.types import JSON
@@ -114,13 +129,111 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             self.flush()
 
     def flush(self) -> None:
-        """Write out everything buffered."""
+        """Write out everything buffered (a stop signal waits for the write to end)."""
         if not self.buffer:
             return
-        out = sys.stdout.buffer
-        out.write(self.buffer)
+        with STOP.section():
+            _write_out(self.buffer)
+            self.buffer.clear()
+
+
+def _write_out(data: bytearray) -> None:
+    """Write bytes to stdout whole, a signal or a slow reader notwithstanding.
+
+    ``sys.stdout.buffer.write`` of a large block can drop the rest of the block when a
+    signal handler runs during a partial write to a pipe (CPython's BufferedWriter, seen
+    on 3.11): the output then held half a line. ``os.write`` in a loop resumes after
+    every partial write. Where stdout has no file descriptor (a test's capture), its
+    buffer is written as before.
+    """
+    out = sys.stdout.buffer
+    out.flush()  # whatever the text layer holds goes first
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        out.write(data)
         out.flush()
-        self.buffer.clear()
+        return
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+
+
+class StopSignals:
+    """SIGTERM and SIGINT stop a run between pages, with exit status 128 + signal.
+
+    Sections (:meth:`section`) are the spans that must not be cut: one page's records
+    and its STATE, one write to stdout. A signal outside them stops the run at once; one
+    inside stops it when the outermost section ends. Stopping drops what is buffered
+    (records after the last STATE: a page not yet complete), logs one ERROR line and
+    leaves with ``os._exit``: a request in flight on another thread is not waited for,
+    and a resumed run starts from the last STATE, as after any kill.
+
+    Only the command line installs it (:meth:`enable`); a tap built in a program keeps
+    the handlers it finds.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.depth = 0
+        self.pending: int | None = None
+        self.logger = logging.getLogger("tap-rhttp")
+
+    def enable(self) -> None:
+        """Stop on SIGTERM and SIGINT from now on (``install`` puts the handlers in place)."""
+        self.enabled = True
+
+    def install(self, logger: logging.Logger) -> None:
+        """Replace singer-sdk's handlers (which exit 0) with this one, on the command line."""
+        if not self.enabled or threading.current_thread() is not threading.main_thread():
+            return
+        self.logger = logger
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    @contextlib.contextmanager
+    def section(self) -> Iterator[None]:
+        """A span a stop signal lets finish (sections nest)."""
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if self.depth == 0 and self.pending is not None:
+                self._stop(self.pending)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.depth and self.pending is None:
+            self.pending = signum
+            self.logger.warning(
+                "%s received: finishing the page being written, then stopping "
+                "(send it again to stop at once).",
+                signal.Signals(signum).name,
+            )
+            return
+        self._stop(signum)
+
+    def _stop(self, signum: int) -> t.NoReturn:
+        for writer in list(_writers):
+            writer.buffer.clear()  # an incomplete page: never written
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        self.logger.error(
+            "stopped by %s: the output ends after the last complete page and its STATE; "
+            "a new run with that STATE resumes from there.",
+            signal.Signals(signum).name,
+        )
+        for handler in (*logging.getLogger().handlers, *self.logger.handlers):
+            with contextlib.suppress(Exception):
+                handler.flush()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(128 + signum)
+
+
+#: The run's stop signals (one process, one run).
+STOP = StopSignals()
 
 
 # --------------------------------------------------------------------------- conformance

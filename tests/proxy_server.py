@@ -125,6 +125,15 @@ class ForwardProxy:
                     upstream.sendall(rest)
                 _relay(conn, upstream)
                 return
+            # The body may come in a later segment than the head (urllib3 sends them
+            # apart): forward it whole, or the upstream waits for it while the proxy
+            # waits for the upstream's answer.
+            length = int(next((v for k, v in headers.items() if k.lower() == "content-length"), 0))
+            while len(rest) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                rest += chunk
             parts = urlsplit(target)
             upstream = socket.create_connection((parts.hostname, parts.port or 80), timeout=10)
             path = parts.path or "/"

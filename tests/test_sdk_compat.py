@@ -8,13 +8,14 @@ output silently.
 from __future__ import annotations
 
 import datetime
+import decimal
 import inspect
 import logging
 import typing as t
 
 import pytest
 from singer_sdk import Tap, batch
-from singer_sdk.helpers import _typing
+from singer_sdk.helpers import _typing, _util
 from singer_sdk.plugin_base import PluginBase
 from singer_sdk.streams.core import Stream
 
@@ -105,6 +106,18 @@ def test_stream_attributes_read_through_the_adapter(server: LocalServer) -> None
     assert sdk_compat.message_writer(stream) is tap.message_writer
     assert sdk_compat.generates_own_record_messages(stream) is False
     sdk_compat.write_state_message(stream)  # exists and runs
+
+
+def test_load_json_is_the_parser_of_config_files(tmp_path: t.Any) -> None:
+    """The tap checks a --config file with the parser singer-sdk then reads it with."""
+    path = tmp_path / "c.json"
+    path.write_text('{"a": 2.5, "b": [1]}')
+    assert sdk_compat.load_json is _util.load_json
+    assert _util.read_json_file(path) == sdk_compat.load_json(path.read_text())
+    assert sdk_compat.load_json('{"a": 2.5}') == {"a": decimal.Decimal("2.5")}
+    for bad in ("{", "NaN", '{"a": NaN}'):
+        with pytest.raises(ValueError):
+            sdk_compat.load_json(bad)
 
 
 def test_the_sdk_still_logs_the_startup_notice_at_info() -> None:

@@ -14,6 +14,7 @@ import json
 import math
 import re
 import typing as t
+import unicodedata
 
 from tap_rhttp.errors import ConfigError
 from tap_rhttp.expr import compile_expression
@@ -85,34 +86,63 @@ def is_finite(value: JSON) -> bool:
         return False
 
 
-def int_at_least(minimum: int) -> t.Callable[[JSON, str, str], int]:
+#: The range of a JSON integer tap-rhttp carries (what orjson and msgspec encode: int64 and
+#: uint64); a larger literal would lose digits or fail the first request, so load rejects it.
+INT_MIN = -(1 << 63)
+INT_MAX = (1 << 64) - 1
+
+
+def _bound(value: float) -> str:
+    """A bound as a message prints it: 86400, not 86400.0."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def int_between(minimum: int, maximum: int) -> t.Callable[[JSON, str, str], int]:
+    """An integer option in ``[minimum, maximum]``."""
+    allowed = f"an integer from {minimum} to {maximum}"
+
     def check(value: JSON, path: str, name: str) -> int:
         if not is_int(value):
             raise ConfigError(
                 path,
                 f"`{name}` should be an integer (got {quote_value(value)}).",
                 value=value,
-                allowed=f"an integer >= {minimum}",
+                allowed=allowed,
             )
         if value < minimum:
             raise ConfigError(
                 path,
                 f"`{name}` should be greater than or equal to {minimum} (got {value}).",
                 value=value,
+                allowed=allowed,
+            )
+        if value > maximum:
+            raise ConfigError(
+                path,
+                f"`{name}` should be at most {maximum} (got {quote_value(value)}).",
+                value=value,
+                allowed=allowed,
             )
         return int(value)
 
     return check
 
 
-def seconds(*, allow_zero: bool = True) -> t.Callable[[JSON, str, str], float]:
+def seconds(*, maximum: float, allow_zero: bool = True) -> t.Callable[[JSON, str, str], float]:
+    """A number of seconds in ``[0, maximum]`` (``(0, maximum]`` without `allow_zero`)."""
+    allowed = (
+        f"a number of seconds from 0 to {_bound(maximum)}"
+        if allow_zero
+        else f"a number of seconds greater than 0, up to {_bound(maximum)}"
+    )
+
     def check(value: JSON, path: str, name: str) -> float:
         if not is_finite(value):
             raise ConfigError(
                 path,
                 f"`{name}` should be a number of seconds (got {quote_value(value)}).",
                 value=value,
-                allowed="a number of seconds, fractions allowed",
+                allowed=allowed + ", fractions allowed",
             )
         if value < 0:
             raise ConfigError(
@@ -122,9 +152,60 @@ def seconds(*, allow_zero: bool = True) -> t.Callable[[JSON, str, str], float]:
             raise ConfigError(
                 path, f"`{name}` should be greater than 0 (got {quote_value(value)}).", value=value
             )
+        if value > maximum:
+            raise ConfigError(
+                path,
+                f"`{name}` should be at most {_bound(maximum)} seconds (got {quote_value(value)}).",
+                value=value,
+                allowed=allowed,
+            )
         return float(value)
 
     return check
+
+
+def _int_text(value: int) -> str:
+    """An integer for a message: its digits, or its size when it is very long."""
+    return str(value) if value.bit_length() <= 400 else f"an integer of {value.bit_length()} bits"
+
+
+def number_errors(value: JSON, path: str) -> list[ConfigError]:
+    """Numbers no request or message can carry, anywhere in a config value.
+
+    NaN and the infinities are not JSON (a config read by singer-sdk may still hold them,
+    e.g. from `1e400` or an environment variable), and an integer outside
+    [:data:`INT_MIN`, :data:`INT_MAX`] would lose digits or fail the first request.
+    """
+    errors: list[ConfigError] = []
+    stack: list[tuple[JSON, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            errors.append(
+                ConfigError(
+                    where,
+                    f"numbers must be finite (got {quote_value(item)}).",
+                    value=item,
+                    allowed="a finite JSON number",
+                )
+            )
+        elif isinstance(item, int) and not INT_MIN <= item <= INT_MAX:
+            errors.append(
+                ConfigError(
+                    where,
+                    f"integers must fit in 64 bits (got {_int_text(item)}); "
+                    "write a larger one as a string.",
+                    value="<large integer>",
+                    allowed=f"an integer from {INT_MIN} to {INT_MAX}",
+                )
+            )
+        elif isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in reversed(list(item.items())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return errors
 
 
 def check_string(value: JSON, path: str, name: str) -> str:
@@ -362,13 +443,86 @@ def check_header_name(name: str, path: str) -> None:
         )
 
 
-def check_header_value(text: str, path: str) -> None:
+def _char_name(char: str) -> str:
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
+
+
+def check_header_value(text: str, path: str, *, what: str = "`header` values") -> None:
+    """A header value HTTP/1.1 can carry as it is (RFC 9110 §5.5), else a ConfigError.
+
+    Field values are Latin-1 octets without control characters, and leading or trailing
+    whitespace is not part of a value. A character pasted from a document (a zero-width
+    space, a typographic quote) would otherwise fail the first request, deep in the
+    transport. The message names the character, never the value (it may be a secret). A value with
+    a ``{{ }}`` placeholder is checked once rendered (``templates.render_spec``), except
+    for CR and LF, which no placeholder can make right.
+    """
+    templated = "{{" in text
     if "\r" in text or "\n" in text:
         raise ConfigError(
             path,
-            "`header` values may not contain CR or LF (a header line cannot be injected).",
-            value=text,
+            f"{what} may not contain CR or LF (a header line cannot be injected).",
+            value="<redacted>",
         )
+    if templated:
+        return
+    for char in text:
+        if ord(char) > 0xFF:
+            raise ConfigError(
+                path,
+                f"{what} can only hold Latin-1 characters; this one holds {_char_name(char)} "
+                "(pasted from a document?).",
+                value="<redacted>",
+                allowed="printable Latin-1 characters",
+            )
+        if (ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F:
+            raise ConfigError(
+                path,
+                f"{what} may not contain control characters; this one holds {_char_name(char)}.",
+                value="<redacted>",
+                allowed="printable Latin-1 characters",
+            )
+    if text != text.strip(" \t"):
+        raise ConfigError(
+            path,
+            f"{what} may not start or end with a space or tab (HTTP drops it; a pasted value?).",
+            value="<redacted>",
+        )
+
+
+def check_credentials(credentials: Credentials, path: str) -> Credentials:
+    """Credentials HTTP can carry, checked at load and again after templates render.
+
+    Values that travel in a header (a bearer token, a header API key, a digest user name)
+    follow :func:`check_header_value`; basic credentials are sent base64-encoded as UTF-8
+    (RFC 7617), so they only may not hold control characters a pasted value brings in;
+    a query API key is percent-encoded and may hold anything.
+    """
+    kind = credentials.type
+    if kind == "bearer" and credentials.token is not None:
+        check_header_value(credentials.token, f"{path}.token", what="`bearer` tokens")
+    if kind == "api_key" and credentials.location == "header" and credentials.value is not None:
+        check_header_value(credentials.value, f"{path}.value", what="header API keys")
+    if kind == "digest" and credentials.user is not None:
+        check_header_value(credentials.user, f"{path}.user", what="`digest` user names")
+        if "{{" not in credentials.user and ('"' in credentials.user or "\\" in credentials.user):
+            raise ConfigError(
+                f"{path}.user",
+                '`digest` user names may not contain `"` or `\\` (RFC 7616 sends them quoted).',
+                value=credentials.user,
+            )
+    for key, item in (("user", credentials.user), ("pass", credentials.password)):
+        if kind in ("basic", "digest") and item is not None:
+            bad = next((c for c in item if ord(c) < 0x20 or ord(c) == 0x7F), None)
+            if bad is not None:
+                raise ConfigError(
+                    f"{path}.{key}",
+                    f"`{kind}` auth `{key}` may not contain control characters; this one "
+                    f"holds {_char_name(bad)}.",
+                    value="<redacted>",
+                )
+    return credentials
 
 
 def check_header(value: JSON, path: str, name: str) -> HeaderPairs:
@@ -408,7 +562,8 @@ def check_header(value: JSON, path: str, name: str) -> HeaderPairs:
                 )
             key = key.strip()
             check_header_name(key, where)
-            pairs.append((key, rest.strip()))
+            check_header_value(rest.strip(" \t"), where)
+            pairs.append((key, rest.strip(" \t")))
         return tuple(pairs)
     raise ConfigError(
         path,
@@ -477,6 +632,16 @@ def check_schema(value: JSON, path: str, name: str) -> dict[str, JSON]:
     return value
 
 
+#: `rate_limit` bounds, requests per second: one request every 10,000 s (about 2.8 hours)
+#: at the slowest; beyond 10,000 per second a client-side limit means nothing.
+RATE_MIN = 0.0001
+RATE_MAX = 10000.0
+
+
+#: Upper bounds of `schema_sample`: discovery fetches and holds what it samples.
+SAMPLE_MAX = {"pages": 100, "records": 1_000_000}
+
+
 def check_schema_sample(value: JSON, path: str, name: str) -> SampleSize:
     """`{"pages": n, "records": n}`, either key optional (each at least 1)."""
     if not isinstance(value, dict):
@@ -500,6 +665,14 @@ def check_schema_sample(value: JSON, path: str, name: str) -> SampleSize:
                 f"`schema_sample.{key}` should be an integer of at least 1 "
                 f"(got {quote_value(item)}).",
                 value=item,
+            )
+        if item > SAMPLE_MAX[key]:
+            raise ConfigError(
+                f"{path}.{key}",
+                f"`schema_sample.{key}` should be at most {SAMPLE_MAX[key]} "
+                f"(got {quote_value(item)}).",
+                value=item,
+                allowed=f"an integer from 1 to {SAMPLE_MAX[key]}",
             )
     return SampleSize()._replace(**{k: int(v) for k, v in value.items()})
 
@@ -538,11 +711,12 @@ def check_schema_drift(value: JSON, path: str, name: str) -> str:
 
 
 def check_rate(value: JSON, path: str, name: str) -> float:
-    if not is_finite(value) or value <= 0:
+    if not is_finite(value) or not RATE_MIN <= value <= RATE_MAX:
         raise ConfigError(
             path,
-            f"`{name}` should be a number of requests per second greater than 0 "
-            f"(got {quote_value(value)}).",
+            f"`{name}` should be a number of requests per second greater than 0, from "
+            f"{_bound(RATE_MIN)} (one request every {_bound(1 / RATE_MIN)} s) to "
+            f"{_bound(RATE_MAX)} (got {quote_value(value)}).",
             value=value,
         )
     return float(value)
@@ -603,18 +777,17 @@ def check_auth(value: JSON, path: str, name: str) -> Credentials:
         )
     if kind == "api_key" and location == "header":
         check_header_name(value["name"], f"{path}.name")
-    for secret_key in ("pass", "token", "value"):
-        item = value.get(secret_key)
-        if isinstance(item, str):
-            check_header_value(item, f"{path}.{secret_key}")
-    return Credentials(
-        type=kind,
-        user=value.get("user"),
-        password=value.get("pass"),
-        token=value.get("token"),
-        name=value.get("name"),
-        value=value.get("value"),
-        location=location,
+    return check_credentials(
+        Credentials(
+            type=kind,
+            user=value.get("user"),
+            password=value.get("pass"),
+            token=value.get("token"),
+            name=value.get("name"),
+            value=value.get("value"),
+            location=location,
+        ),
+        path,
     )
 
 

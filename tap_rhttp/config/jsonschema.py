@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_rhttp.config.options import OPTIONS, REQUIRED
+from tap_rhttp.config.options import OPTIONS, REATTEMPTS_MAX, REQUIRED
 
 
 def _or_null(schema: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -36,6 +36,7 @@ def _spec_properties(*, stream: bool) -> dict[str, t.Any]:
     props["attempts"] = {
         "type": ["integer", "null"],
         "minimum": 1,
+        "maximum": REATTEMPTS_MAX,
         "description": "Alias of `reattempts`.",
     }
     return props

@@ -23,6 +23,7 @@ from tap_rhttp.config.checks import (
     LINK_NEXT_EXPRESSION,
     check_data,
     json_content_type,
+    number_errors,
     plain_json,
     quote_value,
 )
@@ -90,9 +91,15 @@ def check_values(raw: dict[str, JSON], path: str) -> tuple[dict[str, JSON], list
         if value is None and key not in ("name", "url"):
             continue  # explicit null means "not set"
         try:
-            values[key] = option.check(value, f"{path}.{key}", key)
+            checked = option.check(value, f"{path}.{key}", key)
         except ConfigError as exc:
             errors.append(exc)
+            continue
+        bad_numbers = number_errors(value, f"{path}.{key}")
+        if bad_numbers:
+            errors += bad_numbers
+        else:
+            values[key] = checked
     return values, errors
 
 
@@ -330,6 +337,9 @@ def load_specs(config: t.Mapping[str, JSON]) -> list[RequestSpec]:
                 )
             ]
         )
+    for key, value in config.items():
+        if key not in ("streams", "defaults"):
+            errors += number_errors(value, key)
     secrets = config.get("secrets")
     if secrets is not None and (
         not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values())

@@ -13,7 +13,10 @@ import typing as t
 
 from tap_rhttp.config.checks import (
     METHODS,
+    RATE_MAX,
+    RATE_MIN,
     RESULT_FORMATS,
+    SAMPLE_MAX,
     STREAM_NAME_RE,
     check_any,
     check_auth,
@@ -43,11 +46,12 @@ from tap_rhttp.config.checks import (
     check_url,
     check_verify,
     check_xml,
-    int_at_least,
+    int_between,
     seconds,
 )
 from tap_rhttp.config.windows import check_windows
 from tap_rhttp.http.auth import AUTH_TYPES, OAUTH2_CLIENT_AUTH, OAUTH2_GRANTS
+from tap_rhttp.http.client import MAX_BODY_BYTES
 from tap_rhttp.schema.drift import POLICIES as DRIFT_POLICIES
 from tap_rhttp.schema.infer import SampleSize
 
@@ -70,6 +74,27 @@ class Option:
 
 
 _SCALAR = {"type": ["string", "number", "null"]}
+
+# Upper bounds of the numeric options: each keeps one run within a day's waiting, a
+# thread's timer (threading.TIMEOUT_MAX) and the machine's threads. Checked at load.
+#: Seconds one attempt may take (a day).
+TIMEOUT_MAX = 86400
+#: Tries per request.
+REATTEMPTS_MAX = 100
+#: Redirect hops.
+REDIRECTS_MAX = 100
+#: Requests per chain (-1 is "no limit").
+PAGE_LIMIT_MAX = 1_000_000_000
+#: Seconds of the first backoff wait (an hour).
+BACKOFF_BASE_MAX = 3600
+#: Seconds of any one wait, backoff or `Retry-After` (a day).
+WAIT_MAX = 86400
+#: Seconds one request may take in all, its tries and waits included (a week).
+RETRY_BUDGET_MAX = 7 * 86400
+#: Chains fetched at once (worker threads).
+MAX_CONCURRENCY_MAX = 64
+#: `max_body_bytes` range: a KiB to a TiB.
+MAX_BODY_BYTES_RANGE = (1 << 10, 1 << 40)
 
 OPTIONS: dict[str, Option] = {
     o.name: o
@@ -185,27 +210,28 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "timeout",
-            seconds(),
+            seconds(maximum=TIMEOUT_MAX),
             30.0,
             "Seconds one attempt may take, from connect to the last body byte. "
-            "0 disables the limit.",
-            {"type": "number", "minimum": 0},
+            f"0 disables the limit; at most {TIMEOUT_MAX}.",
+            {"type": "number", "minimum": 0, "maximum": TIMEOUT_MAX},
             example='"timeout": 10',
         ),
         Option(
             "reattempts",
-            int_at_least(1),
+            int_between(1, REATTEMPTS_MAX),
             5,
-            "Total tries per request (alias `attempts`), with backoff between them.",
-            {"type": "integer", "minimum": 1},
+            "Total tries per request (alias `attempts`), with backoff between them; "
+            f"1 to {REATTEMPTS_MAX}.",
+            {"type": "integer", "minimum": 1, "maximum": REATTEMPTS_MAX},
             example='"reattempts": 3',
         ),
         Option(
             "redirects",
-            int_at_least(0),
+            int_between(0, REDIRECTS_MAX),
             1,
-            "Redirect hops to follow; 0 makes any 3xx an error.",
-            {"type": "integer", "minimum": 0},
+            f"Redirect hops to follow; 0 makes any 3xx an error; at most {REDIRECTS_MAX}.",
+            {"type": "integer", "minimum": 0, "maximum": REDIRECTS_MAX},
             example='"redirects": 2',
         ),
         Option(
@@ -317,10 +343,11 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "page_limit",
-            int_at_least(-1),
+            int_between(-1, PAGE_LIMIT_MAX),
             None,
-            "Requests to make with `page`: -1 no limit, 0 none, n at most n. Needs `page`.",
-            {"type": "integer", "minimum": -1},
+            "Requests to make with `page`: -1 no limit, 0 none, n at most n "
+            f"(up to {PAGE_LIMIT_MAX}). Needs `page`.",
+            {"type": "integer", "minimum": -1, "maximum": PAGE_LIMIT_MAX},
             example='"page_limit": 5',
         ),
         Option(
@@ -357,12 +384,17 @@ OPTIONS: dict[str, Option] = {
             SampleSize(),
             "What discovery infers the schema from: up to `pages` pages (following "
             "`page`) and `records` records, whichever ends first; the sync reuses the "
-            "pages, never fetching them twice.",
+            f"pages, never fetching them twice. At most {SAMPLE_MAX['pages']} pages and "
+            f"{SAMPLE_MAX['records']} records.",
             {
                 "type": "object",
                 "properties": {
-                    "pages": {"type": "integer", "minimum": 1},
-                    "records": {"type": "integer", "minimum": 1},
+                    "pages": {"type": "integer", "minimum": 1, "maximum": SAMPLE_MAX["pages"]},
+                    "records": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": SAMPLE_MAX["records"],
+                    },
                 },
                 "additionalProperties": False,
             },
@@ -413,38 +445,41 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "backoff_base",
-            seconds(allow_zero=False),
+            seconds(maximum=BACKOFF_BASE_MAX, allow_zero=False),
             1.0,
-            "Upper bound in seconds of the first jittered wait between tries; doubles per try.",
-            {"type": "number", "exclusiveMinimum": 0},
+            "Upper bound in seconds of the first jittered wait between tries; doubles per try. "
+            f"At most {BACKOFF_BASE_MAX}.",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": BACKOFF_BASE_MAX},
             r_http=False,
             example='"backoff_base": 0.5',
         ),
         Option(
             "backoff_max",
-            seconds(allow_zero=False),
+            seconds(maximum=WAIT_MAX, allow_zero=False),
             60.0,
-            "Cap in seconds on any one backoff wait.",
-            {"type": "number", "exclusiveMinimum": 0},
+            f"Cap in seconds on any one backoff wait; at most {WAIT_MAX}.",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": WAIT_MAX},
             r_http=False,
             example='"backoff_max": 30',
         ),
         Option(
             "retry_after_max",
-            seconds(),
+            seconds(maximum=WAIT_MAX),
             300.0,
-            "Longest `Retry-After` (seconds) honoured; a longer one fails fast.",
-            {"type": "number", "minimum": 0},
+            "Longest `Retry-After` (seconds) honoured; a longer one fails fast. "
+            f"At most {WAIT_MAX}.",
+            {"type": "number", "minimum": 0, "maximum": WAIT_MAX},
             r_http=False,
             example='"retry_after_max": 120',
         ),
         Option(
             "max_retry_seconds",
-            seconds(allow_zero=False),
+            seconds(maximum=RETRY_BUDGET_MAX, allow_zero=False),
             None,
             "Longest time in seconds one request may take, all its tries and waits "
-            "included, on top of `reattempts`: a retry that would pass it is not made.",
-            {"type": "number", "exclusiveMinimum": 0},
+            "included, on top of `reattempts`: a retry that would pass it is not made. "
+            f"At most {RETRY_BUDGET_MAX} (a week).",
+            {"type": "number", "exclusiveMinimum": 0, "maximum": RETRY_BUDGET_MAX},
             r_http=False,
             example='"max_retry_seconds": 600',
         ),
@@ -578,10 +613,11 @@ OPTIONS: dict[str, Option] = {
         ),
         Option(
             "max_concurrency",
-            int_at_least(1),
+            int_between(1, MAX_CONCURRENCY_MAX),
             1,
-            "Fan-out: request chains (for_each values, or a child's parent rows) fetched at once.",
-            {"type": "integer", "minimum": 1},
+            "Fan-out: request chains (for_each values, or a child's parent rows) fetched at "
+            f"once; 1 to {MAX_CONCURRENCY_MAX}.",
+            {"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY_MAX},
             r_http=False,
             example='"max_concurrency": 4',
         ),
@@ -598,10 +634,26 @@ OPTIONS: dict[str, Option] = {
             "rate_limit",
             check_rate,
             None,
-            "Client-side limit: at most this many requests per second for the stream.",
-            {"type": "number", "exclusiveMinimum": 0},
+            "Client-side limit: at most this many requests per second for the stream "
+            f"({RATE_MIN} to {RATE_MAX:g}).",
+            {"type": "number", "minimum": RATE_MIN, "maximum": RATE_MAX},
             r_http=False,
             example='"rate_limit": 5',
+        ),
+        Option(
+            "max_body_bytes",
+            int_between(*MAX_BODY_BYTES_RANGE),
+            MAX_BODY_BYTES,
+            "Most bytes one response body may have once decompressed (256 MiB); a larger "
+            "body fails its page, not retried. Counted as the bytes arrive, spooled bodies "
+            f"included. From {MAX_BODY_BYTES_RANGE[0]} to {MAX_BODY_BYTES_RANGE[1]}.",
+            {
+                "type": "integer",
+                "minimum": MAX_BODY_BYTES_RANGE[0],
+                "maximum": MAX_BODY_BYTES_RANGE[1],
+            },
+            r_http=False,
+            example='"max_body_bytes": 1073741824',
         ),
     )
 }

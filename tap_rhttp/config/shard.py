@@ -29,6 +29,7 @@ import typing as t
 import orjson
 
 from tap_rhttp.errors import ConfigError
+from tap_rhttp.formats.readers import dump_json
 
 if t.TYPE_CHECKING:
     from tap_rhttp.types import JSON
@@ -58,7 +59,7 @@ class Shard:
 
 def shard_of(value: JSON, count: int) -> int:
     """The shard a value belongs to: sha256 of its canonical JSON, modulo `count`."""
-    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    text = dump_json(value, sort_keys=True)  # an integer past 64 bits too
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") % count
 
 

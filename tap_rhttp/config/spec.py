@@ -13,7 +13,7 @@ from tap_rhttp.config.checks import json_content_type
 from tap_rhttp.formats.decoder import Decoder
 from tap_rhttp.formats.delimited import CsvOptions
 from tap_rhttp.formats.xmldoc import XmlOptions
-from tap_rhttp.http.client import RequestOptions
+from tap_rhttp.http.client import MAX_BODY_BYTES, RequestOptions
 from tap_rhttp.schema.infer import SampleSize
 
 if t.TYPE_CHECKING:
@@ -76,6 +76,7 @@ class RequestSpec:
     is_sorted: bool = False
     max_concurrency: int = 1
     template_env: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
     templates: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict, repr=False)
     raw: t.Mapping[str, JSON] = dataclasses.field(default_factory=dict, repr=False)
 
@@ -135,4 +136,5 @@ class RequestSpec:
             client_key_password=self.client_key_password,
             proxy=self.proxy,
             rules=self.response_rules,
+            max_body_bytes=self.max_body_bytes,
         )

@@ -42,12 +42,17 @@ import re
 import typing as t
 from urllib.parse import quote
 
-import orjson
-
-from tap_rhttp.config.checks import check_data, json_content_type, plain_json, quote_value
+from tap_rhttp.config.checks import (
+    check_credentials,
+    check_data,
+    json_content_type,
+    plain_json,
+    quote_value,
+)
 from tap_rhttp.config.options import OPTIONS
 from tap_rhttp.errors import ConfigError, ExpressionError
 from tap_rhttp.expr import Expression, compile_expression
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.auth import Credentials
 from tap_rhttp.http.urls import SCHEMES, url_scheme
 
@@ -89,7 +94,7 @@ def as_text(value: JSON) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value) if isinstance(value, float) else str(value)
-    return orjson.dumps(value).decode()
+    return dump_json(value).decode()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,7 +340,7 @@ def render_spec(
                 "http:// or https:// URL.",
                 value=auth.token_url,
             )
-        changes["auth"] = auth
+        changes["auth"] = check_credentials(auth, f"{spec.path}.auth")
     return dataclasses.replace(spec, **changes)
 
 

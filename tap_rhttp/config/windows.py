@@ -158,6 +158,20 @@ _INSTANT_ALLOWED = (
     '("2024-01-01T06:00:00Z"), in whole seconds; or a duration before now ("P30D", 3600)'
 )
 _DURATION_ALLOWED = 'whole seconds (86400) or an ISO 8601 duration ("P1D", "PT6H", "P1DT12H")'
+#: The longest duration a window option may give: 100 years of 365 days (a datetime's
+#: arithmetic overflows far beyond, and no API keeps data longer).
+DURATION_MAX = 100 * 365 * 86400
+
+
+def _bounded(seconds: int, value: JSON, path: str) -> int:
+    if seconds > DURATION_MAX:
+        raise ConfigError(
+            path,
+            f"a duration may be at most {DURATION_MAX} seconds (100 years).",
+            value=value,
+            allowed=_DURATION_ALLOWED,
+        )
+    return seconds
 
 
 def _instant(value: JSON, path: str) -> datetime.datetime | int:
@@ -177,7 +191,7 @@ def _instant(value: JSON, path: str) -> datetime.datetime | int:
         raise ConfigError(
             path, "not an instant or a duration.", value=value, allowed=_INSTANT_ALLOWED
         )
-    return seconds
+    return _bounded(seconds, value, path)
 
 
 def _duration(value: JSON, path: str, *, positive: bool) -> int:
@@ -192,7 +206,7 @@ def _duration(value: JSON, path: str, *, positive: bool) -> int:
         raise ConfigError(path, "`step` should be greater than 0.", value=value)
     if seconds < 0:
         raise ConfigError(path, "a duration may not be negative.", value=value)
-    return seconds
+    return _bounded(seconds, value, path)
 
 
 def check_windows(value: JSON, path: str, name: str) -> Windows:

@@ -5,9 +5,22 @@ and XML types pick those formats, read by ``delimited`` and ``xmldoc``); binary 
 travel base64-encoded. Turning a read body into records is ``records``' job, and
 ``decoder`` puts the formats together.
 
-JSON is parsed with orjson (strict: no NaN, no trailing commas); only when orjson
-refuses a document does the standard library try, for the integers past 64 bits that
-orjson cannot hold and for a clearer message.
+JSON is parsed with orjson (strict: no NaN, no trailing commas), except where it would
+not be exact, which the standard library then parses instead:
+
+- an integer outside int64/uint64: orjson reads it as a float (18446744073709551617
+  became 1.8446744073709552e19); the standard library keeps every digit, and RECORD
+  lines carry them (msgspec writes any integer exactly). A cheap scan for a number
+  token of 19 or more digits decides; a false alarm only costs the slower parser;
+- a document orjson refuses, for a clearer message or what orjson cannot hold.
+
+On that path a number too large for a double (``1e999999``) is an error, not an
+infinity that would be written as null, and so is a string holding a lone UTF-16
+surrogate escape (``"\\ud800"``), which is no Unicode character and which no RECORD line
+(UTF-8) can carry. Each is a clear error of the page: ``failed to parse JSON response: ...``.
+
+:func:`dump_json` writes JSON the same way back (orjson, or the standard library for an
+integer orjson cannot write), for messages, templates and explain mode.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from __future__ import annotations
 import base64
 import codecs
 import json
+import math
 import re
 import typing as t
 
@@ -93,21 +107,93 @@ def decode_text(body: bytes, content_type: str | None) -> str:
     return body.decode(encoding, errors="replace")
 
 
+#: A number token of 19 digits or more: it may lie outside int64/uint64 (orjson would
+#: read it as a float).
+_LONG_INTEGER = re.compile(rb"(?:^|[\[:,])[ \t\r\n]*-?[0-9]{19}")
+_LONG_INTEGER_TEXT = re.compile(r"(?:^|[\[:,])[ \t\r\n]*-?[0-9]{19}")
+
+
 def _reject_constant(name: str) -> t.NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ValueError(f"the number {shown} is too large for a 64-bit float (it would be lost)")
+    return value
+
+
+def _lone_surrogate(value: JSON) -> str | None:
+    """The first string (key or value) holding a lone surrogate, or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _parse_exact(body: bytes | str, fast_error: Exception | None) -> JSON:
+    try:
+        value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResponseFormatError(f"failed to parse JSON response: {exc}") from None
+    except RecursionError:
+        raise ResponseFormatError(f"failed to parse JSON response: {fast_error}") from None
+    bad = _lone_surrogate(value)
+    if bad is not None:
+        char = next(c for c in bad if 0xD800 <= ord(c) <= 0xDFFF)
+        raise ResponseFormatError(
+            f"failed to parse JSON response: a string holds a lone UTF-16 surrogate "
+            f"(\\u{ord(char):04x}), which is no Unicode character and cannot be written out."
+        )
+    return value
+
+
 def parse_json(body: bytes | str) -> JSON:
-    """Parse strict JSON, or raise ResponseFormatError with r.http's wording."""
+    """Parse strict JSON exactly, or raise ResponseFormatError with r.http's wording."""
+    pattern = _LONG_INTEGER_TEXT if isinstance(body, str) else _LONG_INTEGER
+    if pattern.search(body) is not None:  # type: ignore[arg-type]
+        return _parse_exact(body, None)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as fast_error:
+        return _parse_exact(body, fast_error)
+
+
+def dump_json(
+    value: JSON,
+    *,
+    default: t.Callable[[t.Any], t.Any] | None = None,
+    sort_keys: bool = False,
+) -> bytes:
+    """Compact JSON of a value, integers past 64 bits included (orjson cannot write them)."""
+    try:
+        return orjson.dumps(
+            value, default=default, option=orjson.OPT_SORT_KEYS if sort_keys else None
+        )
+    except orjson.JSONEncodeError as fast_error:
         try:
-            return json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ResponseFormatError(f"failed to parse JSON response: {exc}") from None
-        except RecursionError:
-            raise ResponseFormatError(f"failed to parse JSON response: {fast_error}") from None
+            return json.dumps(
+                value,
+                ensure_ascii=False,
+                separators=(",", ":"),
+                default=default,
+                sort_keys=sort_keys,
+            ).encode("utf-8", "surrogatepass")
+        except (TypeError, ValueError, RecursionError):
+            raise fast_error from None
 
 
 def parse_jsonp(text: str) -> JSON:

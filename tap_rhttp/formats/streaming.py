@@ -225,6 +225,8 @@ def stream_records(
         file.seek(0)
         try:
             spooled = _spool(ijson.items(file, prefix, use_float=True), redactor, mask)
+        except ResponseFormatError:  # a full disk (see _spool)
+            raise
         except Exception:  # any doubt: the whole-body parse gives the exact result or error
             return None
         if len(spooled) == 0 and prefix != "item":
@@ -263,6 +265,12 @@ def _spool(items: t.Iterable[JSON], redactor: Redactor, mask: bool) -> SpooledRe
             write(b"\n")
             count += 1
         out.flush()
+    except OSError as exc:  # a full disk: parsing whole instead could exhaust memory
+        out.close()
+        raise ResponseFormatError(
+            f"could not write the page's records to a temporary file: {exc} (free disk "
+            "space, or point TMPDIR at a larger disk)."
+        ) from None
     except BaseException:
         out.close()
         raise

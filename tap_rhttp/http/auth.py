@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import types
+import typing as t
 
 import requests
 import requests.auth
+
+from tap_rhttp.http.deadline import drop_body
 
 #: The kinds of `auth` a spec may give.
 AUTH_TYPES = ("basic", "digest", "bearer", "api_key", "oauth2")
@@ -116,13 +119,27 @@ class ChainDigestAuth(requests.auth.HTTPDigestAuth):
         super().__init__(username, password)
         self._thread_local = types.SimpleNamespace()
 
+    def handle_401(self, r: requests.Response, **kwargs: t.Any) -> requests.Response:
+        """requests' challenge handling, the challenge's body read only so far.
+
+        requests reads the 401's ``content`` whole before it answers the challenge: an
+        endless body would hold the request and fill memory (see ``deadline.drop_body``).
+        """
+        if r.status_code == 401 and "digest" in r.headers.get("www-authenticate", "").lower():
+            drop_body(r.raw, None)  # the attempt's watchdog still bounds the time
+        return t.cast("requests.Response", super().handle_401(r, **kwargs))
+
 
 def make_auth(credentials: Credentials | None) -> requests.auth.AuthBase | None:
     """A `requests` auth object for credentials (query API keys go in the URL instead)."""
     if credentials is None:
         return None
     if credentials.type == "basic":
-        return requests.auth.HTTPBasicAuth(credentials.user or "", credentials.password or "")
+        # UTF-8, as RFC 7617 §2.1 recommends and curl (so r.http) sends: requests would
+        # encode a str as Latin-1 and fail on anything beyond it.
+        return requests.auth.HTTPBasicAuth(
+            (credentials.user or "").encode("utf-8"), (credentials.password or "").encode("utf-8")
+        )
     if credentials.type == "digest":
         return ChainDigestAuth(credentials.user or "", credentials.password or "")
     if credentials.type == "bearer":

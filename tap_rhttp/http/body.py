@@ -12,6 +12,7 @@ in two places.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import typing as t
@@ -43,12 +44,20 @@ def encode_body(
     if data is None or method in ("GET", "HEAD"):
         return None, None
     if as_json:
-        return orjson.dumps(data), "application/json"
+        return _json_bytes(data), "application/json"
     if isinstance(data, str):
         return data.encode("utf-8"), FORM if method == "POST" else None
     if method == "POST":
         return "&".join(encode_pairs(data)).encode("ascii"), FORM
-    return orjson.dumps(data), "application/json"
+    return _json_bytes(data), "application/json"
+
+
+def _json_bytes(data: JSON) -> bytes:
+    """Compact JSON, an integer past 64 bits (from a parent row, say) exact too."""
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:  # orjson cannot write such an integer
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class BodySpool:
@@ -77,7 +86,12 @@ class BodySpool:
         """
         encoding = (content_encoding or "identity").strip().lower()
         length = (content_length or "").strip()
-        return encoding == "identity" and length.isdigit() and int(length) <= self.threshold
+        return (
+            encoding == "identity"
+            and length.isdigit()
+            and len(length) <= 20
+            and int(length) <= self.threshold
+        )
 
     def write(self, chunk: bytes) -> None:
         """Append received bytes."""

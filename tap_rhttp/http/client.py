@@ -47,7 +47,15 @@ from tap_rhttp.errors import PermanentRequestError, RequestError, TransientReque
 from tap_rhttp.http import rules
 from tap_rhttp.http.auth import TokenAuth, make_auth
 from tap_rhttp.http.body import encode_body
-from tap_rhttp.http.deadline import DeadlineAdapter, DeadlineExceeded, Watchdog, read_body
+from tap_rhttp.http.deadline import (
+    BodyTooLarge,
+    DeadlineAdapter,
+    DeadlineExceeded,
+    SinkError,
+    Watchdog,
+    drop_body,
+    read_body,
+)
 from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text, without_credentials
 from tap_rhttp.http.ratelimit import parse_rate_limit
 from tap_rhttp.http.retry import RETRIABLE_STATUSES, parse_retry_after
@@ -75,7 +83,11 @@ DEFAULT_HEADERS = (("User-Agent", USER_AGENT), ("Accept-Encoding", "gzip, deflat
 ERROR_BODY_CHARS = 1024
 #: How much of an error body is decoded for the envelope: ``Redactor.excerpt`` redacts
 #: a window past ERROR_BODY_CHARS (so no secret straddles the cut), never the whole body.
+#: No more of it is read either (one byte more, to know it goes on): an endless or
+#: inflating error body costs no more than this.
 ERROR_BODY_DECODE_BYTES = 1 << 16
+#: The default of `max_body_bytes`: the most decoded bytes one success body may have.
+MAX_BODY_BYTES = 256 << 20
 _SKIPPABLE = frozenset({"user-agent", "accept-encoding"})
 #: Exceptions whose text says something about the exchange (see ``HttpClient._reason``).
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
@@ -111,6 +123,8 @@ class RequestOptions:
     proxy: str | None = dataclasses.field(default=None, repr=False)
     #: `response_rules`, checked and compiled.
     rules: tuple[ResponseRule, ...] = ()
+    #: `max_body_bytes`: the most decoded bytes a success body may have (None: no limit).
+    max_body_bytes: int | None = MAX_BODY_BYTES
 
 
 @dataclasses.dataclass
@@ -193,6 +207,15 @@ def _retry_hint(status: int, headers: list[tuple[str, str]]) -> tuple[bool, floa
     return transient, retry_after
 
 
+def _declared_length(headers: t.Any) -> int:
+    """The Content-Length of an uncompressed body (-1: unknown or compressed)."""
+    encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
+    length = (headers.get("Content-Length") or "").strip()
+    if encoding != "identity" or not length.isdigit():
+        return -1
+    return int(length) if len(length) <= 20 else 1 << 64
+
+
 def _header_block(headers: t.Iterable[tuple[str, str]]) -> str:
     return "\n".join(f"{k}: {v}" for k, v in headers)
 
@@ -234,6 +257,28 @@ _EXCEPTION_MAP: tuple[_Mapped, ...] = (
 _TIMEOUTS = (DeadlineExceeded, requests.exceptions.Timeout, urllib3.exceptions.TimeoutError)
 
 
+class _Session(requests.Session):
+    """requests' session, reading a redirect's body only as far as a bound.
+
+    ``Session.send`` (even with ``allow_redirects=False``, to set ``response.next``) and
+    ``resolve_redirects`` read a 3xx response's ``content`` whole: an endless or
+    inflating redirect body would fill memory. Here the body is read up to
+    ``DROP_BODY_MAX`` decoded bytes first, and the connection dropped when more
+    is left, so ``content`` finds nothing to read (see ``deadline.drop_body``).
+    """
+
+    #: The deadline of the attempt in progress (the client sets it).
+    deadline: float | None = None
+
+    def resolve_redirects(
+        self, resp: requests.Response, req: requests.PreparedRequest, *args: t.Any, **kwargs: t.Any
+    ) -> t.Any:
+        if self.get_redirect_target(resp) and not getattr(resp, "_rhttp_dropped", False):
+            resp._rhttp_dropped = True  # type: ignore[attr-defined]
+            drop_body(resp.raw, self.deadline)
+        return super().resolve_redirects(resp, req, *args, **kwargs)
+
+
 class HttpClient:
     """Makes the requests of one chain: one session, one auth object, one cookie jar.
 
@@ -255,7 +300,7 @@ class HttpClient:
     ) -> None:
         self.options = options
         self.redactor = redactor
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.max_redirects = max(options.redirects, 0) + 1
         self.session.headers.clear()
         self.session.headers["Accept"] = "*/*"
@@ -439,6 +484,7 @@ class HttpClient:
         started = time.monotonic()
         deadline = started + timeout if timeout > 0 else None
         self._origin = self._url = url
+        self.session.deadline = deadline
         if deadline is None:
             return self._follow(url, started, None, sink, data)
         self._watchdog.arm(timeout)
@@ -598,17 +644,22 @@ class HttpClient:
             prefix: the start of the body, already read (by a response rule).
         """
         headers = response.raw.headers
+        limit = self.options.max_body_bytes
+        if limit is not None and _declared_length(headers) > limit:
+            response.close()  # known too large: not a byte of it is read
+            raise BodyTooLarge(limit)
+        rest = None if limit is None else limit - len(prefix)  # the prefix counts too
         spool = None
         if sink is None or sink.fits(
             headers.get("Content-Length"), headers.get("Content-Encoding")
         ):
             chunks: list[bytes] = [prefix] if prefix else []
-            read_body(response.raw, deadline, chunks.append)
+            read_body(response.raw, deadline, chunks.append, limit=rest)
             body = b"".join(chunks)
         else:
             if prefix:
                 sink.write(prefix)
-            read_body(response.raw, deadline, sink.write)
+            read_body(response.raw, deadline, sink.write, limit=rest)
             if sink.spilled:
                 body, spool = b"", sink
             else:
@@ -635,6 +686,21 @@ class HttpClient:
             raise
         except _TIMEOUTS:
             raise self._timed_out() from None
+        except BodyTooLarge as exc:
+            raise PermanentRequestError(
+                self.options.method,
+                self.redactor.url(self._url),
+                f"the response body is larger than `max_body_bytes` ({exc.limit} bytes, "
+                "after decompression); raise `max_body_bytes` if pages this large are expected.",
+            ) from None
+        except SinkError as exc:
+            raise PermanentRequestError(
+                self.options.method,
+                self.redactor.url(self._url),
+                "could not write the response body to a temporary file: "
+                f"{self.redactor.text(str(exc.error))} (free disk space, or point TMPDIR "
+                "at a larger disk).",
+            ) from None
         except Exception as exc:
             for kinds, error, reason in _EXCEPTION_MAP:
                 if isinstance(exc, kinds):
@@ -694,11 +760,12 @@ class HttpClient:
     ) -> RequestError:
         status = response.status_code
         chunks: list[bytes] = [prefix]
-        if not complete:
+        wanted = ERROR_BODY_DECODE_BYTES + 1 - len(prefix)  # one more: "it goes on"
+        if not complete and wanted > 0:
             # The status is the error; a broken body only shortens the message.
             with contextlib.suppress(Exception):
-                read_body(response.raw, deadline, chunks.append)
-        response.close()
+                read_body(response.raw, deadline, chunks.append, at_most=wanted)
+        response.close()  # the rest of the body, if any, is never read
         body_text = self._body_excerpt(b"".join(chunks))
         headers = self.redactor.headers(list(response.headers.items()))
         transient, retry_after = _retry_hint(status, list(response.raw.headers.items()))

@@ -11,7 +11,8 @@ as it likes. Two mechanisms bound the whole exchange:
   wakes a read blocked inside urllib3 (a dripped status line or header block).
 
 Both are kept: the first gives the precise error for bodies, the second is the only
-thing that can interrupt urllib3's header parsing.
+thing that can interrupt urllib3's header parsing. The connections also skip interim
+(1xx) responses (see ``interim``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
+from tap_rhttp.http.interim import InterimSkippingResponse
+
 #: Bytes asked for per read.
 READ_CHUNK = 1 << 16
 
@@ -36,21 +39,72 @@ class DeadlineExceeded(Exception):
     """The attempt's deadline passed while reading (mapped to r.http's timeout text)."""
 
 
+class BodyTooLarge(Exception):
+    """A body grew past the limit it was read with (``max_body_bytes``), after decoding.
+
+    Attributes:
+        limit: the limit, in decoded bytes.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the body is larger than {limit} bytes")
+
+
+class SinkError(Exception):
+    """The body sink could not take the bytes (a full disk while spooling).
+
+    Attributes:
+        error: the OSError the sink raised.
+    """
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
 def _socket_of(raw: t.Any) -> socket.socket | None:
     connection = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
     sock = getattr(connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
 
 
-def read_body(raw: t.Any, deadline: float | None, write: t.Callable[[bytes], None]) -> None:
-    """Read a whole (decoded) body into `write`, never past the deadline.
+def read_body(
+    raw: t.Any,
+    deadline: float | None,
+    write: t.Callable[[bytes], None],
+    *,
+    limit: int | None = None,
+    at_most: int | None = None,
+) -> bool:
+    """Read a (decoded) body into `write`, never past the deadline, in bounded memory.
+
+    Each read asks urllib3 for at most :data:`READ_CHUNK` decoded bytes (urllib3 >= 2.6
+    bounds decompression to what was asked, so a gzip bomb inflates a chunk at a time),
+    and the decoded total is checked as it grows, as urllib3's ``read(amt=...)`` does.
+
+    Args:
+        raw: the urllib3 response.
+        deadline: ``time.monotonic()`` by which the body must be complete, or None.
+        write: takes each chunk.
+        limit: the most decoded bytes a body may have; past it, :class:`BodyTooLarge`.
+        at_most: stop quietly once this many decoded bytes were written (an error body:
+            the envelope only shows its start).
+
+    Returns:
+        True when the body was read to its end, False when `at_most` stopped it.
 
     Raises:
         DeadlineExceeded: the deadline passed.
+        BodyTooLarge: the body passed `limit`.
+        SinkError: `write` raised an OSError (a full disk).
         Any transport error urllib3 raises (the client maps them).
     """
     sock = _socket_of(raw) if deadline is not None else None
+    total = 0
     while True:
+        if at_most is not None and total >= at_most:
+            return False
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -60,15 +114,52 @@ def read_body(raw: t.Any, deadline: float | None, write: t.Callable[[bytes], Non
                     sock.settimeout(remaining)
                 except OSError:
                     sock = None
+        want = READ_CHUNK if at_most is None else min(READ_CHUNK, at_most - total)
         try:
-            chunk = raw.read1(READ_CHUNK, decode_content=True)
+            chunk = raw.read1(want, decode_content=True)
         except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
             if deadline is not None and deadline - time.monotonic() <= 0.05:
                 raise DeadlineExceeded from None
             raise
         if not chunk:
-            return
-        write(chunk)
+            return True
+        total += len(chunk)
+        if limit is not None and total > limit:
+            raise BodyTooLarge(limit)
+        try:
+            write(chunk)
+        except OSError as exc:
+            raise SinkError(exc) from None
+
+
+#: How much of a body that is only in the way (a redirect's, a digest challenge's) is read
+#: before the connection is dropped instead.
+DROP_BODY_MAX = 1 << 16
+
+
+def _discard(chunk: bytes) -> None:
+    """A body sink that keeps nothing."""
+
+
+def drop_body(raw: t.Any, deadline: float | None) -> None:
+    """Read and forget a body nobody needs, up to :data:`DROP_BODY_MAX` decoded bytes.
+
+    requests reads such bodies whole (``response.content``) before it goes on: a
+    redirect's in ``resolve_redirects``, a digest challenge's in ``handle_401``. An
+    endless or inflating body would fill memory; once it is read here, or the connection
+    dropped after its first :data:`DROP_BODY_MAX` bytes, ``content`` finds nothing left.
+
+    Raises:
+        DeadlineExceeded: the deadline passed (any other failure only drops the body).
+    """
+    try:
+        complete = read_body(raw, deadline, _discard, at_most=DROP_BODY_MAX)
+    except DeadlineExceeded:
+        raise
+    except Exception:  # what follows the body matters, not the body
+        complete = False
+    if not complete:
+        raw.close()
 
 
 class Watchdog:
@@ -145,12 +236,16 @@ def _pool_classes(watchdog: Watchdog) -> dict[str, type[urllib3.HTTPConnectionPo
     """Connection pools whose connections register their sockets with ``watchdog``."""
 
     class Connection(urllib3.connection.HTTPConnection):
+        response_class = InterimSkippingResponse
+
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             watchdog.add(sock)
             return sock
 
     class HTTPSConnection(urllib3.connection.HTTPSConnection):
+        response_class = InterimSkippingResponse
+
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
             watchdog.add(sock)  # covers the TLS handshake

@@ -38,6 +38,7 @@ it stops at the first empty page, which r.http does not.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import typing as t
 
@@ -45,6 +46,7 @@ import orjson
 
 from tap_rhttp.errors import ExpressionError, PaginationError
 from tap_rhttp.expr import reql_type_name
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.urls import merge_query, resolve
 from tap_rhttp.paging.link import header_info
 
@@ -56,6 +58,8 @@ if t.TYPE_CHECKING:
 
 #: How much of `info.body` an error message shows.
 INFO_BODY_CHARS = 500
+#: How much of the repeated request's URL the loop guard's message shows.
+LOOP_URL_CHARS = 1000
 #: The fields an OBJECT returned by `page` may carry; any other is an error naming it
 #: (never silently ignored: a dropped field would re-send the same request).
 PAGE_RESULT_FIELDS = ("url", "params", "data")
@@ -130,7 +134,9 @@ class Paginator:
         self.limit: int = spec.page_limit if spec.page_limit is not None else 1
         self._needs_link = bool(self.expression and self.expression.reads("info", "header", "link"))
         self.requests = 0
-        self._seen: dict[str, int] = {}
+        # request digest -> page number: a fixed 16 bytes per request, however long the
+        # URL or body (a chain of 60 kB next links kept 58 MB per 1000 pages as whole URLs).
+        self._seen: dict[bytes, int] = {}
 
     def __str__(self) -> str:
         return (
@@ -140,16 +146,19 @@ class Paginator:
 
     def _admit(self, request: PageRequest) -> PageRequest:
         key = request.key
-        earlier = self._seen.get(key)
+        digest = _digest(key)
+        earlier = self._seen.get(digest)
         if earlier is not None:
             same = "the same request" if request.data is None else "the same URL and body"
+            shown = self.redactor.url(request.target)  # redacted whole, then cut
+            if len(shown) > LOOP_URL_CHARS:  # so both page numbers survive any cut
+                shown = shown[:LOOP_URL_CHARS] + " ..."
             raise PaginationError(
                 f"`page` of stream `{self.spec.name}` led page {self.requests + 1} back to "
-                f"`{self.redactor.url(request.target)}`, {same} as page {earlier}; "
-                "stopping instead of looping forever."
+                f"`{shown}`, {same} as page {earlier}; stopping instead of looping forever."
             )
         self.requests += 1
-        self._seen[key] = self.requests
+        self._seen[digest] = self.requests
         return request
 
     def first(
@@ -316,7 +325,7 @@ class Paginator:
             if not isinstance(new, dict):
                 raise PaginationError(
                     "Expected `data` to be an OBJECT (the request body is an OBJECT), but "
-                    f"found {reql_type_name(new)}:\n{orjson.dumps(new, default=str).decode()}"
+                    f"found {reql_type_name(new)}:\n{dump_json(new, default=str).decode()}"
                 )
             merged = merge_deep(current, new)
             if self.spec.method == "POST" and not self.spec.json_body:
@@ -326,7 +335,7 @@ class Paginator:
             if not isinstance(new, str):
                 raise PaginationError(
                     "Expected `data` to be a STRING (the request body is a STRING), but "
-                    f"found {reql_type_name(new)}:\n{orjson.dumps(new, default=str).decode()}"
+                    f"found {reql_type_name(new)}:\n{dump_json(new, default=str).decode()}"
                 )
             return new
         return new
@@ -342,13 +351,13 @@ class Paginator:
         data_text = (
             ""
             if data is None
-            else f',"data":{orjson.dumps(self.redactor.value(data), default=str).decode()}'
+            else f',"data":{dump_json(self.redactor.value(data), default=str).decode()}'
         )
-        params_text = orjson.dumps(self.redactor.value(info.get("params")), default=str)
-        header_text = orjson.dumps(self.redactor.value(info.get("header")), default=str)
+        params_text = dump_json(self.redactor.value(info.get("params")), default=str)
+        header_text = dump_json(self.redactor.value(info.get("header")), default=str)
         # The body may be megabytes: only the excerpt shown is redacted (before the cut).
         body_text, cut = self.redactor.excerpt(
-            orjson.dumps(info.get("body"), default=str).decode(), INFO_BODY_CHARS
+            dump_json(info.get("body"), default=str).decode(), INFO_BODY_CHARS
         )
         if cut:
             body_text += " ..."
@@ -361,6 +370,15 @@ class Paginator:
             f'{{"params":{params_text.decode()},"header":{header_text.decode()},'
             f'"body":{body_text}{data_text}}}'
         )
+
+
+def _digest(key: str) -> bytes:
+    """A request's identity for the loop guard: BLAKE2b-128 of its key (RFC 7693).
+
+    A collision would need 2**64 requests in one chain, so two different requests are
+    never taken for one; ``surrogatepass`` keeps any string a URL may hold encodable.
+    """
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _fields(names: list[str], conjunction: str = "and") -> str:
@@ -388,7 +406,7 @@ def _check_params(params: JSON, field: str = "params") -> None:
     if not isinstance(params, dict):
         raise PaginationError(
             f"Expected `{field}` to be an OBJECT, but found {reql_type_name(params)}:\n"
-            f"{orjson.dumps(params).decode()}"
+            f"{dump_json(params, default=str).decode()}"
         )
     for key, value in params.items():
         for index, item in enumerate(value) if isinstance(value, list) else ((None, value),):
@@ -398,5 +416,5 @@ def _check_params(params: JSON, field: str = "params") -> None:
                 where = f"{field}.{key}" if index is None else f"{field}.{key}[{index}]"
                 raise PaginationError(
                     f"Expected `{where}` to be a NUMBER, STRING or NULL, but found "
-                    f"{reql_type_name(item)}:\n{orjson.dumps(item).decode()}"
+                    f"{reql_type_name(item)}:\n{dump_json(item, default=str).decode()}"
                 )

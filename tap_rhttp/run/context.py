@@ -19,13 +19,12 @@ import time
 import typing as t
 import urllib.request
 
-import orjson
-
 from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.shard import load_shard
 from tap_rhttp.config.templates import template_context
 from tap_rhttp.config.windows import iso, parse_instant
 from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError, SchemaDriftError
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
 from tap_rhttp.redact import build_redactor
@@ -685,7 +684,7 @@ class RunContext:
 
 
 def _excerpt(value: JSON, limit: int = 80) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    text = dump_json(value, default=str).decode()  # an integer past 64 bits too
     return text if len(text) <= limit else text[:limit] + " ..."
 
 

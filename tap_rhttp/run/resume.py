@@ -73,6 +73,7 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from tap_rhttp.formats.readers import dump_json
 from tap_rhttp.http.origins import OriginPolicy, origin_of, origin_text
 from tap_rhttp.http.urls import encode_pairs
 from tap_rhttp.paging.paginator import PageRequest
@@ -110,7 +111,7 @@ def rows_digest(rows: t.Iterable[dict[str, JSON]], keys: t.Sequence[str]) -> str
     digest = hashlib.sha256()
     for row in rows:
         ident = [row.get(k) for k in keys] if keys else row
-        digest.update(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS, default=str))
+        digest.update(dump_json(ident, default=str, sort_keys=True))  # big integers too
         digest.update(b"\n")
     return digest.hexdigest()[:16]
 
@@ -266,7 +267,7 @@ class ResumeState:
             saved["withheld"] = sorted(set(withheld))
         if request.data != spec.body:
             if redactor.value(request.data) != request.data or redactor.mentions_secret(
-                orjson.dumps(request.data, default=str)
+                dump_json(request.data, default=str)
             ):
                 self._warn_unsaved(
                     "body",
