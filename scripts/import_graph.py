@@ -22,7 +22,7 @@ PACKAGE = ROOT / "tap_rhttp"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("tap_rhttp", "tap_rhttp.types", "tap_rhttp.errors")),
     ("secrets", ("tap_rhttp.redact",)),
-    ("expressions", ("tap_rhttp.expr", "tap_rhttp.expressions")),
+    ("expressions", ("tap_rhttp.expr",)),
     ("transport", ("tap_rhttp.http",)),
     ("bodies", ("tap_rhttp.formats",)),
     ("schemas", ("tap_rhttp.schema",)),

@@ -44,14 +44,6 @@ def test_the_public_api_is_small() -> None:
     assert "docs/expressions.md" in (expr.__doc__ or "")
 
 
-def test_the_old_module_name_still_imports() -> None:
-    from tap_rhttp import expressions
-
-    assert expressions.Expression is expr.Expression
-    assert expressions.compile_expression is expr.compile_expression
-    assert expressions.reql_type_name is expr.reql_type_name
-
-
 def test_the_modules_import_each_other_without_a_cycle() -> None:
     graph = {module: _package_imports(module) for module in MODULES}
     assert set().union(*graph.values()) <= set(MODULES)
