@@ -226,7 +226,7 @@ class RHTTPStream(StreamHooks):
                     self.redactor.url(task.start.target),
                 )
         batch = self._batch
-        self._writer = None if batch else self._page_writer(context)
+        self._set_writer(None if batch else self._page_writer(context))
         if not self._started:
             self._started = self._last_progress = time.monotonic()
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
@@ -400,6 +400,14 @@ class RHTTPStream(StreamHooks):
         if self._fast_path is not None:
             self._fast_path.new_page()
         run = self.run
+        page_writer = self._writer
+        if page_writer is not None:
+            spans = run.spans(page, task, bookmark, skip=skip)
+            if spans is not None and page_writer.write_spans(spans):
+                assert self._record_counter is not None
+                self._record_counter.increment(len(spans))
+                self.state_manager.is_flushed = False
+                return
         label = f", {task.label}" if task.label else ""
         where = f"stream {self.spec.name}{label}, page {page.number}"
         if isinstance(page.records, list):
@@ -411,7 +419,6 @@ class RHTTPStream(StreamHooks):
             while batch := list(itertools.islice(checking, PAGE_BATCH)):
                 self._adopt(run.conform(batch, where), context)
             records = run.shape(page, task, bookmark, skip=skip)
-        page_writer = self._writer
         while batch := list(itertools.islice(records, PAGE_BATCH)):
             if not isinstance(page.records, list):
                 run.conform(batch, where)  # routes values to variant columns, as checked
@@ -431,7 +438,15 @@ class RHTTPStream(StreamHooks):
         self._record_columns()
         self._fast_path, self._fast_path_known = None, False
         if self._writer is not None:
-            self._writer = self._page_writer(context)
+            self._set_writer(self._page_writer(context))
+
+    def _set_writer(self, writer: RecordFastPath | None) -> None:
+        """Pages are written whole by `writer` (None: the SDK's loop), and from their own
+        bytes when it conforms to the schema the run checks pages against."""
+        self._writer = writer
+        self.run.splice = (
+            writer is not None and writer.spans_ok and writer.schema == self.run.schema
+        )
 
     @override
     def log_sync_costs(self) -> None:

@@ -17,6 +17,7 @@ import click
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_rhttp import __version__
 from tap_rhttp.config.checks import type_name
 from tap_rhttp.config.jsonschema import config_schema
 from tap_rhttp.errors import ConfigErrors, RHTTPError
@@ -62,6 +63,14 @@ class TapRHTTP(TapHooks, Tap):
     dynamic_catalog = True
     message_writer_class = BufferedMsgSpecWriter
     config_jsonschema = config_schema()
+
+    @classmethod
+    @override
+    def get_plugin_version(cls) -> str:
+        """The version in ``tap_rhttp/__init__.py`` (the only place it is kept): the SDK
+        would look it up in the installed distributions' metadata, about 30 ms of every
+        start."""
+        return __version__
 
     _run: RunContext
 

@@ -38,6 +38,11 @@ records parsed from JSON. Two things change that, and neither changes a byte of 
     ``time_extracted`` is taken once per page instead of once per record: the time the
     page's records were extracted.
 
+    A page whose records' bytes ``tap_rhttp.schema.exact`` proved to be the very bytes
+    msgspec writes for them, fitting the schema the SDK conforms to, is written around
+    those bytes (:meth:`RecordFastPath.write_spans`): no dict per record is made.
+    ``tests/test_exact.py`` runs whole syncs with and without it and compares the output.
+
 :data:`STOP` (:class:`StopSignals`)
     SIGTERM and SIGINT end a command-line run at a page boundary with exit status
     128 + the signal's number (singer-sdk's own handler exits 0, so a scheduler took an
@@ -80,6 +85,7 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
     from types import FrameType
 
+    import msgspec
     from singer_sdk.singerlib.encoding.simple import Message
 
     from tap_rhttp.types import JSON
@@ -452,6 +458,11 @@ class RecordFastPath:
         self.alias = stream.stream_maps[0].stream_alias
         self.plan = ConformPlan(stream.effective_schema)
         self.stamp: datetime.datetime | None = None
+        self._framed: tuple[datetime.datetime, bytes, bytes] | None = None
+        #: Spans proven against `schema` may be written (`write_spans`) when the SDK
+        #: conforms records to that very schema.
+        self.schema = stream.effective_schema
+        self.spans_ok = self.schema == stream.schema
 
     @classmethod
     def for_stream(cls, stream: Stream, writer: object) -> tuple[RecordFastPath | None, str]:
@@ -461,6 +472,35 @@ class RecordFastPath:
             return None, reason
         assert isinstance(writer, BufferedMsgSpecWriter)
         return cls(stream, writer), ""
+
+    def write_spans(self, spans: t.Sequence[bytes | msgspec.Raw]) -> bool:
+        """Write a page's RECORD lines around its records' own bytes; False when the
+        stream's conformance is not what the spans were proven against.
+
+        Each span must be exactly what msgspec writes for the record's dict, and the
+        record must be one conformance leaves unchanged (``tap_rhttp.schema.exact``
+        proves both against the stream's schema, which must be the effective schema the
+        SDK conforms to). The line is then byte for byte what :meth:`write_page` writes.
+        """
+        if not self.spans_ok:
+            return False
+        if spans:
+            head, tail = self._frame()
+            self.writer.write_lines(head + (tail + head).join(spans) + tail)
+        return True
+
+    def _frame(self) -> tuple[bytes, bytes]:
+        """The bytes of a RECORD line before and after its record."""
+        stamp = self._stamp()
+        frame = self._framed
+        if frame is None or frame[0] is not stamp:
+            version = stream_version(self.stream)
+            after: dict[str, JSON] = {} if version is None else {"version": version}
+            after["time_extracted"] = stamp
+            head = encoder.encode({"type": "RECORD", "stream": self.alias})[:-1] + b',"record":'
+            tail = b"," + encoder.encode(after)[1:] + b"\n"
+            frame = self._framed = (stamp, head, tail)
+        return frame[1], frame[2]
 
     def write_page(self, records: t.Sequence[dict[str, JSON]]) -> bool:
         """Write a whole page's RECORD lines, or nothing (False) when one record needs the SDK."""

@@ -5,14 +5,10 @@ and XML types pick those formats, read by ``delimited`` and ``xmldoc``); binary 
 travel base64-encoded. Turning a read body into records is ``records``' job, and
 ``decoder`` puts the formats together.
 
-JSON is parsed with orjson (strict: no NaN, no trailing commas), except where it would
-not be exact, which the standard library then parses instead:
-
-- an integer outside int64/uint64: orjson reads it as a float (18446744073709551617
-  became 1.8446744073709552e19); the standard library keeps every digit, and RECORD
-  lines carry them (msgspec writes any integer exactly). A cheap scan for a number
-  token of 19 or more digits decides; a false alarm only costs the slower parser;
-- a document orjson refuses, for a clearer message or what orjson cannot hold.
+JSON is parsed with msgspec (strict: no NaN, no trailing commas; integers of any size
+exact, where orjson would read 18446744073709551617 as 1.8446744073709552e19), and a
+document msgspec refuses goes to the standard library's parser instead, for r.http's
+wording or what msgspec cannot hold (an integer of thousands of digits).
 
 On that path a number too large for a double (``1e999999``) is an error, not an
 infinity that would be written as null, and so is a string holding a lone UTF-16
@@ -32,6 +28,7 @@ import math
 import re
 import typing as t
 
+import msgspec
 import orjson
 
 from tap_rhttp.errors import ResponseFormatError
@@ -107,10 +104,9 @@ def decode_text(body: bytes, content_type: str | None) -> str:
     return body.decode(encoding, errors="replace")
 
 
-#: A number token of 19 digits or more: it may lie outside int64/uint64 (orjson would
-#: read it as a float).
-_LONG_INTEGER = re.compile(rb"(?:^|[\[:,])[ \t\r\n]*-?[0-9]{19}")
-_LONG_INTEGER_TEXT = re.compile(r"(?:^|[\[:,])[ \t\r\n]*-?[0-9]{19}")
+#: Strict JSON into Python values, integers of any size exactly (orjson reads an integer
+#: past 64 bits as a float, msgspec as an int).
+_DECODER = msgspec.json.Decoder()
 
 
 def _reject_constant(name: str) -> t.NoReturn:
@@ -163,12 +159,11 @@ def _parse_exact(body: bytes | str, fast_error: Exception | None) -> JSON:
 
 def parse_json(body: bytes | str) -> JSON:
     """Parse strict JSON exactly, or raise ResponseFormatError with r.http's wording."""
-    pattern = _LONG_INTEGER_TEXT if isinstance(body, str) else _LONG_INTEGER
-    if pattern.search(body) is not None:  # type: ignore[arg-type]
-        return _parse_exact(body, None)
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as fast_error:
+        return t.cast("JSON", _DECODER.decode(body))
+    except (msgspec.MsgspecError, RecursionError) as fast_error:
+        # The exact parser says what is wrong in r.http's words (or accepts what the
+        # fast one may not, e.g. an integer of more digits than msgspec reads).
         return _parse_exact(body, fast_error)
 
 

@@ -87,3 +87,38 @@ def body_to_records(body: JSON, records_path: RecordsPath | None) -> list[dict[s
     else:
         items = [body]
     return [item if isinstance(item, dict) else {"value": item} for item in items]
+
+
+_R = t.TypeVar("_R")
+
+
+class Unparsed(t.Generic[_R]):
+    """A page body kept as bytes, parsed (once) only when something asks for it.
+
+    A page whose records were proven exact (``tap_rhttp.schema.exact``) is written from
+    its bytes; its body and records as Python values are only made if another reader
+    (a page error's message, a fallback to the general path) asks for them.
+
+    Args:
+        parse: gives the body as `result_format` reads it, and its records.
+    """
+
+    __slots__ = ("_parse", "_parsed")
+
+    def __init__(self, parse: t.Callable[[], tuple[JSON, _R]]) -> None:
+        self._parse: t.Callable[[], tuple[JSON, _R]] | None = parse
+        self._parsed: tuple[JSON, _R] | None = None
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the body has been parsed."""
+        return self._parse is None
+
+    def get(self) -> tuple[JSON, _R]:
+        """The body and its records (parsed now if they were not yet)."""
+        parse = self._parse
+        if parse is not None:
+            self._parsed = parse()
+            self._parse = None
+        assert self._parsed is not None
+        return self._parsed

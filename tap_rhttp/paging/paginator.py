@@ -47,6 +47,7 @@ import orjson
 from tap_rhttp.errors import ExpressionError, PaginationError
 from tap_rhttp.expr import reql_type_name
 from tap_rhttp.formats.readers import dump_json
+from tap_rhttp.formats.records import Unparsed
 from tap_rhttp.http.urls import merge_query, resolve
 from tap_rhttp.paging.link import header_info
 
@@ -215,10 +216,12 @@ class Paginator:
         """The next request after a page, or None when pagination is over (see :meth:`step`)."""
         return self.step(current, response, body).next
 
-    def step(self, current: PageRequest, response: Response, body: JSON) -> Step:
+    def step(self, current: PageRequest, response: Response, body: JSON | Unparsed[t.Any]) -> Step:
         """Evaluate `page` after a page: the next request, and what `page` saw and returned.
 
-        `page` is not evaluated at all once `page_limit` requests have been made.
+        `page` is not evaluated at all once `page_limit` requests have been made. A body
+        not parsed yet (`Unparsed`: only for a `page` that does not read it) is null in
+        `info`, and parsed for an error's message, which shows it.
 
         Raises:
             ExpressionError: `page` failed (its own type, e.g. NonExistenceError, kept).
@@ -227,24 +230,30 @@ class Paginator:
         """
         if self.exhausted or self.expression is None:
             return Step(next=None)
+        unparsed = body if isinstance(body, Unparsed) else None
+        value: JSON = None if isinstance(body, Unparsed) else body
+
+        def shown(info: dict[str, JSON]) -> dict[str, JSON]:
+            return info if unparsed is None else {**info, "body": unparsed.get()[0]}
+
         try:
-            info = self.info(current, response, body)
+            info = self.info(current, response, value)
         except PaginationError as exc:
             raw = {
                 "params": dict(current.params),
                 "header": header_info(response.headers, parse_link=False),
-                "body": body,
+                "body": value,
                 "data": current.data,
             }
-            raise PaginationError(self._describe(current, str(exc), raw)) from None
+            raise PaginationError(self._describe(current, str(exc), shown(raw))) from None
         try:
             result = self.expression.evaluate({"info": info}, now=self.now)
         except ExpressionError as exc:
-            raise type(exc)(self._describe(current, str(exc), info)) from None
+            raise type(exc)(self._describe(current, str(exc), shown(info))) from None
         try:
             following = self._interpret(result, current, response)
         except PaginationError as exc:
-            raise PaginationError(self._describe(current, str(exc), info)) from None
+            raise PaginationError(self._describe(current, str(exc), shown(info))) from None
         return Step(next=following, evaluated=True, info=info, returned=result)
 
     def _interpret(

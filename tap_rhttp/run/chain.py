@@ -19,23 +19,27 @@ from concurrent.futures import ThreadPoolExecutor
 from tap_rhttp.errors import ResponseFormatError, RHTTPError
 from tap_rhttp.formats import streaming
 from tap_rhttp.formats.readers import auto_format, looks_like_json
-from tap_rhttp.formats.records import compile_records_path
+from tap_rhttp.formats.records import Unparsed, compile_records_path
 from tap_rhttp.http.body import BodySpool
 from tap_rhttp.http.client import HttpClient, Response
 from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.retry import RetryPolicy, call_with_retries
 from tap_rhttp.http.urls import merge_query
 from tap_rhttp.paging.paginator import Paginator, Step
+from tap_rhttp.schema.exact import records_array
 
 if t.TYPE_CHECKING:
     import logging
     from concurrent.futures import Future
+
+    import msgspec
 
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.errors import RequestError
     from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
     from tap_rhttp.paging.paginator import PageRequest
     from tap_rhttp.redact import Redactor
+    from tap_rhttp.schema.exact import ExactCheck
     from tap_rhttp.types import JSON
 
 #: A page's records: a list, or for a streamed body a :class:`~streaming.SpooledRecords`
@@ -45,11 +49,18 @@ Records = list[dict[str, "JSON"]] | streaming.SpooledRecords
 
 @dataclasses.dataclass(frozen=True)
 class Fetched:
-    """A response and what reading it gave: its body and its records."""
+    """A response and what reading it gave: its body and its records.
+
+    With `exact`, the records are the body's own bytes, proven to be what a RECORD line
+    holds (``tap_rhttp.schema.exact``); `body` and `records` are then parsed only when
+    asked for (`unparsed`).
+    """
 
     response: Response
     body: JSON
     records: Records
+    exact: Exact | None = None
+    unparsed: Unparsed[Records] | None = None
 
 
 class Prefetched:
@@ -101,7 +112,16 @@ def drop_fetched(pages: t.Iterable[tuple[str, Fetched]]) -> None:
             fetched.records.close()
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
+class Exact:
+    """A page's records as the spans of the body that hold them, and the check that
+    proved them exact (a page checked against a schema the stream has since replaced
+    is not written from its spans)."""
+
+    spans: list[msgspec.Raw]
+    check: ExactCheck
+
+
 class Page:
     """One completely read page, and what pagination decided after it.
 
@@ -115,16 +135,61 @@ class Page:
         tries: how many tries the request took.
         failure: `page` failed after this page; the chain raises it once the page is
             handed over (the page's records are still emitted).
+        exact: the records as proven-exact spans of the body (see :class:`Fetched`);
+            `body` and `records` are then parsed from `unparsed` when first read.
     """
 
-    number: int
-    request: PageRequest
-    response: Response
-    body: JSON
-    records: Records
-    step: Step
-    tries: int
-    failure: Exception | None = None
+    __slots__ = (
+        "_body",
+        "_records",
+        "exact",
+        "failure",
+        "number",
+        "request",
+        "response",
+        "step",
+        "tries",
+        "unparsed",
+    )
+
+    def __init__(
+        self,
+        *,
+        number: int,
+        request: PageRequest,
+        response: Response,
+        body: JSON,
+        records: Records,
+        step: Step,
+        tries: int,
+        failure: Exception | None = None,
+        exact: Exact | None = None,
+        unparsed: Unparsed[Records] | None = None,
+    ) -> None:
+        self.number = number
+        self.request = request
+        self.response = response
+        self._body = body
+        self._records = records
+        self.step = step
+        self.tries = tries
+        self.failure = failure
+        self.exact = exact
+        self.unparsed = unparsed
+
+    @property
+    def body(self) -> JSON:
+        """The body as `result_format` read it (None for a streamed body)."""
+        if self.unparsed is not None:
+            self._body, self._records = self.unparsed.get()
+        return self._body
+
+    @property
+    def records(self) -> Records:
+        """The page's records, in order."""
+        if self.unparsed is not None:
+            self._body, self._records = self.unparsed.get()
+        return self._records
 
     @property
     def next(self) -> PageRequest | None:
@@ -133,8 +198,8 @@ class Page:
 
     def close(self) -> None:
         """Free the records' temporary file, if they are spooled (once they are emitted)."""
-        if isinstance(self.records, streaming.SpooledRecords):
-            self.records.close()
+        if isinstance(self._records, streaming.SpooledRecords):
+            self._records.close()
 
 
 @dataclasses.dataclass
@@ -208,6 +273,9 @@ class Chain:
             the place an error names.
         notes: what the stream's chains have already warned about (shared by them, so
             a warning comes once per stream, not once per page or chain).
+        exact: the stream's current exact page check, if its pages may be written from
+            their bytes (``tap_rhttp.schema.exact``); a page it proves is then not parsed
+            unless something asks for its body or records.
     """
 
     def __init__(
@@ -227,6 +295,7 @@ class Chain:
         server_limit: ServerRateLimit | None = None,
         label: str = "",
         notes: set[str] | None = None,
+        exact: t.Callable[[], ExactCheck | None] | None = None,
     ) -> None:
         self.spec = spec
         self.now = now
@@ -260,6 +329,17 @@ class Chain:
         )
         self._helper: ThreadPoolExecutor | None = None
         self._withheld_seen: list[str] = []
+        keys = self.records_path.keys if self.records_path is not None else ()
+        self._exact = (
+            exact
+            if exact is not None
+            and keys is not None
+            and spec.method != "HEAD"
+            and spec.result_format in ("json", "auto")
+            and not (spec.page is not None and spec.page.reads("info", "body"))
+            else None
+        )
+        self._exact_keys: tuple[str, ...] = keys or ()
 
     def close(self) -> None:
         """Release the chain's connections (after a request read ahead, if any, ends)."""
@@ -387,6 +467,33 @@ class Chain:
             records = [self.redactor.literals(record) for record in records]
         return body, records
 
+    def read_exact(self, response: Response) -> Fetched | None:
+        """The page written from its own bytes, when its records are proven exact.
+
+        Only for a JSON body read whole, with no secret in it (nothing to mask), a
+        `records_path` of plain keys and a `page` that does not read the body; the body
+        is then parsed only if something asks for it (:class:`Page`).
+        """
+        check = self._exact() if self._exact is not None else None
+        body = response.body
+        if check is None or response.spool is not None or not body:
+            return None
+        if self.decoder.format_for(response.header("Content-Type")) != "json":
+            return None
+        if self.redactor.mentions_secret(body):
+            return None
+        array = records_array(body, self._exact_keys)
+        spans = check.spans(array) if array is not None else None
+        if spans is None:
+            return None
+        return Fetched(
+            response,
+            None,
+            [],
+            exact=Exact(spans, check),
+            unparsed=Unparsed(lambda: self.read(response)),
+        )
+
     def _note_json_labelled_otherwise(self, body: JSON, content_type: str | None) -> None:
         """Say once per stream when `auto` met JSON under a Content-Type that is not JSON."""
         fmt = auto_format(content_type)
@@ -422,6 +529,9 @@ class Chain:
                 self.client.auth = cached.response.auth
             return cached, 1
         response, tries = self.fetch(request)
+        exact = self.read_exact(response)
+        if exact is not None:
+            return exact, tries
         try:
             body, records = self.read(response)
         except ResponseFormatError as exc:  # in r.http's envelope, as every request error
@@ -485,7 +595,8 @@ class Chain:
                 self._report_skip(fetched.response, number)
             else:
                 try:
-                    step = paginator.step(request, fetched.response, fetched.body)
+                    body = fetched.unparsed if fetched.unparsed is not None else fetched.body
+                    step = paginator.step(request, fetched.response, body)
                 except Exception as exc:  # emit this complete page first, then fail
                     step, failure = Step(next=None), exc
                     if isinstance(exc, RHTTPError):
@@ -501,6 +612,8 @@ class Chain:
                 step=step,
                 tries=tries,
                 failure=failure,
+                exact=fetched.exact,
+                unparsed=fetched.unparsed,
             )
             if failure is not None:
                 raise failure

@@ -40,6 +40,7 @@ from tap_rhttp.schema.drift import (
     keep_columns,
     mismatches,
 )
+from tap_rhttp.schema.exact import ExactCheck
 from tap_rhttp.schema.infer import (
     INFERRED,
     infer_schema,
@@ -48,6 +49,8 @@ from tap_rhttp.schema.infer import (
 )
 
 if t.TYPE_CHECKING:
+    import msgspec
+
     from tap_rhttp.config.spec import RequestSpec
     from tap_rhttp.run.chain import Page
     from tap_rhttp.run.fanout import ChainTask, Event
@@ -93,6 +96,11 @@ class StreamRun:
         self.schema: dict[str, JSON] = {"type": "object", "properties": {}}
         self.check = SchemaCheck(self.schema)
         self.coerce = False
+        #: The same schema as the exact page check (None: no msgspec type expresses it).
+        self.exact: ExactCheck | None = None
+        #: The stream writes exact pages from their bytes (`spans`): chains then check
+        #: each JSON page with `exact` and leave a proven one unparsed.
+        self.splice = False
         #: This process's share of the stream (None: the whole of it).
         self.shard = context.shard
         self.shard_rule = graph.shard_rule(spec, context.by_name) if self.shard else "all"
@@ -139,6 +147,7 @@ class StreamRun:
         self.schema = schema
         self.coerce = not inferred
         self.check = SchemaCheck(schema, coerce=self.coerce)
+        self.exact = ExactCheck.compile(schema)
 
     def conform(self, records: list[dict[str, JSON]], where: str) -> dict[str, JSON] | None:
         """Make a page's records fit the stream's schema, as `schema_drift` says.
@@ -261,7 +270,31 @@ class StreamRun:
             server_limit=self.server_limit,
             label=label,
             notes=self.notes,
+            exact=self._exact_check if counted else None,
         )
+
+    def _exact_check(self) -> ExactCheck | None:
+        return self.exact if self.splice else None
+
+    def spans(
+        self, page: Page, task: ChainTask, bookmark: JSON, *, skip: int = 0
+    ) -> list[msgspec.Raw] | None:
+        """A page's records as the exact bytes of its body, when the page is emitted as
+        it came: proven exact against the current schema (so it fits it: no drift), no
+        bookmark filter, no parent columns, nothing skipped. Counted as emitted.
+
+        None: the page takes the general path (`shape`, `conform`).
+        """
+        exact = page.exact
+        if exact is None or exact.check is not self.exact or page.unparsed is None:
+            return None
+        if page.unparsed.parsed or skip or task.row is not None:
+            return None
+        spec = self.spec
+        if spec.replication_key and spec.filter_bookmark and bookmark is not None:
+            return None
+        self.stats.add(records=len(exact.spans))
+        return exact.spans
 
     def tasks(
         self,

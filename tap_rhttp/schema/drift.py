@@ -183,7 +183,7 @@ def column_type(node: dict[str, JSON]) -> str:
     return min(picked, key=lambda p: rank.get(p[0], len(rank)))[1]
 
 
-def _parses(kind: str) -> t.Callable[[list[str]], bool]:
+def temporal_check(kind: str) -> t.Callable[[list[str]], bool]:
     """Whether top-level strings of a ``format`` all parse as target-postgres parses them."""
     parse: t.Callable[[str], object] = {
         "date-time": datetime.datetime.fromisoformat,
@@ -228,7 +228,7 @@ class _Field:
             self.allowed = frozenset(p for k in kinds for p in _PY_TYPES.get(k, ()))
         fmt = node.get("format")
         self.temporal = (
-            _parses(str(fmt))
+            temporal_check(str(fmt))
             if top and fmt in ("date-time", "date", "time") and "string" in (kinds or ())
             else None
         )
