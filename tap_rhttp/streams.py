@@ -414,6 +414,17 @@ class RHTTPStream(StreamHooks):
             shaped = list(run.shape(page, task, bookmark, skip=skip))
             self._adopt(run.conform(shaped, where), context)
             records: t.Iterator[dict[str, JSON]] = iter(shaped)
+        elif (
+            page_writer is not None
+            and page_writer.spans_ok
+            and (spooled := run.spooled_lines(page, task, bookmark, skip=skip, batch=PAGE_BATCH))
+        ):
+            assert self._record_counter is not None
+            for lines in spooled:
+                page_writer.write_spans(lines)
+                self._record_counter.increment(len(lines))
+            self.state_manager.is_flushed = False
+            return
         else:  # a streamed page, never all in memory: every batch is checked before any
             checking = run.shape(page, task, bookmark, counted=False, skip=skip)  # is written
             while batch := list(itertools.islice(checking, PAGE_BATCH)):

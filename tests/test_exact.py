@@ -418,3 +418,56 @@ def test_a_page_that_echoes_a_secret_is_masked_not_spliced(
     assert token.encode() not in out
     records = [json.loads(line)["record"] for line in out.splitlines() if b'"RECORD"' in line]
     assert [r["id"] for r in records] == [1, 2]
+
+
+def test_streamed_pages_write_the_same_lines_with_and_without_splicing(
+    server: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spilled body's spooled records are spliced only when every one is exact."""
+    from tap_rhttp.http import body as http_body
+
+    monkeypatch.setattr(http_body, "SPOOL_THRESHOLD", 256)
+    monkeypatch.setattr("singer_sdk.streams.core.utc_now", lambda: FROZEN)
+    monkeypatch.setattr(writer_module, "utc_now", lambda: FROZEN)
+    monkeypatch.setattr("tap_rhttp.streams.PAGE_BATCH", 3)  # several batches per page
+
+    @server.route("/x/big")
+    def big(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        records = [{**RECORD, "id": page * 100 + i, "score": i / 8} for i in range(10)]
+        if page == 2:
+            records[7]["active"] = 1  # one record in the last batch but one: general path
+        headers = []
+        if page < 3:
+            headers.append(("Link", f'<{server.url}/x/big?page={page + 1}>; rel="next"'))
+        return Reply(200, _compact(records), headers)
+
+    config = {
+        "streams": [
+            {
+                "name": "big",
+                "url": server.url + "/x/big",
+                "page": "link-next",
+                "page_limit": -1,
+                "schema": SCHEMA,
+                "schema_drift": "evolve",
+            }
+        ]
+    }
+    spliced: list[int] = []
+    write_spans = RecordFastPath.write_spans
+
+    def counting(self: RecordFastPath, spans: t.Sequence[bytes | msgspec.Raw]) -> bool:
+        spliced.append(len(spans))
+        return write_spans(self, spans)
+
+    monkeypatch.setattr(RecordFastPath, "write_spans", counting)
+    fast = _sync(config)
+    assert spliced == [3, 3, 3, 1, 3, 3, 3, 1]  # pages 1 and 3, in batches; page 2 whole
+    monkeypatch.setattr(context_module.ExactCheck, "compile", classmethod(lambda cls, s: None))
+    slow = _sync(config)
+    assert fast == slow
+    ids = [
+        json.loads(line)["record"]["id"] for line in fast.splitlines() if b'"RECORD"' in line
+    ]
+    assert ids == [p * 100 + i for p in (1, 2, 3) for i in range(10)]

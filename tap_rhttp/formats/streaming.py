@@ -132,6 +132,28 @@ class SpooledRecords:
         if tail:
             yield loads(tail)
 
+    def lines(self, count: int) -> t.Iterator[list[bytes]]:
+        """The records as the JSON lines they are kept as, `count` at a time."""
+        fd = self._file.fileno()
+        offset = 0
+        tail = b""
+        batch: list[bytes] = []
+        while True:
+            chunk = os.pread(fd, _REPLAY_CHUNK, offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            batch += lines
+            while len(batch) >= count:
+                yield batch[:count]
+                del batch[:count]
+        if tail:
+            batch.append(tail)
+        if batch:
+            yield batch
+
     def close(self) -> None:
         """Free the temporary file."""
         self._file.close()

@@ -35,6 +35,7 @@ import dataclasses
 import http.client
 import time
 import typing as t
+import urllib.parse
 
 import requests
 import requests.adapters
@@ -315,6 +316,10 @@ class HttpClient:
         self._origin = ""  # the URL asked for: the one every error message names
         self._url = ""  # the URL of the hop in progress (after a redirect, the hop's)
         self._proxies_learned: set[str] = set()
+        #: `_settings` by the target's scheme and host: the environment's proxy and CA
+        #: settings are read once per origin (requests reads all of os.environ twice per
+        #: request to find them).
+        self._settings_by_origin: dict[tuple[str, str], dict[str, t.Any]] = {}
         self.origins: OriginPolicy | None = (
             OriginPolicy(options.home, options.trusted_origins) if options.home else None
         )
@@ -422,8 +427,16 @@ class HttpClient:
 
         An explicit `proxy` is used for every request (the environment's ``NO_PROXY``
         does not apply to it); without one, requests reads ``HTTP(S)_PROXY``,
-        ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` as usual.
+        ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` as usual, once per origin of the client.
         """
+        parts = urllib.parse.urlsplit(url)
+        key = (parts.scheme.lower(), parts.netloc.lower())
+        found = self._settings_by_origin.get(key)
+        if found is None:
+            found = self._settings_by_origin[key] = self._environment_settings(url)
+        return found
+
+    def _environment_settings(self, url: str) -> dict[str, t.Any]:
         options = self.options
         proxies = {"http": options.proxy, "https": options.proxy} if options.proxy else {}
         cert: str | tuple[str, str] | None = (

@@ -173,7 +173,11 @@ class Watchdog:
 
     One long-lived thread per client waits on a condition for the current deadline (a
     new timer thread per request cost up to a few milliseconds each). ``disarm`` clears
-    the deadline under the lock, so a deadline can never fire into the next attempt.
+    the deadline under the lock, so a deadline can never fire into the next attempt. The
+    thread is woken only when it must look sooner than it would anyway (a first
+    deadline, or one earlier than the time it sleeps until): with one timeout per client,
+    each attempt's deadline is later than the last, so the thread wakes about once per
+    timeout instead of twice per request.
     """
 
     def __init__(self) -> None:
@@ -183,6 +187,8 @@ class Watchdog:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.fired = False
+        #: When the thread looks next (None: it waits until woken).
+        self._wakes_at: float | None = None
 
     def add(self, sock: socket.socket | None) -> None:
         """Watch a socket the client opened."""
@@ -194,19 +200,19 @@ class Watchdog:
         """Start an attempt's deadline, `seconds` from now."""
         with self._cond:
             self.fired = False
-            self._deadline = time.monotonic() + seconds
+            deadline = self._deadline = time.monotonic() + seconds
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._watch, name="rhttp-watchdog", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif self._wakes_at is None or deadline < self._wakes_at:
+                self._cond.notify()
 
     def disarm(self) -> None:
-        """The attempt is over: no deadline."""
+        """The attempt is over: no deadline (the thread finds out when it next looks)."""
         with self._cond:
             self._deadline = None
-            self._cond.notify()
 
     def close(self) -> None:
         """End the watching thread (the client is done)."""
@@ -219,10 +225,12 @@ class Watchdog:
         with self._cond:
             while not self._closed:
                 if self._deadline is None:
+                    self._wakes_at = None
                     self._cond.wait()
                     continue
                 remaining = self._deadline - time.monotonic()
                 if remaining > 0:
+                    self._wakes_at = self._deadline
                     self._cond.wait(remaining)
                     continue
                 self._deadline = None

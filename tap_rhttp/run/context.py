@@ -25,6 +25,7 @@ from tap_rhttp.config.templates import template_context
 from tap_rhttp.config.windows import iso, parse_instant
 from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError, SchemaDriftError
 from tap_rhttp.formats.readers import dump_json
+from tap_rhttp.formats.streaming import SpooledRecords
 from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
 from tap_rhttp.redact import build_redactor
@@ -288,13 +289,43 @@ class StreamRun:
         exact = page.exact
         if exact is None or exact.check is not self.exact or page.unparsed is None:
             return None
-        if page.unparsed.parsed or skip or task.row is not None:
-            return None
-        spec = self.spec
-        if spec.replication_key and spec.filter_bookmark and bookmark is not None:
+        if page.unparsed.parsed or not self._emitted_as_read(task, bookmark, skip):
             return None
         self.stats.add(records=len(exact.spans))
         return exact.spans
+
+    def spooled_lines(
+        self, page: Page, task: ChainTask, bookmark: JSON, *, skip: int = 0, batch: int
+    ) -> t.Iterator[list[bytes]] | None:
+        """A streamed page's records as their spooled JSON lines, `batch` at a time, when
+        every one of them is exact (checked before any is handed on, as `conform` checks
+        such a page) and the page is emitted as it came. Counted as they are handed on.
+
+        None: the page takes the general path.
+        """
+        records = page.records
+        check = self._exact_check()
+        if check is None or not isinstance(records, SpooledRecords):
+            return None
+        if not self._emitted_as_read(task, bookmark, skip):
+            return None
+        for lines in records.lines(batch):
+            if check.spans(b"[" + b",".join(lines) + b"]") is None:
+                return None
+
+        def counted() -> t.Iterator[list[bytes]]:
+            for lines in records.lines(batch):
+                self.stats.add(records=len(lines))
+                yield lines
+
+        return counted()
+
+    def _emitted_as_read(self, task: ChainTask, bookmark: JSON, skip: int) -> bool:
+        """Whether `shape` would hand on a page's records unchanged and all of them."""
+        if skip or task.row is not None:
+            return False
+        spec = self.spec
+        return not (spec.replication_key and spec.filter_bookmark and bookmark is not None)
 
     def tasks(
         self,
