@@ -24,7 +24,7 @@ from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import install_log_redaction
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks, load_json, quiet_startup_notice
+from tap_rhttp.sdk_compat import TapHooks, load_json, quiet_startup_notice, sdk_version
 from tap_rhttp.streams import RHTTPStream
 from tap_rhttp.writer import STOP, BufferedMsgSpecWriter
 
@@ -71,6 +71,12 @@ class TapRHTTP(TapHooks, Tap):
         would look it up in the installed distributions' metadata, about 30 ms of every
         start."""
         return __version__
+
+    @classmethod
+    @override
+    def get_sdk_version(cls) -> str:
+        """singer-sdk's version, without scanning every installed distribution."""
+        return sdk_version()
 
     _run: RunContext
 

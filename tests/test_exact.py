@@ -467,7 +467,5 @@ def test_streamed_pages_write_the_same_lines_with_and_without_splicing(
     monkeypatch.setattr(context_module.ExactCheck, "compile", classmethod(lambda cls, s: None))
     slow = _sync(config)
     assert fast == slow
-    ids = [
-        json.loads(line)["record"]["id"] for line in fast.splitlines() if b'"RECORD"' in line
-    ]
+    ids = [json.loads(line)["record"]["id"] for line in fast.splitlines() if b'"RECORD"' in line]
     assert ids == [p * 100 + i for p in (1, 2, 3) for i in range(10)]

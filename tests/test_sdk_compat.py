@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import importlib.metadata
 import inspect
 import logging
 import typing as t
@@ -207,3 +208,9 @@ def test_replace_schema_reaches_conformance_stream_maps_and_the_schema_message(
         assert "on" in message.schema["properties"]
         record = stream.stream_maps[0].transform({"id": 2, "on": True})
         assert record == {"id": 2, "on": True, "double": 4}
+
+
+def test_versions_are_read_without_scanning_every_distribution() -> None:
+    assert sdk_compat.sdk_version() == importlib.metadata.version("singer-sdk")
+    assert TapRHTTP.get_sdk_version() == importlib.metadata.version("singer-sdk")
+    assert TapRHTTP.get_plugin_version() == importlib.metadata.version("tap-rhttp")

@@ -407,6 +407,8 @@ def test_buffered_writer_writes_msgspec_writer_bytes() -> None:
         RecordMessage("s", {"id": 1, "x": [1.5, None, "é"]}, time_extracted=FROZEN),
         RecordMessage("s", {"id": 2}, version=7),
         StateMessage({"bookmarks": {"s": {"rhttp": {"chains": {"-": {"url": "u"}}}}}}),
+        StateMessage({"bookmarks": {"s": {"a": None, "b": [1, None, {"c": None}], "é": 2.5}}}),
+        StateMessage({}),
     ]
     for message in messages:
         capture.write_message(message)
