@@ -22,8 +22,10 @@ pre-rendered bodies, on 127.0.0.1 only), then runs for each scenario:
   ``source-declarative-manifest read``.
 
 Every contender is a fresh subprocess, with its output going to a file, so wall time
-includes interpreter start-up and imports for all alike. Peak RSS is the child's own
-high-water mark (``os.wait4``'s rusage), CPU is its user + system time. The "1st req"
+includes interpreter start-up and imports for all alike. Each is started by a small
+launcher (``bench/launch.py``), so that its peak RSS (``os.wait4``'s rusage) is its own
+and not the benchmark's size inherited at the start; CPU is its user + system time. The
+"1st req"
 column is how long each took to make its first request (start-up: interpreter, imports,
 config, discovery). Each contender's output is then read back (dlt's from the files it
 loaded) and every record of every stream checked: the ids must be exactly the expected
@@ -55,14 +57,12 @@ once and every target is met (the peers never change it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gzip
 import json
 import os
 import pstats
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -445,32 +445,31 @@ def warm_up(work: Path, peers: t.Sequence[Peer]) -> None:
 def run_child(
     argv: list[str], out: Path, err: Path, env: dict[str, str], cwd: Path, timeout: float
 ) -> tuple[float, float, float, int, float, bool]:
-    """Run one contender: wall time, peak RSS (MB), CPU seconds, exit code, start time,
-    and whether it was stopped for taking longer than ``timeout`` seconds."""
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        started_at = time.time()
-        started = time.perf_counter()
-        # its own process group, so a timeout stops whatever it started too
-        child = subprocess.Popen(
-            argv, stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=True
+    """Run one contender through ``bench/launch.py``: wall time, peak RSS (MB), CPU
+    seconds, exit code, start time, and whether it was stopped for taking longer than
+    ``timeout`` seconds."""
+    launcher = [PYTHON, "-I", "-S", str(HERE / "launch.py"), str(timeout), str(out), str(err)]
+    try:
+        done = subprocess.run(
+            [*launcher, *argv],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,  # the launcher stops its child at ``timeout``
+            check=True,
         )
-        timed_out = threading.Event()
-
-        def stop() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, stop)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(child.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return wall, usage.ru_maxrss / 1024, cpu, child.returncode, started_at, timed_out.is_set()
+    except subprocess.TimeoutExpired:
+        return timeout, 0.0, 0.0, -9, time.time() - timeout, True
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return (
+        report["wall"],
+        report["maxrss_kb"] / 1024,
+        report["cpu"],
+        report["code"],
+        report["started_at"],
+        report["timed_out"],
+    )
 
 
 def singer_records(out: Path) -> t.Iterator[tuple[str, int]]:
