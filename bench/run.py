@@ -882,7 +882,9 @@ def bench(args: argparse.Namespace, sizes: dict[str, int], work: Path, started: 
         if met is None:
             print(f"(no target) {name}: tap-rhttp wall / floor wall: {figure}")
             continue
-        all_ok &= met and rhttp.ok
+        if not (rhttp.ok and floor.ok):
+            met, figure = False, f"{figure} (a run FAILED: no figure counts)"
+        all_ok &= met
         print(f"{'MET    ' if met else 'NOT MET'} {name}: {TARGETS[scenario]}: {figure}")
     if args.quick:
         print("(--quick: the targets are set for the full sizes, where start-up weighs less)")
