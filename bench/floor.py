@@ -4,11 +4,12 @@
 ``{"type": "RECORD", "stream": ..., "record": ..., "time_extracted": ...}`` line per
 record (the line a Singer tap writes), follow ``Link: rel="next"``, and on a 429/5xx wait
 what ``Retry-After`` says and try again. With ``width`` > 1 the chains run on a thread
-pool of that width, each with its own session, and each page is written whole.
+pool of that width, one session (so one kept-alive connection) per thread, and each page
+is written whole.
 
 Usage (run by ``bench/run.py``): ``python bench/floor.py '<job as JSON>'`` with keys
 ``stream``, ``starts`` (the first URL of each chain) and ``width``; lines go to stdout.
-With ``children`` (S5), ``starts`` is the parent's one chain (its records go out as
+With ``children`` (S6), ``starts`` is the parent's one chain (its records go out as
 stream ``parent``), and every parent row's child page ``<children>/<id>`` is fetched on
 the pool as soon as its parent page has arrived.
 """
@@ -55,15 +56,26 @@ def run_chain(
         url = response.links.get("next", {}).get("url")
 
 
+class ThreadSessions:
+    """One ``requests.Session`` per thread of a pool."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def get(self) -> requests.Session:
+        session: requests.Session | None = getattr(self.local, "session", None)
+        if session is None:
+            session = self.local.session = requests.Session()
+        return session
+
+
 def run_family(job: dict[str, t.Any], emit: t.Callable[[bytes], None]) -> None:
     """A parent chain, and each of its rows' child page on a pool of ``width`` threads."""
-    local = threading.local()
+    sessions = ThreadSessions()
 
     def child(row_id: int) -> None:
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
         url: str | None = f"{job['children']}/{row_id}"
-        run_chain(url, job["stream"], emit, local.session)
+        run_chain(url, job["stream"], emit, sessions.get())
 
     session = requests.Session()
     with ThreadPoolExecutor(job["width"]) as pool:
@@ -109,8 +121,13 @@ def main() -> None:
         for start in job["starts"]:
             run_chain(start, job["stream"], emit)
     else:
+        sessions = ThreadSessions()
+
+        def chain(start: str) -> None:
+            run_chain(start, job["stream"], emit, sessions.get())
+
         with ThreadPoolExecutor(job["width"]) as pool:
-            for future in [pool.submit(run_chain, s, job["stream"], emit) for s in job["starts"]]:
+            for future in [pool.submit(chain, s) for s in job["starts"]]:
                 future.result()
     out.flush()
 

@@ -2,11 +2,13 @@
 
 One ``RESTStream`` with a declared schema, ``records_jsonpath``, the SDK's
 ``HeaderLinkPaginator`` with the documented ``get_url_params`` for Link pagination,
-``partitions`` for S2's fan-out, and every default left alone (writer, retries,
+``partitions`` for S2's and S5's fan-out (one after another: a singer-sdk stream syncs
+its partitions in sequence), and every default left alone (writer, retries,
 type conformance). It is the reference point for "a singer-sdk tap", not a target.
 
 Usage (run by ``bench/run.py``): ``python bench/sdk_tap.py --config <file>`` where the
-config has ``base_url``, ``scenario`` (s1..s4), ``run`` and ``values`` (S2's partitions).
+config has ``base_url``, ``scenario`` (s1, s1m, s2, s3, s4 or s5; it has no child stream
+for S6), ``run`` and ``values`` (S2's or S5's partitions).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from singer_sdk.streams import RESTStream
 
 if t.TYPE_CHECKING:
     from urllib.parse import ParseResult
+
+FAN_OUT = ("s2", "s5")
 
 SCHEMA = th.PropertiesList(
     th.Property("id", th.IntegerType),
@@ -50,11 +54,11 @@ class BenchStream(RESTStream[t.Any]):
     @property
     def path(self) -> str:  # type: ignore[override]
         scenario, run = self.config["scenario"], self.config["run"]
-        return f"/{scenario}/{run}/{{v}}" if scenario == "s2" else f"/{scenario}/{run}"
+        return f"/{scenario}/{run}/{{v}}" if scenario in FAN_OUT else f"/{scenario}/{run}"
 
     @property
     def partitions(self) -> list[dict[str, t.Any]] | None:
-        if self.config["scenario"] != "s2":
+        if self.config["scenario"] not in FAN_OUT:
             return None
         return [{"v": v} for v in self.config["values"]]
 
