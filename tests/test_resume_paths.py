@@ -417,6 +417,23 @@ def test_child_state_stays_bounded_for_many_parent_rows(server: t.Any, sync: t.A
     assert len(result.of_type("SCHEMA")) < 10  # one sync per window of rows, not per row
 
 
+def test_child_state_lists_no_row_its_count_covers(server: t.Any, sync: t.Any) -> None:
+    """A row finished in order is counted in `rows` only, never listed in `done` too (a
+    row's last page and its chain's end both finish it)."""
+    _family_routes(server, parent_pages=2, rows=5, child_pages=2, delay=0)
+    result = sync(_family_config(server, max_concurrency=1))
+    assert len(result.records("kids")) == 10 * 2 * 2
+    pages = [
+        m["value"]["bookmarks"]["kids"]["rhttp"]["page"]
+        for m in result.of_type("STATE")
+        if "page" in m["value"]["bookmarks"].get("kids", {}).get("rhttp", {})
+    ]
+    assert pages
+    for page in pages:
+        assert all(int(done) >= page["rows"] for done in page["done"]), page
+    assert not any(page["done"] for page in pages)  # one row at a time: always in order
+
+
 def test_resume_of_a_child_whose_parent_page_changed_runs_its_rows_again(
     server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
 ) -> None:

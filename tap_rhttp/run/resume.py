@@ -453,7 +453,10 @@ class ChildResume(ResumeState):
 
     def finish(self, key: str) -> None:
         self.chains.pop(key, None)
-        self.finished.add(int(key))
+        index = int(key)
+        if index < self.rows:
+            return
+        self.finished.add(index)
         while self.rows in self.finished:
             self.finished.discard(self.rows)
             self.rows += 1
