@@ -243,6 +243,38 @@ def test_for_each_concurrent_keeps_each_chain_in_order(server: t.Any, sync: t.An
     assert elapsed < 16 * 0.05  # overlapped, not one after another
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_childs_chains_reuse_their_workers_connections(
+    server: t.Any, sync: t.Any, concurrency: int
+) -> None:
+    """One connection per worker, not one per parent row: each row's chain sends through
+    the connection pools of the chains its worker ran before it."""
+    config = {
+        "streams": [
+            stream("data", server.url + "/records?n=12", primary_keys=["id"]),
+            stream(
+                "kids",
+                server.url + "/echo/{{ row['id'] }}",
+                parent="data",
+                max_concurrency=concurrency,
+                schema={"properties": {"target": {"type": "string"}}},
+            ),
+        ]
+    }
+    records = sync(config).records("kids")
+    assert sorted(r["target"] for r in records) == sorted(f"/echo/{i}" for i in range(1, 13))
+    kids = [r for r in server.log if r.path.startswith("/echo/")]
+    assert len(kids) == 12
+    assert len({r.handler.client_address for r in kids}) <= concurrency
+
+
+def test_for_each_chains_one_after_another_reuse_one_connection(server: t.Any, sync: t.Any) -> None:
+    spec = stream("s", server.url + "/echo/{{ item }}", for_each=[1, 2, 3, 4])
+    config = {"streams": [{**spec, "schema": {"properties": {"target": {"type": "string"}}}}]}
+    assert len(sync(config).records("s")) == 4
+    assert len({r.handler.client_address for r in server.log}) == 1
+
+
 # ------------------------------------------------------------------ incremental
 
 

@@ -49,6 +49,7 @@ from tap_rhttp.schema.infer import (
 
 if t.TYPE_CHECKING:
     from tap_rhttp.config.spec import RequestSpec
+    from tap_rhttp.http.client import Connections
     from tap_rhttp.run.chain import Page
     from tap_rhttp.run.fanout import ChainTask, Event
     from tap_rhttp.schema.drift import Change
@@ -235,7 +236,13 @@ class StreamRun:
         )
 
     def make_chain(
-        self, spec: RequestSpec, read_ahead: bool, *, label: str = "", counted: bool = True
+        self,
+        spec: RequestSpec,
+        read_ahead: bool,
+        *,
+        label: str = "",
+        counted: bool = True,
+        connections: Connections | None = None,
     ) -> Chain:
         """A new request chain for a rendered spec of this stream.
 
@@ -245,6 +252,8 @@ class StreamRun:
             label: the task's label (``for_each[2]``), for the place errors name.
             counted: count its pages in the stream's progress (not for discovery's sample,
                 whose page the sync counts when it uses it).
+            connections: the pools of the chains run before it on the same thread
+                (default: its own).
         """
         return Chain(
             spec,
@@ -261,6 +270,7 @@ class StreamRun:
             server_limit=self.server_limit,
             label=label,
             notes=self.notes,
+            connections=connections,
         )
 
     def tasks(
@@ -343,9 +353,11 @@ class StreamRun:
     def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
         """Every task's chain, run as the spec says (`max_concurrency`): one ordered feed."""
 
-        def make(task: ChainTask, inline: bool) -> Chain:
+        def make(task: ChainTask, inline: bool, connections: Connections) -> Chain:
             assert task.spec is not None
-            return self.make_chain(task.spec, read_ahead and inline, label=task.label)
+            return self.make_chain(
+                task.spec, read_ahead and inline, label=task.label, connections=connections
+            )
 
         return run_chains(tasks, make, self.spec.max_concurrency)
 

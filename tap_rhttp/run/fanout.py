@@ -19,6 +19,7 @@ import typing as t
 from tap_rhttp.config.templates import render_spec, template_env, template_sources
 from tap_rhttp.config.windows import window_value
 from tap_rhttp.errors import RHTTPError
+from tap_rhttp.http.client import Connections
 
 if t.TYPE_CHECKING:
     import datetime
@@ -116,16 +117,20 @@ def chain_tasks(
 #: Makes a task's chain (the task has its rendered spec); ``inline`` is True when the
 #: chain runs on the caller's thread (it may then read ahead: on fan-out workers the next
 #: chain's pages already overlap the caller's work, and a helper thread per chain would
-#: only add a hand-over per page).
-MakeChain = t.Callable[["ChainTask", bool], "Chain"]
+#: only add a hand-over per page). The chain sends through the given connection pools,
+#: those of the chains run before it on the same thread (one worker, or the caller's
+#: chains one after another): one connection per worker, not one per chain.
+MakeChain = t.Callable[["ChainTask", bool, Connections], "Chain"]
 
 
-def _run_one(task: ChainTask, make_chain: MakeChain, *, inline: bool) -> t.Iterator[Event]:
+def _run_one(
+    task: ChainTask, make_chain: MakeChain, connections: Connections, *, inline: bool
+) -> t.Iterator[Event]:
     if task.error is not None:
         yield Event(task, error=task.error)
         return
     assert task.spec is not None
-    chain = make_chain(task, inline)
+    chain = make_chain(task, inline, connections)
     try:
         for page in chain.pages(task.start, task.done):
             yield Event(task, page=page)
@@ -150,8 +155,12 @@ def run_chains(
     exception propagates. Closing the iterator stops the workers.
     """
     if max_concurrency <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield from _run_one(task, make_chain, inline=True)
+        connections = Connections()  # each chain is closed before the next one starts
+        try:
+            for task in tasks:
+                yield from _run_one(task, make_chain, connections, inline=True)
+        finally:
+            connections.close()
         return
     feed: queue.Queue[Event | BaseException] = queue.Queue(maxsize=max_concurrency * 2)
     stop = threading.Event()
@@ -169,18 +178,22 @@ def run_chains(
         return False
 
     def worker() -> None:
-        while not stop.is_set():
-            try:
-                task = pending.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                for event in _run_one(task, make_chain, inline=False):
-                    if not put(event):
-                        return
-            except BaseException as exc:  # a bug, not an HTTP failure: hand it over
-                put(exc)
-                return
+        connections = Connections()
+        try:
+            while not stop.is_set():
+                try:
+                    task = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    for event in _run_one(task, make_chain, connections, inline=False):
+                        if not put(event):
+                            return
+                except BaseException as exc:  # a bug, not an HTTP failure: hand it over
+                    put(exc)
+                    return
+        finally:
+            connections.close()
 
     workers = [
         threading.Thread(target=worker, name=f"rhttp-chain-{i}", daemon=True)
