@@ -23,7 +23,8 @@ import typing as t
 from singer_sdk.exceptions import AbortedSyncFailedException, AbortedSyncPausedException
 
 from tap_rhttp.run import graph
-from tap_rhttp.run.context import COLUMNS_KEY
+from tap_rhttp.run.context import COLUMNS_KEY, SAFE_METHODS
+from tap_rhttp.run.fanout import Lookahead
 from tap_rhttp.run.resume import ROW_WINDOW, ChildResume, ResumeState, rows_digest
 from tap_rhttp.schema.drift import columns
 from tap_rhttp.schema.infer import INFERRED
@@ -39,8 +40,8 @@ if t.TYPE_CHECKING:
     from singer_sdk import Tap, metrics
 
     from tap_rhttp.run.chain import Page
-    from tap_rhttp.run.context import StreamRun
-    from tap_rhttp.run.fanout import ChainTask
+    from tap_rhttp.run.context import Started, StreamRun
+    from tap_rhttp.run.fanout import Batch, ChainTask, Event
     from tap_rhttp.sdk_compat import BaseBatchFileEncoding, BatchConfig
     from tap_rhttp.types import JSON
 
@@ -86,6 +87,8 @@ class RHTTPStream(StreamHooks):
         self._finished_chains: list[str] = []  # finished since the last publish
         self._resume: ChildResume | None = None  # a child's position, across parent pages
         self._rows: list[tuple[int, dict[str, JSON]]] = []  # a child's window of rows
+        self._window: Started | None = None  # that window's chains, if started ahead
+        self._ahead: dict[tuple[str, int], Started] = {}  # started for later parent pages
 
     @override
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
@@ -193,9 +196,10 @@ class RHTTPStream(StreamHooks):
         bookmark = self.bookmark(context)
         if self.spec.parent is not None:  # a window of parent rows (see _drive_children)
             rows, self._rows = self._rows, []
+            ahead, self._window = self._window, None
             progress = self._child_resume()
-            tasks = run.pending(run.tasks(bookmark=bookmark, rows=rows), progress)
-            yield from self._run_tasks(tasks, progress, bookmark, context)
+            tasks, started = run.window_tasks(rows, progress, bookmark, ahead)
+            yield from self._run_tasks(tasks, progress, bookmark, context, started)
             return
         resume = run.resume_state(self.stream_state.get(ResumeState.KEY))
         tasks = run.pending(run.tasks(bookmark=bookmark, resume=resume), resume)
@@ -213,6 +217,7 @@ class RHTTPStream(StreamHooks):
         resume: ResumeState,
         bookmark: JSON,
         context: t.Mapping[str, JSON] | None,
+        started: Batch | None = None,
     ) -> t.Iterator[dict[str, JSON]]:
         spec, run = self.spec, self.run
         self._live, self._live_final = resume, False
@@ -230,13 +235,18 @@ class RHTTPStream(StreamHooks):
         if not self._started:
             self._started = self._last_progress = time.monotonic()
         read_ahead = self.ABORT_AT_RECORD_COUNT is None  # a dry run stops early
-        for event in run.run(tasks, read_ahead=read_ahead):
+        children = self._children()
+        events = Lookahead(run.run(tasks, read_ahead=read_ahead, started=started))
+        # The next parent page may start its children's chains while this one's run: not
+        # in a dry run, nor when fetching the parent's next page early is not safe.
+        upcoming = events if read_ahead and spec.method in SAFE_METHODS else None
+        for event in self._closing(events, children):
             task = event.task
             page = event.page if event.error is None else None
-            if page is not None:
+            if page is not None and children:
                 assert task.spec is not None
                 try:  # children write their own pages (and stop between them on a signal)
-                    self._drive_children(page, task, bookmark)
+                    self._drive_children(children, page, task, bookmark, upcoming)
                 except BaseException:
                     page.close()
                     raise
@@ -268,6 +278,16 @@ class RHTTPStream(StreamHooks):
                     self._save_resume()
             self._progress()
 
+    def _closing(self, events: Lookahead[Event], children: list[RHTTPStream]) -> t.Iterator[Event]:
+        """The events; when they end or are left, their feed closes and so do the kept
+        workers of the children they drove."""
+        try:
+            yield from events
+        finally:
+            events.close()
+            for child in children:
+                child.end_rows()
+
     def _chain_over(self, resume: ResumeState, key: str) -> None:
         resume.finish(key)
         self._finished_chains.append(key)
@@ -281,26 +301,67 @@ class RHTTPStream(StreamHooks):
             if isinstance(child, RHTTPStream) and (child.selected or child.has_selected_descendents)
         ]
 
-    def _drive_children(self, page: Page, task: ChainTask, bookmark: JSON) -> None:
+    def _drive_children(
+        self,
+        children: list[RHTTPStream],
+        page: Page,
+        task: ChainTask,
+        bookmark: JSON,
+        upcoming: Lookahead[Event] | None,
+    ) -> None:
         """Sync the children of a page's rows, before the page's records are emitted.
 
         So the parent's position names this page until its children are done: after a
         kill, the resumed parent fetches it again and its children resume (see
         ``tap_rhttp.run.resume``). Rows are what the page emits (bookmark filter, the
         stream map's filter); children run in windows of ROW_WINDOW rows.
+
+        Before waiting for them, the children of the parent's next page (`upcoming`, its
+        next event) are started, when every chain of this page already is: their records
+        are still emitted in their page's turn, so output order and STATE stay as they
+        were; only the waiting overlaps.
         """
-        children = self._children()
-        if not children:
-            return
         keep = self.stream_maps[0].get_filter_result
 
-        def rows() -> t.Iterator[dict[str, JSON]]:
-            shaped = self.run.shape(page, task, bookmark, counted=False)
-            return (r for r in shaped if keep(r))
+        def rows_of(page: Page, task: ChainTask) -> t.Callable[[], t.Iterator[dict[str, JSON]]]:
+            def rows() -> t.Iterator[dict[str, JSON]]:
+                shaped = self.run.shape(page, task, bookmark, counted=False)
+                return (r for r in shaped if keep(r))
 
+            return rows
+
+        rows = rows_of(page, task)
         digest = rows_digest(rows(), self.spec.primary_keys)
+        ready = [child.start_rows(task.key, page.number, rows) for child in children]
+        following = upcoming.peek() if upcoming is not None and any(ready) else None
+        if following is not None and following.page is not None and following.error is None:
+            later = rows_of(following.page, following.task)
+            for child, whole in zip(children, ready, strict=True):
+                if whole:
+                    child.start_rows(following.task.key, following.page.number, later)
         for child in children:
             child.sync_rows(task.key, page.number, digest, rows)
+
+    def start_rows(
+        self, chain: str, number: int, rows: t.Callable[[], t.Iterator[dict[str, JSON]]]
+    ) -> bool:
+        """Start this child's chains for a parent page's rows before its turn (see
+        :meth:`StreamRun.start_rows`); `sync_rows` reads them when that page comes.
+
+        Returns:
+            Whether every chain of that page has started (or it has none to run), so the
+            chains of a later page may start after them.
+        """
+        key = (chain, number)
+        if key not in self._ahead:
+            resume = self._child_resume()
+            if resume.page_finished(chain, number):
+                return True
+            started = self.run.start_rows(resume, chain, number, rows())
+            if started is None:
+                return False
+            self._ahead[key] = started
+        return self._ahead[key].whole
 
     def sync_rows(
         self,
@@ -311,20 +372,42 @@ class RHTTPStream(StreamHooks):
     ) -> None:
         """Run this child for the rows of one parent page (chain `chain`, page `number`)."""
         resume = self._child_resume()
-        if resume.page_finished(chain, number):
+        started = self._ahead.pop((chain, number), None)
+        if started is not None and started.batch.over:
+            started = None  # cancelled (see below): planned again
+        if resume.page_finished(chain, number):  # (never started: see start_rows)
             return
         resume.enter_page(chain, number, digest, self.logger)
         numbered = enumerate(rows())
         while window := list(itertools.islice(numbered, ROW_WINDOW)):
             self._rows = [(i, row) for i, row in window if not resume.is_done(str(i))]
-            if self._rows:
-                try:
+            if started is not None and len(self._rows) < len(window):
+                # (an untouched page starts afresh, so this cannot happen) Planned again,
+                # with what was started after it: the workers' batches are read in order.
+                for later in (started, *self._ahead.values()):
+                    later.batch.cancel()
+                started = None
+            self._window, started = started, None  # the first window's, if started
+            try:
+                if self._rows:
                     self.sync(context={"parent_page": f"{chain}:{number}"})
-                except (AbortedSyncFailedException, AbortedSyncPausedException):
-                    return  # a dry run's record limit: the SDK goes on with other streams
+            except (AbortedSyncFailedException, AbortedSyncPausedException):
+                return  # a dry run's record limit: the SDK goes on with other streams
+            finally:
+                if self._window is not None:  # not read (the sync stopped before it)
+                    self._window.batch.cancel()
+                    self._window = None
             self._put_resume(resume.to_state())
         resume.leave_page()
         self._put_resume(resume.to_state())
+
+    def end_rows(self) -> None:
+        """The parent's pages are over: end this child's kept workers, cancelling what
+        was started for pages that never came."""
+        for started in self._ahead.values():
+            started.batch.cancel()
+        self._ahead.clear()
+        self.run.close_workers()
 
     def _child_resume(self) -> ChildResume:
         if self._resume is None:

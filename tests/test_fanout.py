@@ -13,6 +13,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from tap_process import kill_when, states_with
 
 from tap_rhttp.errors import ConfigError, ConfigErrors, PermanentRequestError
+from tap_rhttp.run.fanout import ChainPool, ChainTask, Lookahead
 
 
 def stream(name: str, url: str, **spec: t.Any) -> dict[str, t.Any]:
@@ -241,6 +242,86 @@ def test_for_each_concurrent_keeps_each_chain_in_order(server: t.Any, sync: t.An
         assert mine == [(p, i) for p in range(1, 5) for i in range(2)]
     assert len(server.log) == 16
     assert elapsed < 16 * 0.05  # overlapped, not one after another
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_childs_chains_reuse_their_workers_connections(
+    server: t.Any, sync: t.Any, concurrency: int
+) -> None:
+    """One connection per worker, not one per parent row: each row's chain sends through
+    the connection pools of the chains its worker ran before it."""
+    config = {
+        "streams": [
+            stream("data", server.url + "/records?n=12", primary_keys=["id"]),
+            stream(
+                "kids",
+                server.url + "/echo/{{ row['id'] }}",
+                parent="data",
+                max_concurrency=concurrency,
+                schema={"properties": {"target": {"type": "string"}}},
+            ),
+        ]
+    }
+    records = sync(config).records("kids")
+    assert sorted(r["target"] for r in records) == sorted(f"/echo/{i}" for i in range(1, 13))
+    kids = [r for r in server.log if r.path.startswith("/echo/")]
+    assert len(kids) == 12
+    assert len({r.handler.client_address for r in kids}) <= concurrency
+
+
+def test_for_each_chains_one_after_another_reuse_one_connection(server: t.Any, sync: t.Any) -> None:
+    spec = stream("s", server.url + "/echo/{{ item }}", for_each=[1, 2, 3, 4])
+    config = {"streams": [{**spec, "schema": {"properties": {"target": {"type": "string"}}}}]}
+    assert len(sync(config).records("s")) == 4
+    assert len({r.handler.client_address for r in server.log}) == 1
+
+
+def test_a_chain_pool_starts_and_reads_batches_in_order() -> None:
+    """A batch is read after the batches submitted before it; its events are its own."""
+    failed = PermanentRequestError("GET", "http://x", "no", status=404)
+
+    def make_chain(task: ChainTask, inline: bool, connections: t.Any) -> t.Any:
+        raise AssertionError("tasks whose rendering failed make no chain")
+
+    pool = ChainPool(make_chain, 2)
+    try:
+        first = pool.submit([ChainTask("0", "a", error=failed), ChainTask("1", "b", error=failed)])
+        second = pool.submit([ChainTask("0", "c", error=failed)])
+        with pytest.raises(RuntimeError, match="in the order they were submitted"):
+            next(second.events())
+        assert sorted(e.task.label for e in first.events()) == ["a", "b"]
+        assert [e.task.label for e in second.events()] == ["c"]
+        with pytest.raises(RuntimeError, match="read once"):
+            next(second.events())
+        assert [e.task.label for e in pool.submit([]).events()] == []
+    finally:
+        pool.close()
+    third = ChainPool(make_chain, 1)
+    try:
+        batch = third.submit([ChainTask("0", "d", error=failed)])
+        assert [(e.task.label, e.error) for e in batch.events()] == [("d", failed)]
+    finally:
+        third.close()
+
+
+def test_lookahead_raises_a_failure_where_it_was_met() -> None:
+    def items() -> t.Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("third")
+
+    ahead = Lookahead(items())
+    assert next(ahead) == 1
+    assert ahead.peek() == 2
+    assert ahead.peek() == 2
+    assert next(ahead) == 2
+    assert ahead.peek() is None  # the failure waits for the item it stands for
+    with pytest.raises(ValueError, match="third"):
+        next(ahead)
+    ends = Lookahead(iter([7]))
+    assert [ends.peek(), next(ends), ends.peek()] == [7, 7, None]
+    with pytest.raises(StopIteration):
+        next(ends)
 
 
 # ------------------------------------------------------------------ incremental

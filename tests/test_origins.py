@@ -177,6 +177,37 @@ def test_a_trusted_origin_gets_the_credentials(
     assert sorted(r["id"] for r in result.records("s")) == ([1, 2] if path == "/link" else [2])
 
 
+@pytest.mark.parametrize("kind", list(AUTHS))
+def test_chains_sharing_connections_keep_their_own_credentials_and_cookies(
+    kind: str, server: LocalServer, other: LocalServer, sync: t.Any
+) -> None:
+    """A child's row chains send through their worker's connections, one after another;
+    each still decides credentials per hop, and keeps its own cookie jar."""
+    install(server, other, kind)
+    config = config_for(server, "/hop", kind)
+    child = config["streams"][0]
+    child.update(url=f"{server.url}/hop?row={{{{ row['id'] }}}}", parent="rows")
+    parent = {"name": "rows", "url": f"{server.url}/records?n=4", "primary_keys": ["id"]}
+    config["streams"].insert(0, parent)
+
+    result = sync(config)
+
+    if kind != "digest":  # (B's digest challenge is not answered: each row is skipped)
+        assert [r["rows_id"] for r in result.records("s")] == [1, 2, 3, 4]
+    at_a = [r for r in server.log if r.path == "/hop"]
+    assert {r.args["row"] for r in at_a} == {"1", "2", "3", "4"}
+    assert len({r.handler.client_address for r in at_a}) == 1  # one connection, shared
+    for request in at_a:  # a cookie one row's chain was given never goes with another's
+        assert JAR_COOKIE not in received(request), request.target
+    assert any(any(s in received(r) for s in secrets_of(kind)) for r in at_a)
+    assert len([r for r in other.log if r.path == "/landing"]) >= 4
+    for request in other.log:
+        leaked = sorted(s for s in secrets_of(kind) if s in received(request))
+        assert not leaked, f"{request.target} received {leaked}"
+        assert "Authorization" not in request.headers
+        assert "Cookie" not in request.headers
+
+
 def test_withheld_credentials_are_reported_once(
     server: LocalServer, other: LocalServer, sync: t.Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import signal
+import threading
 import time
 import typing as t
 from collections import Counter
@@ -18,9 +20,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from server import Reply, Request, json_reply
-from tap_process import kill_when
+from tap_process import kill_when, popen_tap
 
-from tap_rhttp.run.resume import ROW_WINDOW
+from tap_rhttp.run.context import RunContext
+from tap_rhttp.run.resume import ROW_WINDOW, ChildResume
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -417,6 +420,23 @@ def test_child_state_stays_bounded_for_many_parent_rows(server: t.Any, sync: t.A
     assert len(result.of_type("SCHEMA")) < 10  # one sync per window of rows, not per row
 
 
+def test_child_state_lists_no_row_its_count_covers(server: t.Any, sync: t.Any) -> None:
+    """A row finished in order is counted in `rows` only, never listed in `done` too (a
+    row's last page and its chain's end both finish it)."""
+    _family_routes(server, parent_pages=2, rows=5, child_pages=2, delay=0)
+    result = sync(_family_config(server, max_concurrency=1))
+    assert len(result.records("kids")) == 10 * 2 * 2
+    pages = [
+        m["value"]["bookmarks"]["kids"]["rhttp"]["page"]
+        for m in result.of_type("STATE")
+        if "page" in m["value"]["bookmarks"].get("kids", {}).get("rhttp", {})
+    ]
+    assert pages
+    for page in pages:
+        assert all(int(done) >= page["rows"] for done in page["done"]), page
+    assert not any(page["done"] for page in pages)  # one row at a time: always in order
+
+
 def test_resume_of_a_child_whose_parent_page_changed_runs_its_rows_again(
     server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -482,6 +502,236 @@ def test_child_max_concurrency_runs_rows_at_once(server: t.Any, sync: t.Any) -> 
     assert [r["data_id"] for r in result.records("kids")].count(1) == 2
     assert server.state["peak"] == 4
     assert elapsed < 16 * 0.08  # overlapped, not one request after another
+
+
+ROWS = 4  # parent rows per page in the pipelined family below
+
+
+def _pipelined_family(
+    server: t.Any, *, pages: int = 3, method: str = "GET", release: bool = True
+) -> dict[str, t.Any]:
+    """A parent of `pages` pages of ROWS rows; a child page of two records per row whose
+    first row (parent id 1) is held until every row of the second parent page was asked
+    for (`server.state["overlapped"]`): only a child that starts the next parent page's
+    rows before the current page's are done gets past it (else it waits 20 s). Without
+    `release`, it stays held until `server.state["gate"]` is set."""
+    gate = threading.Event()
+    server.state.update(gate=gate, overlapped=False, kid_requests=[])
+
+    @server.route("/pp")
+    def parents(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        items = [{"id": (page - 1) * ROWS + i} for i in range(1, ROWS + 1)]
+        return json_reply({"items": items, "next": page + 1 if page < pages else None})
+
+    @server.route("/pk/")
+    def kids(request: Request) -> Reply:
+        parent = int(request.path.rsplit("/", 1)[1])
+        with server._lock:
+            server.state["kid_requests"].append(parent)
+            asked = set(server.state["kid_requests"])
+        if set(range(ROWS + 1, 2 * ROWS + 1)) <= asked and not server.state["overlapped"]:
+            server.state["overlapped"] = not gate.is_set()
+            if release:
+                gate.set()
+        if parent == 1:
+            gate.wait(timeout=20)
+        return json_reply({"items": [{"kid": f"{parent}-{i}", "n": i} for i in range(2)]})
+
+    return {
+        "streams": [
+            stream(
+                "parents",
+                server.url + "/pp",
+                params={"page": 1},
+                records_path="$.items[*]",
+                page=NEXT_PAGE,
+                page_limit=-1,
+                primary_keys=["id"],
+                schema={"properties": {"id": {"type": "integer"}}},
+            ),
+            stream(
+                "kids",
+                server.url + "/pk/{{ row['id'] }}",
+                parent="parents",
+                method=method,
+                records_path="$.items[*]",
+                primary_keys=["kid"],
+                max_concurrency=3,
+                schema={"properties": {"kid": {"type": "string"}, "n": {"type": "integer"}}},
+            ),
+        ]
+    }
+
+
+def _check_family_order(messages: list[dict[str, t.Any]], pages: int) -> None:
+    """Each parent page's child records come after the previous parent page's records and
+    before its own; each child chain's records in order."""
+    records = [(m["stream"], m["record"]) for m in messages if m["type"] == "RECORD"]
+    parent_at = {r["id"]: i for i, (name, r) in enumerate(records) if name == "parents"}
+    for i, (name, record) in enumerate(records):
+        if name != "kids":
+            continue
+        parent = int(record["kid"].split("-")[0])
+        page = (parent - 1) // ROWS
+        assert i < min(parent_at[page * ROWS + r] for r in range(1, ROWS + 1)), record
+        if page:
+            assert i > max(parent_at[(page - 1) * ROWS + r] for r in range(1, ROWS + 1)), record
+    kids = [r["kid"] for name, r in records if name == "kids"]
+    for parent in range(1, pages * ROWS + 1):  # (a resumed run has only some chains)
+        assert [k for k in kids if k.startswith(f"{parent}-")] in (
+            [],
+            [f"{parent}-0", f"{parent}-1"],
+        )
+
+
+def test_a_childs_next_parent_page_starts_before_the_current_one_is_done(
+    server: t.Any, sync: t.Any
+) -> None:
+    """The rows of the next parent page run while the current page's last rows do, and
+    the output keeps its order: a parent page's child records, then its own records."""
+    config = _pipelined_family(server)
+    result = sync(config)
+    assert server.state["overlapped"], "the next parent page's rows waited for this page's"
+    kids = [r["kid"] for r in result.records("kids")]
+    assert sorted(kids) == sorted(f"{p}-{i}" for p in range(1, 3 * ROWS + 1) for i in range(2))
+    assert sorted(r["id"] for r in result.records("parents")) == list(range(1, 3 * ROWS + 1))
+    _check_family_order(result.messages, pages=3)
+    assert sorted(server.state["kid_requests"]) == list(range(1, 3 * ROWS + 1))  # each once
+    final = result.of_type("STATE")[-1]["value"]["bookmarks"]
+    assert "rhttp" not in final["kids"]
+    assert "rhttp" not in final["parents"]
+
+
+def test_a_child_with_an_unsafe_method_waits_for_its_parent_page(
+    server: t.Any, sync: t.Any
+) -> None:
+    """A POST is never made before its turn: the next parent page's rows wait for the
+    current page's (the held row is let go by hand, once the others were asked for)."""
+    config = _pipelined_family(server, pages=2, method="POST")
+    gate: threading.Event = server.state["gate"]
+
+    def open_gate() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(server.state["kid_requests"]) < ROWS:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the row's chains had their chance to run ahead
+        gate.set()
+
+    opener = threading.Thread(target=open_gate)
+    opener.start()
+    result = sync(config)
+    opener.join()
+    assert not server.state["overlapped"]
+    assert sorted(server.state["kid_requests"][:ROWS]) == list(range(1, ROWS + 1))
+    assert len(result.records("kids")) == 2 * ROWS * 2
+    _check_family_order(result.messages, pages=2)
+
+
+def _bookmarked_family(server: t.Any, concurrency: int) -> dict[str, t.Any]:
+    """The pipelined family, its child incremental and reading its bookmark in its URL."""
+
+    @server.route("/inc-kids/")
+    def inc_kids(request: Request) -> Reply:
+        parent = int(request.path.rsplit("/", 1)[1])
+        return json_reply([{"kid": str(parent), "n": parent, "since": request.args["since"]}])
+
+    config = _pipelined_family(server)
+    server.state["gate"].set()  # (no row is held here)
+    kids = config["streams"][1]
+    del kids["records_path"]
+    kids.update(
+        url=server.url + "/inc-kids/{{ row['id'] }}?since={{ bookmark }}",
+        replication_key="n",
+        max_concurrency=concurrency,
+        schema={
+            "properties": {
+                "kid": {"type": "string"},
+                "n": {"type": "integer"},
+                "since": {"type": "string"},
+            }
+        },
+    )
+    return config
+
+
+def test_a_child_reading_its_bookmark_renders_the_bookmark_of_its_sync(
+    server: t.Any, sync: t.Any
+) -> None:
+    """A child whose URL reads its bookmark gets the same requests and records with
+    max_concurrency 3 as one row at a time, in a first run and in an incremental one."""
+    runs = {}
+    for concurrency in (1, 3):
+        config = _bookmarked_family(server, concurrency)
+        first = sync(config)
+        state = first.of_type("STATE")[-1]["value"]
+        server.log.clear()
+        second = sync(config, state=state)
+        asked = {r.args["since"] for r in server.log if r.path.startswith("/inc-kids/")}
+        assert asked == {str(3 * ROWS)}  # the second run's requests carry its bookmark
+        runs[concurrency] = [
+            sorted((r["kid"], r["since"]) for r in result.records("kids"))
+            for result in (first, second)
+        ]
+    assert runs[3] == runs[1]
+    assert {since for _, since in runs[1][0]} == {""}
+    assert runs[1][1] == []  # every record is at or before the bookmark now
+
+
+def test_a_child_reading_its_bookmark_starts_no_row_ahead(server: t.Any) -> None:
+    """A child whose templates read the bookmark waits for each parent page's turn: its
+    sync decides the bookmark."""
+    run = RunContext(_bookmarked_family(server, 3)).stream("kids")
+    resume = run.resume_state(None)
+    assert isinstance(resume, ChildResume)
+    try:
+        assert run.start_rows(resume, "-", 1, iter([{"id": 1}])) is None
+    finally:
+        run.close_workers()
+    plain = RunContext(_pipelined_family(server)).stream("kids")
+    server.state["gate"].set()  # (no row is held here)
+    try:
+        started = plain.start_rows(resume, "-", 1, iter([{"id": 1}, {"id": 2}]))
+        assert started is not None
+        assert started.whole
+        assert [task.key for task in started.tasks] == ["0", "1"]
+        assert sorted(e.task.key for e in started.batch.events() if e.page is None) == ["0", "1"]
+    finally:
+        plain.close_workers()
+
+
+def test_sigkill_while_the_next_parent_pages_children_run_ahead(
+    server: t.Any, sync: t.Any, tmp_path: Path
+) -> None:
+    """Killed while the next parent page's child records are fetched but not yet written
+    (the current page still waits for a row): the resumed run loses and repeats nothing."""
+    config = _pipelined_family(server, release=False)
+    process = popen_tap(config, tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while not server.state["overlapped"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.state["overlapped"]
+        process.send_signal(signal.SIGKILL)
+        out, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    killed = [json.loads(line) for line in out.splitlines()]
+    first_kids = _ids(killed, "kids", "kid")
+    assert not any(int(k.split("-")[0]) > ROWS for k in first_kids)  # not written yet
+    assert first_kids  # the first page's other rows were written, each with its STATE
+    state = _last_state(killed)
+    assert state["bookmarks"]["kids"]["rhttp"]["page"]["number"] == 1
+    server.state["gate"].set()
+    server.log.clear()
+    resumed = sync(config, state=state)
+    kids = first_kids + [r["kid"] for r in resumed.records("kids")]
+    assert sorted(kids) == sorted(f"{p}-{i}" for p in range(1, 3 * ROWS + 1) for i in range(2))
+    parents = _ids(killed, "parents", "id") + [r["id"] for r in resumed.records("parents")]
+    assert sorted(parents) == list(range(1, 3 * ROWS + 1))
+    _check_family_order(resumed.messages, pages=3)
 
 
 def test_child_concurrency_shares_the_rate_limit(server: t.Any, sync: t.Any) -> None:

@@ -234,6 +234,20 @@ def referenced_names(value: JSON) -> set[str]:
     return found
 
 
+def templates_read(spec: RequestSpec, name: str) -> bool:
+    """Whether any placeholder of the spec could read `name` (``bookmark``, say): when
+    none does, every rendering gives the same spec whatever `name` is bound to."""
+
+    def reads(value: t.Any) -> bool:
+        if isinstance(value, (tuple, list)):  # (a header's compiled (name, value) pairs)
+            return any(reads(v) for v in value)
+        if isinstance(value, dict):
+            return any(reads(v) for v in value.values())
+        return name in referenced_names(value)
+
+    return any(reads(compiled) for compiled in spec.templates.values())
+
+
 #: Names whose values come from the server: a template reading them renders data.
 DATA_NAMES = frozenset({"row", "bookmark", "window"})
 

@@ -280,6 +280,43 @@ class _Session(requests.Session):
         return super().resolve_redirects(resp, req, *args, **kwargs)
 
 
+class Connections:
+    """The connection pools (and the deadline watcher) of clients used one after another.
+
+    A fan-out worker runs many chains in turn (a child stream: one per parent row). Each
+    chain keeps a client of its own (session, cookie jar, auth object, the origins that
+    receive its credentials), but the clients can send through the same pools, as the
+    pages of one chain do: no new connection (TCP, TLS) per chain, and one watchdog
+    thread instead of one per chain. urllib3 keys a pool by scheme, host, port and TLS
+    settings (verify, CA bundle, client certificate; the key password too, see
+    :class:`DeadlineAdapter`), so a kept connection only carries a request it could have
+    been opened for. What a request says (credentials, cookies) is the client's own and
+    is prepared per request and per redirect hop, as ever.
+
+    Not thread-safe: the clients sharing it make one request at a time (the watchdog
+    shuts down every socket of its pools when an attempt's deadline passes).
+    """
+
+    def __init__(self) -> None:
+        self.watchdog = Watchdog()
+        self._adapters: dict[str | None, DeadlineAdapter] = {}
+
+    def adapter(self, key_password: str | None) -> DeadlineAdapter:
+        """The adapter for clients whose client key has this password (or none)."""
+        adapter = self._adapters.get(key_password)
+        if adapter is None:
+            adapter = DeadlineAdapter(self.watchdog, key_password=key_password)
+            self._adapters[key_password] = adapter
+        return adapter
+
+    def close(self) -> None:
+        """Close every kept connection and end the watchdog thread."""
+        for adapter in self._adapters.values():
+            adapter.close()
+        self._adapters.clear()
+        self.watchdog.close()
+
+
 class HttpClient:
     """Makes the requests of one chain: one session, one auth object, one cookie jar.
 
@@ -290,6 +327,9 @@ class HttpClient:
         redactor: masks secrets in every error.
         auth: the auth object, when the caller owns it (an OAuth2 token shared by the
             run); default: one made from ``options.credentials``.
+        connections: the pools to send through, shared with clients used before and
+            after this one on the same thread (see :class:`Connections`); default: its
+            own, closed with it.
     """
 
     def __init__(
@@ -298,6 +338,7 @@ class HttpClient:
         redactor: Redactor,
         *,
         auth: requests.auth.AuthBase | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self.options = options
         self.redactor = redactor
@@ -305,8 +346,10 @@ class HttpClient:
         self.session.max_redirects = max(options.redirects, 0) + 1
         self.session.headers.clear()
         self.session.headers["Accept"] = "*/*"
-        self._watchdog = Watchdog()
-        adapter = DeadlineAdapter(self._watchdog, key_password=options.client_key_password)
+        self._shared = connections is not None
+        self._connections = connections if connections is not None else Connections()
+        self._watchdog = self._connections.watchdog
+        adapter = self._connections.adapter(options.client_key_password)
         for prefix in ("http://", "https://"):
             self.session.mount(prefix, adapter)
         self.auth = auth if auth is not None else make_auth(options.credentials)
@@ -344,8 +387,11 @@ class HttpClient:
         return headers
 
     def close(self) -> None:
-        """Release pooled connections and the deadline watcher."""
-        self._watchdog.close()
+        """Release pooled connections and the deadline watcher (unless shared)."""
+        if self._shared:
+            self.session.adapters.clear()  # the shared pools outlive this client
+        else:
+            self._connections.close()
         self.session.close()
 
     def trusts(self, url: str) -> bool:

@@ -21,7 +21,7 @@ from tap_rhttp.formats import streaming
 from tap_rhttp.formats.readers import auto_format, looks_like_json
 from tap_rhttp.formats.records import Unparsed, compile_records_path
 from tap_rhttp.http.body import BodySpool
-from tap_rhttp.http.client import HttpClient, Response
+from tap_rhttp.http.client import Connections, HttpClient, Response
 from tap_rhttp.http.oauth2 import TokenRegistry
 from tap_rhttp.http.retry import RetryPolicy, call_with_retries
 from tap_rhttp.http.urls import merge_query
@@ -276,6 +276,9 @@ class Chain:
         exact: the stream's current exact page check, if its pages may be written from
             their bytes (``tap_rhttp.schema.exact``); a page it proves is then not parsed
             unless something asks for its body or records.
+        connections: the connection pools of the chains run before and after this one
+            on the same thread (see :class:`~tap_rhttp.http.client.Connections`); the
+            chain makes one request at a time, so it may share them. Default: its own.
     """
 
     def __init__(
@@ -296,6 +299,7 @@ class Chain:
         label: str = "",
         notes: set[str] | None = None,
         exact: t.Callable[[], ExactCheck | None] | None = None,
+        connections: Connections | None = None,
     ) -> None:
         self.spec = spec
         self.now = now
@@ -314,7 +318,7 @@ class Chain:
         if spec.auth is not None and spec.auth.type == "oauth2":
             registry = tokens if tokens is not None else TokenRegistry(redactor, logger=logger)
             auth = registry.auth(spec.auth, options)
-        self.client = HttpClient(options, redactor, auth=auth)
+        self.client = HttpClient(options, redactor, auth=auth, connections=connections)
         self.server_limit = server_limit
         if server_limit is not None:
             self.client.observer = server_limit.observe

@@ -11,6 +11,7 @@ so explain runs exactly the code a sync runs. Nothing here imports singer-sdk.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import itertools
 import logging
@@ -21,7 +22,7 @@ import urllib.request
 
 from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.shard import load_shard
-from tap_rhttp.config.templates import template_context
+from tap_rhttp.config.templates import template_context, templates_read
 from tap_rhttp.config.windows import iso, parse_instant
 from tap_rhttp.errors import ConfigError, ConfigErrors, RHTTPError, SchemaDriftError
 from tap_rhttp.formats.readers import dump_json
@@ -31,8 +32,8 @@ from tap_rhttp.http.ratelimit import RateLimiter, ServerRateLimit
 from tap_rhttp.redact import build_redactor
 from tap_rhttp.run import graph
 from tap_rhttp.run.chain import Chain, ChainStats, Fetched, Prefetched, drop_fetched
-from tap_rhttp.run.fanout import chain_tasks, run_chains
-from tap_rhttp.run.resume import ChildResume, ResumeState, spec_hash
+from tap_rhttp.run.fanout import ChainPool, chain_tasks, run_chains
+from tap_rhttp.run.resume import ROW_WINDOW, ChildResume, ResumeState, spec_hash
 from tap_rhttp.schema.drift import (
     KeyDriftError,
     Mismatch,
@@ -53,8 +54,9 @@ if t.TYPE_CHECKING:
     import msgspec
 
     from tap_rhttp.config.spec import RequestSpec
+    from tap_rhttp.http.client import Connections
     from tap_rhttp.run.chain import Page
-    from tap_rhttp.run.fanout import ChainTask, Event
+    from tap_rhttp.run.fanout import Batch, ChainTask, Event
     from tap_rhttp.schema.drift import Change
     from tap_rhttp.schema.infer import SampleSize
     from tap_rhttp.types import JSON
@@ -65,6 +67,26 @@ SAMPLE_TRIES = 3
 #: Where a stream's STATE records the column type of each field its schema had (so a later
 #: run, whose sample may type a field otherwise, keeps the table's column).
 COLUMNS_KEY = "rhttp_columns"
+
+#: Methods whose requests may be made before the run needs them (RFC 9110 §9.2.1): a
+#: run that stops early may have made one it never uses.
+SAFE_METHODS = ("GET", "HEAD")
+
+
+@dataclasses.dataclass
+class Started:
+    """A child's chains for the first window of a parent page's rows, started before
+    that page's turn (see :meth:`StreamRun.start_rows`).
+
+    Attributes:
+        tasks: the window's tasks, as the page's turn would plan them.
+        batch: their chains, running on the stream's workers.
+        whole: the window holds every row of the page.
+    """
+
+    tasks: list[ChainTask]
+    batch: Batch
+    whole: bool
 
 
 class StreamRun:
@@ -106,6 +128,9 @@ class StreamRun:
         self.shard = context.shard
         self.shard_rule = graph.shard_rule(spec, context.by_name) if self.shard else "all"
         self._row_keys = context.by_name[spec.parent].primary_keys if spec.parent else ()
+        #: A child's workers, kept across its parent's pages (`max_concurrency` > 1).
+        self._pool: ChainPool | None = None
+        self._reads_bookmark = templates_read(spec, "bookmark")
 
     @property
     def emits(self) -> bool:
@@ -245,7 +270,13 @@ class StreamRun:
         )
 
     def make_chain(
-        self, spec: RequestSpec, read_ahead: bool, *, label: str = "", counted: bool = True
+        self,
+        spec: RequestSpec,
+        read_ahead: bool,
+        *,
+        label: str = "",
+        counted: bool = True,
+        connections: Connections | None = None,
     ) -> Chain:
         """A new request chain for a rendered spec of this stream.
 
@@ -255,6 +286,8 @@ class StreamRun:
             label: the task's label (``for_each[2]``), for the place errors name.
             counted: count its pages in the stream's progress (not for discovery's sample,
                 whose page the sync counts when it uses it).
+            connections: the pools of the chains run before it on the same thread
+                (default: its own).
         """
         return Chain(
             spec,
@@ -272,6 +305,7 @@ class StreamRun:
             label=label,
             notes=self.notes,
             exact=self._exact_check if counted else None,
+            connections=connections,
         )
 
     def _exact_check(self) -> ExactCheck | None:
@@ -404,14 +438,101 @@ class StreamRun:
             left.append(task)
         return left
 
-    def run(self, tasks: t.Sequence[ChainTask], *, read_ahead: bool = True) -> t.Iterator[Event]:
-        """Every task's chain, run as the spec says (`max_concurrency`): one ordered feed."""
+    @property
+    def pooled(self) -> bool:
+        """Whether the stream's chains run on workers kept across runs: a child stream
+        with `max_concurrency` > 1, whose rows come a parent page at a time."""
+        return self.spec.parent is not None and self.spec.max_concurrency > 1
 
-        def make(task: ChainTask, inline: bool) -> Chain:
+    def run(
+        self,
+        tasks: t.Sequence[ChainTask],
+        *,
+        read_ahead: bool = True,
+        started: Batch | None = None,
+    ) -> t.Iterator[Event]:
+        """Every task's chain, run as the spec says (`max_concurrency`): one ordered feed.
+
+        Args:
+            tasks: the chains to run.
+            read_ahead: a chain running on the caller's thread may fetch its next page
+                while the caller handles the current one.
+            started: the batch these tasks already run in (:meth:`start_rows`).
+        """
+        if started is not None:
+            return started.events()
+        if self.pooled:
+            return self._workers().submit(tasks).events()
+
+        def make(task: ChainTask, inline: bool, connections: Connections) -> Chain:
             assert task.spec is not None
-            return self.make_chain(task.spec, read_ahead and inline, label=task.label)
+            return self.make_chain(
+                task.spec, read_ahead and inline, label=task.label, connections=connections
+            )
 
         return run_chains(tasks, make, self.spec.max_concurrency)
+
+    def _workers(self) -> ChainPool:
+        if self._pool is None:
+
+            def make(task: ChainTask, inline: bool, connections: Connections) -> Chain:
+                assert task.spec is not None
+                return self.make_chain(task.spec, False, label=task.label, connections=connections)
+
+            self._pool = ChainPool(make, self.spec.max_concurrency)
+        return self._pool
+
+    def start_rows(
+        self,
+        resume: ChildResume,
+        chain: str,
+        number: int,
+        rows: t.Iterable[dict[str, JSON]],
+    ) -> Started | None:
+        """Start a child's chains for a parent page's rows before that page's turn.
+
+        The parent hands over its next page while the current page's children run, so
+        the workers go on to the next page's rows as soon as they are free, as a pool fed
+        page by page does. Only the first window (:data:`ROW_WINDOW` rows) is started,
+        and only for a page whose rows all run from their start
+        (:meth:`ChildResume.untouched`): its turn would plan exactly these tasks. Nothing
+        of them is emitted before its turn, so STATE is what it would be without this.
+
+        Returns:
+            What was started; None when nothing may be: the chains do not run on kept
+            workers, their requests are not safe to make early (a method other than GET
+            or HEAD), their templates read the bookmark (the page's sync decides it), or
+            the page is not untouched.
+        """
+        if not self.pooled or self.spec.method not in SAFE_METHODS or self._reads_bookmark:
+            return None
+        if not resume.untouched(chain, number):
+            return None
+        numbered = enumerate(rows)
+        window = list(itertools.islice(numbered, ROW_WINDOW))
+        whole = next(numbered, None) is None
+        tasks = self.tasks(rows=window)
+        return Started(tasks, self._workers().submit(tasks), whole)
+
+    def window_tasks(
+        self,
+        rows: t.Sequence[tuple[int, dict[str, JSON]]],
+        resume: ChildResume,
+        bookmark: JSON,
+        started: Started | None = None,
+    ) -> tuple[list[ChainTask], Batch | None]:
+        """A child's tasks for a window of a parent page's rows, and the batch they
+        already run in, if they were started before the page's turn."""
+        if started is not None:
+            return started.tasks, started.batch
+        return self.pending(self.tasks(bookmark=bookmark, rows=rows), resume), None
+
+    def close_workers(self) -> None:
+        """End the child's kept workers (its parent's pages are over); unread batches
+        are cancelled."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def skip(self, task: ChainTask, error: Exception) -> None:
         """A chain failed: re-raise, or with `on_error: skip` count and log it."""

@@ -61,7 +61,10 @@ rows::
 
 The parent's own position names the page in progress until that page's records are
 emitted, so after a kill the resumed parent fetches that page again, skips its finished
-rows, resumes the rows in flight and runs the rest. Like every page position, this
+rows, resumes the rows in flight and runs the rest. A child may start the rows of the
+parent's next page early (see ``StreamRun.start_rows``), but only of a page that is
+:meth:`ChildResume.untouched`, and nothing of them is emitted, nor enters this position,
+before that page's turn. Like every page position, this
 assumes the API answers the same request with the same page within one resume.
 """
 
@@ -429,6 +432,18 @@ class ChildResume(ResumeState):
         """Whether the children of this parent page all finished before."""
         return number <= self.pages.get(chain, 0)
 
+    def untouched(self, chain: str, number: int) -> bool:
+        """Whether every row of this parent page runs from its start: its children did
+        not finish before, and it is not the page a saved position left in progress.
+
+        Entering such a page (:meth:`enter_page`) starts it afresh whatever pages come
+        in between, so its rows' chains may be planned and started before its turn.
+        """
+        if self.page_finished(chain, number):
+            return False
+        page = self.page
+        return page is None or (page.get("chain"), page.get("number")) != (chain, number)
+
     def enter_page(self, chain: str, number: int, digest: str, logger: logging.Logger) -> None:
         """The parent starts the children of one of its pages.
 
@@ -453,7 +468,10 @@ class ChildResume(ResumeState):
 
     def finish(self, key: str) -> None:
         self.chains.pop(key, None)
-        self.finished.add(int(key))
+        index = int(key)
+        if index < self.rows:
+            return
+        self.finished.add(index)
         while self.rows in self.finished:
             self.finished.discard(self.rows)
             self.rows += 1
