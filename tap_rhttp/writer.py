@@ -117,7 +117,11 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def write_message(self, message: Message) -> None:
         """Buffer a message; anything but a RECORD (or a held STATE) is written out at
         once, after the buffer."""
-        self.buffer += self.format_message(message)
+        if isinstance(message, StateMessage):  # the SDK's bytes, without ``asdict``'s
+            encoder.encode_into({"type": "STATE", "value": message.value}, self.buffer, -1)
+            self.buffer += b"\n"  # deep copy of the whole state
+        else:
+            self.buffer += self.format_message(message)
         if len(self.buffer) < FLUSH_BYTES:
             if isinstance(message, RecordMessage):
                 return

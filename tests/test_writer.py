@@ -408,6 +408,16 @@ def test_buffered_writer_writes_msgspec_writer_bytes() -> None:
         RecordMessage("s", {"id": 1, "x": [1.5, None, "é"]}, time_extracted=FROZEN),
         RecordMessage("s", {"id": 2}, version=7),
         StateMessage({"bookmarks": {"s": {"rhttp": {"chains": {"-": {"url": "u"}}}}}}),
+        StateMessage(
+            {
+                "bookmarks": {
+                    "s": {"replication_key_value": None, "n": [1, 2.5, 2**70, "é\u2028", True]},
+                    "t": {"progress_markers": {"Note": "x"}, "rhttp": {"done": []}},
+                },
+                "currently_syncing": None,
+            }
+        ),
+        StateMessage({}),
     ]
     for message in messages:
         capture.write_message(message)
