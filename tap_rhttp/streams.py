@@ -14,6 +14,7 @@ conformance and message writing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
@@ -34,7 +35,7 @@ from tap_rhttp.sdk_compat import (
     replace_schema,
     write_state_message,
 )
-from tap_rhttp.writer import STOP, RecordFastPath, page_blocker
+from tap_rhttp.writer import STOP, BufferedMsgSpecWriter, RecordFastPath, page_blocker
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap, metrics
@@ -240,10 +241,17 @@ class RHTTPStream(StreamHooks):
         # The next parent page may start its children's chains while this one's run: not
         # in a dry run, nor when fetching the parent's next page early is not safe.
         upcoming = events if read_ahead and spec.method in SAFE_METHODS else None
-        for event in self._closing(events, children):
+        # Pages of concurrent chains that are ready together go out in one write: the
+        # output waits while the next event is already there (`more`), never longer.
+        writer = message_writer(self)
+        holding = isinstance(writer, BufferedMsgSpecWriter) and read_ahead and not batch
+        held = t.cast("BufferedMsgSpecWriter", writer) if holding else None
+        for event in self._closing(events, children, held):
             task = event.task
             page = event.page if event.error is None else None
             if page is not None and children:
+                if held is not None:
+                    held.flush()  # before waiting for children
                 assert task.spec is not None
                 try:  # children write their own pages (and stop between them on a signal)
                     self._drive_children(children, page, task, bookmark, upcoming)
@@ -276,13 +284,21 @@ class RHTTPStream(StreamHooks):
                     resume.advance(task.key, page, task.spec)
                 if not batch:
                     self._save_resume()
+            if held is not None and not event.more:
+                held.flush()
             self._progress()
 
-    def _closing(self, events: Lookahead[Event], children: list[RHTTPStream]) -> t.Iterator[Event]:
-        """The events; when they end or are left, their feed closes and so do the kept
-        workers of the children they drove."""
+    def _closing(
+        self,
+        events: Lookahead[Event],
+        children: list[RHTTPStream],
+        writer: BufferedMsgSpecWriter | None,
+    ) -> t.Iterator[Event]:
+        """The events, the writer holding their pages (if any); when they end or are left,
+        their feed closes, and so do the kept workers of the children they drove."""
         try:
-            yield from events
+            with writer.holding() if writer is not None else contextlib.nullcontext():
+                yield from events
         finally:
             events.close()
             for child in children:

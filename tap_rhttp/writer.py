@@ -11,7 +11,9 @@ records parsed from JSON. Two things change that, and neither changes a byte of 
     ACTIVATE_VERSION, BATCH), when it passes :data:`FLUSH_BYTES`, and at exit. Every
     message still goes through the one buffer, in order, so a STATE always follows the
     records it covers, and whatever is unwritten when a run is killed outright comes
-    after the last STATE: a resumed run fetches those records again.
+    after the last STATE: a resumed run fetches those records again. While a stream
+    :meth:`~BufferedMsgSpecWriter.holding` its pages, STATE messages wait in the buffer
+    too, so pages that are ready together (concurrent chains) go out in one write.
 
 :class:`RecordFastPath`
     Writes a record as the bytes singer-sdk would write for it, skipping the work that
@@ -112,24 +114,45 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def __init__(self) -> None:
         super().__init__()
         self.buffer = bytearray()
+        #: While above 0, STATE messages wait in the buffer too (see :meth:`holding`).
+        self.holds = 0
+        #: Where the buffer's last STATE ends: what a stop signal still writes.
+        self.settled = 0
         _writers.add(self)
 
     def write_message(self, message: Message) -> None:
-        """Buffer a message; anything but a RECORD is written out at once, after the buffer."""
-        self.buffer += self.format_message(message)
-        if not isinstance(message, RecordMessage) or len(self.buffer) >= FLUSH_BYTES:
-            self.flush()
+        """Buffer a message; anything but a RECORD (or a held STATE) is written out at
+        once, after the buffer."""
+        if isinstance(message, StateMessage) and message.value is not None:
+            # the SDK's bytes, without ``asdict``'s deep copy of the whole state (its
+            # ``to_dict`` leaves out only a null value, which goes the SDK's way)
+            encoder.encode_into({"type": "STATE", "value": message.value}, self.buffer, -1)
+            self.buffer += b"\n"
+        else:
+            self.buffer += self.format_message(message)
+        if len(self.buffer) < FLUSH_BYTES:
+            if isinstance(message, RecordMessage):
+                return
+            if isinstance(message, StateMessage):
+                self.settled = len(self.buffer)
+                if self.holds:
+                    return
+        self.flush()
 
-    def serialize_message(self, message: Message) -> bytearray:
-        """msgspec's line for a message; a STATE's without ``Message.to_dict``, which deep
-        copies the whole state through ``dataclasses.asdict`` (per page, that was most of
-        a STATE message's cost). The bytes are the same: ``to_dict`` leaves out only a
-        null ``value``, which takes the SDK's way here."""
-        if type(message) is StateMessage and message.value is not None:
-            line = bytearray(encoder.encode({"type": "STATE", "value": message.value}))
-            line += b"\n"
-            return line
-        return super().serialize_message(message)
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """STATE messages wait in the buffer too, each after the records it covers, until
+        :meth:`flush` (or :data:`FLUSH_BYTES`): pages of concurrent chains that are ready
+        together go out in one write. The bytes are the same; a stop signal still writes
+        every complete page and its STATE (see :class:`StopSignals`). Flushed at the end.
+        """
+        self.holds += 1
+        try:
+            yield
+        finally:
+            self.holds -= 1
+            if not self.holds:
+                self.flush()
 
     def write_lines(self, lines: bytes) -> None:
         """Buffer complete, newline-terminated message lines."""
@@ -145,6 +168,12 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         if len(buffer) >= FLUSH_BYTES:
             self.flush()
 
+    def write_settled(self) -> None:
+        """Write out what is buffered up to the last STATE (complete pages held with
+        their STATE) and drop the rest (records of a page not yet complete)."""
+        del self.buffer[self.settled :]
+        self.flush()
+
     def flush(self) -> None:
         """Write out everything buffered (a stop signal waits for the write to end)."""
         if not self.buffer:
@@ -152,6 +181,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         with STOP.section():
             _write_out(self.buffer)
             self.buffer.clear()
+            self.settled = 0
 
 
 def _write_out(data: bytearray) -> None:
@@ -182,8 +212,9 @@ class StopSignals:
 
     Sections (:meth:`section`) are the spans that must not be cut: one page's records
     and its STATE, one write to stdout. A signal outside them stops the run at once; one
-    inside stops it when the outermost section ends. Stopping drops what is buffered
-    (records after the last STATE: a page not yet complete), logs one ERROR line and
+    inside stops it when the outermost section ends. Stopping writes what is buffered up
+    to the last STATE (complete pages a writer held), drops the rest (records after the
+    last STATE: a page not yet complete), logs one ERROR line and
     leaves with ``os._exit``: a request in flight on another thread is not waited for,
     and a resumed run starts from the last STATE, as after any kill.
 
@@ -233,7 +264,9 @@ class StopSignals:
 
     def _stop(self, signum: int) -> t.NoReturn:
         for writer in list(_writers):
-            writer.buffer.clear()  # an incomplete page: never written
+            with contextlib.suppress(Exception):
+                writer.write_settled()
+            writer.buffer.clear()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
         self.logger.error(

@@ -17,6 +17,7 @@ import dataclasses
 import itertools
 import json
 import re
+import socket
 import ssl
 import time
 import typing as t
@@ -39,6 +40,7 @@ from fault_server import (
 
 from tap_rhttp.errors import PermanentRequestError, TransientRequestError
 from tap_rhttp.http.client import ERROR_BODY_CHARS
+from tap_rhttp.http.deadline import Watchdog
 from tap_rhttp.http.retry import RetryAfterTooLong
 from tap_rhttp.redact import MASK
 from tap_rhttp.run import chain as chain_module
@@ -260,6 +262,32 @@ def test_slow_drip_is_cut_at_the_attempt_deadline(
     assert elapsed < 2.0
     (line,) = retry_lines(caplog)
     assert "try 1 of 3 failed (timed out after 0.400 seconds)" in line
+
+
+@pytest.mark.timeout(20)
+def test_the_watchdog_cuts_at_the_deadline_of_the_attempt_in_progress() -> None:
+    """Attempts one after another leave the watching thread asleep until the deadline it
+    knows; an earlier one wakes it, and a disarmed one never fires into the next."""
+    dog = Watchdog()
+    ours, theirs = socket.socketpair()
+    try:
+        dog.add(ours)
+        dog.arm(30)
+        dog.disarm()
+        dog.arm(60)  # later than what it sleeps until: it is not woken for it
+        dog.disarm()
+        dog.arm(0.2)  # earlier: it must watch this one
+        ours.settimeout(10)
+        assert ours.recv(1) == b""  # shut down at the deadline
+        assert dog.fired
+        dog.arm(0.05)
+        dog.disarm()
+        time.sleep(0.3)
+        assert not dog.fired
+    finally:
+        dog.close()
+        ours.close()
+        theirs.close()
 
 
 # --------------------------------------------------------------------------- statuses

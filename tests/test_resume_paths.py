@@ -46,19 +46,27 @@ def _maybe_route(server: t.Any, failing: set[int]) -> None:
 # ------------------------------------------------------------------ the schema sample
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
 def test_skip_covers_the_schema_sample(
-    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture, concurrency: int
 ) -> None:
-    """A failing first `for_each` item no longer fails the run when a schema is inferred."""
+    """A failing first `for_each` item no longer fails the run when a schema is inferred
+    (also when the sampled chains' first pages are fetched at once)."""
     _maybe_route(server, failing={1})
     config = {
         "streams": [
-            stream("s", server.url + "/maybe/{{ item }}", for_each=[1, 2, 3], on_error="skip")
+            stream(
+                "s",
+                server.url + "/maybe/{{ item }}",
+                for_each=[1, 2, 3],
+                on_error="skip",
+                max_concurrency=concurrency,
+            )
         ]
     }
     caplog.set_level(logging.INFO)
     result = sync(config)
-    assert [r["item"] for r in result.records("s")] == [2, 3]
+    assert sorted(r["item"] for r in result.records("s")) == [2, 3]
     assert set(result.schema("s")["properties"]) == {"item", "label"}
     # the sample's page of item 2 served the sync: each URL once, but the failing one,
     # which the sync tries again (its skip is counted once, by the sync)
@@ -68,13 +76,20 @@ def test_skip_covers_the_schema_sample(
     assert "1 skipped" in done[-1]
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
 def test_skip_with_every_sampled_chain_failing_infers_nothing(
-    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture
+    server: t.Any, sync: t.Any, caplog: pytest.LogCaptureFixture, concurrency: int
 ) -> None:
     _maybe_route(server, failing={1, 2, 3, 4})
     config = {
         "streams": [
-            stream("s", server.url + "/maybe/{{ item }}", for_each=[1, 2, 3, 4], on_error="skip")
+            stream(
+                "s",
+                server.url + "/maybe/{{ item }}",
+                for_each=[1, 2, 3, 4],
+                on_error="skip",
+                max_concurrency=concurrency,
+            )
         ]
     }
     result = sync(config)
@@ -103,11 +118,60 @@ def test_skip_covers_a_childs_sample(server: t.Any, sync: t.Any) -> None:
     assert {"item", "label", "data_id"} <= set(result.schema("detail")["properties"])
 
 
-def test_fail_still_fails_on_the_sample(server: t.Any, sync: t.Any) -> None:
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_fail_still_fails_on_the_sample(server: t.Any, sync: t.Any, concurrency: int) -> None:
     _maybe_route(server, failing={1})
-    config = {"streams": [stream("s", server.url + "/maybe/{{ item }}", for_each=[1, 2])]}
+    spec = stream("s", server.url + "/maybe/{{ item }}", for_each=[1, 2])
+    config = {"streams": [{**spec, "max_concurrency": concurrency}]}
     with pytest.raises(Exception, match="status code 404"):
         sync(config)
+
+
+def test_a_childs_sampled_rows_are_fetched_at_once_and_used_once(
+    server: t.Any, sync: t.Any
+) -> None:
+    """With max_concurrency, the first pages of the sampled rows are fetched at once (the
+    first row's answer waits for the second row's request); the sample, and the schema,
+    are those of one row after another, and the sync takes those pages."""
+    arrived = threading.Event()
+    server.state["overlapped"] = False
+
+    @server.route("/sampled/")
+    def sampled(request: Request) -> Reply:
+        n = int(request.path.rsplit("/", 1)[1])
+        if n == 2:
+            arrived.set()
+        if n == 1 and not server.state.get("one_seen"):
+            server.state["one_seen"] = True
+            server.state["overlapped"] = arrived.wait(timeout=10)
+        value: t.Any = n if n != 3 else "three"  # the sample's types: int, then a string
+        return json_reply({"items": [{"n": n, "value": value, f"only_{n}": True}]})
+
+    def config(concurrency: int) -> dict[str, t.Any]:
+        return {
+            "streams": [
+                stream("data", server.url + "/records?n=6", primary_keys=["id"]),
+                stream(
+                    "detail",
+                    server.url + "/sampled/{{ row['id'] }}",
+                    parent="data",
+                    records_path="$.items[*]",
+                    max_concurrency=concurrency,
+                ),
+            ]
+        }
+
+    server.state["one_seen"] = True  # (one row after another: the first one is not held)
+    one_by_one = sync(config(1))
+    server.log.clear()
+    server.state.pop("one_seen")
+    at_once = sync(config(3))
+    assert server.state["overlapped"]
+    assert at_once.schema("detail") == one_by_one.schema("detail")
+    assert sorted(r["n"] for r in at_once.records("detail")) == [1, 2, 3, 4, 5, 6]
+    assert Counter(r.path for r in server.log if r.path.startswith("/sampled/")) == {
+        f"/sampled/{n}": 1 for n in range(1, 7)
+    }
 
 
 # ------------------------------------------------------------------ a resumed run's sample

@@ -209,11 +209,13 @@ def test_resuming_after_a_signal_loses_and_repeats_nothing(
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.parametrize("concurrency", [1, 3])
 def test_a_signal_during_a_childs_requests_resumes_exactly(
-    fault: FaultServer, tmp_path: Path
+    fault: FaultServer, tmp_path: Path, concurrency: int
 ) -> None:
     """Parent rows' children are synced before the parent page is emitted; a signal while a
-    child request is in flight stops at once, and the resumed run loses and repeats nothing."""
+    child request is in flight stops at once, and the resumed run loses and repeats nothing
+    (also with rows at once, whose pages that are ready together are written together)."""
     slow = threading.Event()
 
     def users(hit: Hit) -> t.Any:
@@ -246,6 +248,7 @@ def test_a_signal_during_a_childs_requests_resumes_exactly(
                 "page_limit": 3,
                 "primary_keys": ["id"],
                 "schema": {"properties": {"id": {"type": "integer"}, "u": {"type": "integer"}}},
+                "max_concurrency": concurrency,
             },
         ]
     }

@@ -173,11 +173,12 @@ class Watchdog:
 
     One long-lived thread per client waits on a condition for the current deadline (a
     new timer thread per request cost up to a few milliseconds each). ``disarm`` clears
-    the deadline under the lock, so a deadline can never fire into the next attempt. The
-    thread is woken only when it must look sooner than it would anyway (a first
-    deadline, or one earlier than the time it sleeps until): with one timeout per client,
-    each attempt's deadline is later than the last, so the thread wakes about once per
-    timeout instead of twice per request.
+    the deadline under the lock, so a deadline can never fire into the next attempt.
+    The thread is woken only when it must look sooner than it already will: an attempt
+    armed while it sleeps until an earlier deadline, or a disarm, leaves it asleep; it
+    wakes at that earlier time, finds the later deadline (or none) and sleeps on. So
+    attempts one after another, each well within its deadline, wake it about once per
+    `timeout`, not twice per request.
     """
 
     def __init__(self) -> None:
@@ -186,9 +187,9 @@ class Watchdog:
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: When the watching thread wakes on its own (None: not before it is notified).
+        self._wakes: float | None = None
         self.fired = False
-        #: When the thread looks next (None: it waits until woken).
-        self._wakes_at: float | None = None
 
     def add(self, sock: socket.socket | None) -> None:
         """Watch a socket the client opened."""
@@ -206,11 +207,11 @@ class Watchdog:
                     target=self._watch, name="rhttp-watchdog", daemon=True
                 )
                 self._thread.start()
-            elif self._wakes_at is None or deadline < self._wakes_at:
-                self._cond.notify()
+            elif self._wakes is None or deadline < self._wakes:
+                self._cond.notify()  # it would sleep past this deadline
 
     def disarm(self) -> None:
-        """The attempt is over: no deadline (the thread finds out when it next looks)."""
+        """The attempt is over: no deadline (the thread finds none when it wakes)."""
         with self._cond:
             self._deadline = None
 
@@ -225,14 +226,15 @@ class Watchdog:
         with self._cond:
             while not self._closed:
                 if self._deadline is None:
-                    self._wakes_at = None
+                    self._wakes = None
                     self._cond.wait()
                     continue
                 remaining = self._deadline - time.monotonic()
                 if remaining > 0:
-                    self._wakes_at = self._deadline
+                    self._wakes = self._deadline
                     self._cond.wait(remaining)
                     continue
+                self._wakes = None
                 self._deadline = None
                 self.fired = True
                 for sock in list(self._sockets):

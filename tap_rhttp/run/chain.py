@@ -574,6 +574,27 @@ class Chain:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="rhttp-read-ahead")
         return self._helper.submit(self.get, request)
 
+    def first_page(
+        self, start: PageRequest | None = None, done: int = 0
+    ) -> tuple[str, Fetched] | None:
+        """Fetch and read the page :meth:`pages` would start with, deciding nothing
+        about what follows: its `prefetched` key and what was fetched; None when the
+        chain makes no request.
+
+        Raises:
+            RHTTPError: the request failed, located as :meth:`pages` locates it.
+        """
+        paginator = Paginator(self.spec, self.redactor, now=self.now)
+        request = paginator.resume(start, done) if start is not None else paginator.first()
+        if request is None:
+            return None
+        try:
+            fetched, _ = self.get(request)
+        except RHTTPError as exc:
+            exc.locate(self.where(paginator.requests))
+            raise
+        return self.key(request), fetched
+
     def pages(self, start: PageRequest | None = None, done: int = 0) -> t.Iterator[Page]:
         """Yield every page of the chain, in order.
 

@@ -19,6 +19,7 @@ import os
 import time
 import typing as t
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from tap_rhttp.config.load import check_files, load_specs
 from tap_rhttp.config.shard import load_shard
@@ -277,6 +278,7 @@ class StreamRun:
         label: str = "",
         counted: bool = True,
         connections: Connections | None = None,
+        prefetched: Prefetched | None = None,
     ) -> Chain:
         """A new request chain for a rendered spec of this stream.
 
@@ -288,6 +290,8 @@ class StreamRun:
                 whose page the sync counts when it uses it).
             connections: the pools of the chains run before it on the same thread
                 (default: its own).
+            prefetched: where it takes pages already fetched (default: the stream's
+                :attr:`prefetched`).
         """
         return Chain(
             spec,
@@ -295,7 +299,7 @@ class StreamRun:
             self.logger,
             sleep=self.context.sleep,
             limiter=self.limiter,
-            prefetched=self.prefetched,
+            prefetched=self.prefetched if prefetched is None else prefetched,
             stats=self.stats if counted else ChainStats(),
             read_ahead=read_ahead,
             stream_bodies=True,
@@ -643,33 +647,39 @@ class StreamRun:
             return []
         sample: list[dict[str, JSON]] = []
         pages = failures = 0
-        for task in tasks:
-            if pages >= budget.pages or len(sample) >= budget.records:
-                break
-            sampled, error = self._sample_chain(task, budget.pages - pages, budget, sample)
-            pages += sampled
-            if error is None:
-                continue
-            if pages:
-                self.logger.warning(
-                    "stream %s: sampling for the schema stopped after %d page(s): %s",
-                    spec.name,
-                    pages,
-                    self.redactor.text(str(error)).split("\n", 1)[0],
+        warm = _Warmup(self, tasks[: max(budget.pages, SAMPLE_TRIES)])
+        try:
+            for task in tasks:
+                if pages >= budget.pages or len(sample) >= budget.records:
+                    break
+                sampled, error = self._sample_chain(
+                    task, budget.pages - pages, budget, sample, warm
                 )
-                break
-            if not skipping:
-                raise error
-            self.logger.warning(
-                "stream %s%s: the schema sample failed (on_error: skip; the sync tries "
-                "this chain again): %s",
-                spec.name,
-                f" {task.label}" if task.label else "",
-                self.redactor.text(str(error)),
-            )
-            failures += 1
-            if failures >= SAMPLE_TRIES:
-                break
+                pages += sampled
+                if error is None:
+                    continue
+                if pages:
+                    self.logger.warning(
+                        "stream %s: sampling for the schema stopped after %d page(s): %s",
+                        spec.name,
+                        pages,
+                        self.redactor.text(str(error)).split("\n", 1)[0],
+                    )
+                    break
+                if not skipping:
+                    raise error
+                self.logger.warning(
+                    "stream %s%s: the schema sample failed (on_error: skip; the sync tries "
+                    "this chain again): %s",
+                    spec.name,
+                    f" {task.label}" if task.label else "",
+                    self.redactor.text(str(error)),
+                )
+                failures += 1
+                if failures >= SAMPLE_TRIES:
+                    break
+        finally:
+            warm.close()
         if not pages and failures:
             self.logger.warning(
                 "stream %s: no sampled chain gave a first page, so no fields could be "
@@ -690,6 +700,7 @@ class StreamRun:
         max_pages: int,
         budget: SampleSize,
         sample: list[dict[str, JSON]],
+        warm: _Warmup,
     ) -> tuple[int, RHTTPError | None]:
         """Sample one chain's first pages into `sample`, keeping them for the sync.
 
@@ -699,7 +710,12 @@ class StreamRun:
         if task.error is not None:
             return 0, t.cast("RHTTPError", task.error)
         assert task.spec is not None
-        chain = self.make_chain(task.spec, read_ahead=False, label=task.label, counted=False)
+        first = warm.take(task)
+        if isinstance(first, RHTTPError):
+            return 0, first
+        chain = self.make_chain(
+            task.spec, read_ahead=False, label=task.label, counted=False, prefetched=first
+        )
         kept: list[tuple[str, Fetched]] = []
         pages = t.cast("t.Generator[Page, None, None]", chain.pages(task.start, task.done))
         try:
@@ -730,6 +746,74 @@ class StreamRun:
             else:  # another shard's chain: its pages were only the shared schema sample
                 drop_fetched(kept)
         return len(kept), None
+
+
+#: What fetching a chain's first page ahead gave: its key and page, its error, or None.
+_First = tuple[str, Fetched] | RHTTPError | None
+
+
+class _Warmup:
+    """The first pages of a sample's first chains, fetched at once (on up to
+    `max_concurrency` threads) while the sample goes through the chains one by one.
+
+    The sample still takes them in its order and decides what follows each one, so it is
+    the sample it would be one chain after another; a first page it does not use is kept
+    for the sync, as sampled pages are (each is a request the sync makes anyway). Only
+    for a stream whose chains may run at once, with a safe method (GET or HEAD).
+    """
+
+    def __init__(self, run: StreamRun, tasks: t.Sequence[ChainTask]) -> None:
+        self.run = run
+        spec = run.spec
+        width = min(spec.max_concurrency, len(tasks))
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: dict[int, tuple[ChainTask, Future[_First]]] = {}
+        if width <= 1 or spec.method not in SAFE_METHODS:
+            return
+        self._pool = ThreadPoolExecutor(width, thread_name_prefix="rhttp-sample")
+        for task in tasks:
+            if task.spec is not None:
+                self._ahead[id(task)] = (task, self._pool.submit(self._fetch, task))
+
+    def _fetch(self, task: ChainTask) -> _First:
+        assert task.spec is not None
+        chain = self.run.make_chain(task.spec, read_ahead=False, label=task.label, counted=False)
+        try:
+            return chain.first_page(task.start, task.done)
+        except RHTTPError as exc:
+            return exc
+        finally:
+            chain.close()
+
+    def take(self, task: ChainTask) -> Prefetched | RHTTPError | None:
+        """The task's first page, in a store its chain takes it from (None: not fetched
+        ahead), or the error its request ended with."""
+        entry = self._ahead.pop(id(task), None)
+        if entry is None:
+            return None
+        first = entry[1].result()
+        if isinstance(first, RHTTPError):
+            return first
+        store = Prefetched()
+        if first is not None:
+            store.add([first])
+        return store
+
+    def close(self) -> None:
+        """Keep the first pages the sample did not take for the sync (when this shard
+        runs their chains)."""
+        if self._pool is None:
+            return
+        self._pool.shutdown(wait=True)
+        for task, future in self._ahead.values():
+            first = future.result()
+            if not isinstance(first, tuple):
+                continue
+            if self.run._owns(task):
+                self.run.prefetched.add([first])
+            else:
+                drop_fetched([first])
+        self._ahead.clear()
 
 
 class RunContext:
