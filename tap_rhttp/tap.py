@@ -162,6 +162,7 @@ class TapRHTTP(TapHooks, Tap):
                     bookmark=run.bookmark(spec, state),
                     parent_rows=samples.get(spec.parent, []) if spec.parent else [],
                     saved=run.saved_resume(spec, state),
+                    first_rows=run.warm_children(spec, needs_sample, state),
                 )
             schema = self._catalog_schema(spec.name)
             if schema is None:

@@ -329,6 +329,25 @@ def test_the_environment_proxy_is_used_when_proxy_is_unset(
 
 
 @pytest.mark.timeout(30)
+def test_chains_sharing_connections_each_get_their_origins_environment_proxy(
+    server: LocalServer, sync: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chains run one after another share their connections and what the environment
+    says per origin: NO_PROXY bypasses one origin, the other goes through the proxy."""
+    with ForwardProxy() as open_proxy:
+        monkeypatch.setenv("HTTP_PROXY", open_proxy.url())
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        hosts = ["127.0.0.1", "localhost", "127.0.0.1", "localhost"]
+        spec = {"name": "s", "url": f"http://{{{{ item }}}}:{server.port}/records?n=1"}
+        schema = {"properties": {"id": {"type": "integer"}}}
+        result = sync({"streams": [{**spec, "for_each": hosts, "schema": schema}]})
+        assert len(result.records("s")) == 4
+        proxied = f"http://localhost:{server.port}/records?n=1"
+        assert [h.target for h in open_proxy.hits()] == [proxied, proxied]
+        assert len(server.requests_to("/records")) == 4  # two of them through the proxy
+
+
+@pytest.mark.timeout(30)
 def test_proxy_wins_over_the_environment(
     proxy: ForwardProxy, server: LocalServer, sync: t.Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,6 +127,54 @@ def test_fail_still_fails_on_the_sample(server: t.Any, sync: t.Any, concurrency:
         sync(config)
 
 
+def test_a_childs_sample_starts_while_its_parent_samples_on(server: t.Any, sync: t.Any) -> None:
+    """The child's first sampled rows come from the parent's first sampled page: their
+    pages are fetched while the parent samples its next pages (the parent's second page
+    waits for the child's first request here); each request is made once."""
+    arrived = threading.Event()
+    server.state["overlapped"] = False
+
+    @server.route("/sampled-parents")
+    def parents(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        if page == 2:
+            server.state["overlapped"] = arrived.wait(timeout=10)
+        items = [{"id": (page - 1) * 4 + i} for i in range(1, 5)]
+        return json_reply({"items": items, "next": page + 1 if page < 3 else None})
+
+    @server.route("/sampled-kids/")
+    def kids(request: Request) -> Reply:
+        arrived.set()
+        return json_reply([{"kid": request.path.rsplit("/", 1)[1]}])
+
+    config = {
+        "streams": [
+            stream(
+                "parents",
+                server.url + "/sampled-parents",
+                params={"page": 1},
+                records_path="$.items[*]",
+                page=NEXT_PAGE,
+                page_limit=-1,
+                primary_keys=["id"],
+            ),
+            stream(
+                "kids",
+                server.url + "/sampled-kids/{{ row['id'] }}",
+                parent="parents",
+                max_concurrency=3,
+            ),
+        ]
+    }
+    result = sync(config)
+    assert server.state["overlapped"]
+    assert sorted(int(r["kid"]) for r in result.records("kids")) == list(range(1, 13))
+    assert set(result.schema("kids")["properties"]) == {"kid", "parents_id"}
+    counts = Counter(r.target for r in server.log)
+    assert set(counts.values()) == {1}, counts
+    assert len(counts) == 3 + 12
+
+
 def test_a_childs_sampled_rows_are_fetched_at_once_and_used_once(
     server: t.Any, sync: t.Any
 ) -> None:

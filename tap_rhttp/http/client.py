@@ -35,7 +35,7 @@ import dataclasses
 import http.client
 import time
 import typing as t
-import urllib.parse
+from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
@@ -300,6 +300,9 @@ class Connections:
     def __init__(self) -> None:
         self.watchdog = Watchdog()
         self._adapters: dict[str | None, DeadlineAdapter] = {}
+        #: What the environment says for a request (proxies, CA bundle), by origin and
+        #: options: requests reads the whole environment twice per request for it.
+        self.environment: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
 
     def adapter(self, key_password: str | None) -> DeadlineAdapter:
         """The adapter for clients whose client key has this password (or none)."""
@@ -359,10 +362,6 @@ class HttpClient:
         self._origin = ""  # the URL asked for: the one every error message names
         self._url = ""  # the URL of the hop in progress (after a redirect, the hop's)
         self._proxies_learned: set[str] = set()
-        #: `_settings` by the target's scheme and host: the environment's proxy and CA
-        #: settings are read once per origin (requests reads all of os.environ twice per
-        #: request to find them).
-        self._settings_by_origin: dict[tuple[str, str], dict[str, t.Any]] = {}
         self.origins: OriginPolicy | None = (
             OriginPolicy(options.home, options.trusted_origins) if options.home else None
         )
@@ -473,29 +472,32 @@ class HttpClient:
 
         An explicit `proxy` is used for every request (the environment's ``NO_PROXY``
         does not apply to it); without one, requests reads ``HTTP(S)_PROXY``,
-        ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` as usual, once per origin of the client.
+        ``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` as usual, once per origin for the
+        clients sharing :class:`Connections` (the environment does not change in a run).
         """
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme.lower(), parts.netloc.lower())
-        found = self._settings_by_origin.get(key)
-        if found is None:
-            found = self._settings_by_origin[key] = self._environment_settings(url)
-        return found
-
-    def _environment_settings(self, url: str) -> dict[str, t.Any]:
         options = self.options
-        proxies = {"http": options.proxy, "https": options.proxy} if options.proxy else {}
         cert: str | tuple[str, str] | None = (
             (options.client_cert, options.client_key)
             if options.client_cert and options.client_key
             else options.client_cert
         )
-        merged = self.session.merge_environment_settings(url, proxies, True, options.verify, cert)
+        key = (urlsplit(url)[:2], options.proxy, options.verify, cert)
+        known = self._connections.environment.get(key)
+        if known is None:
+            proxies = {"http": options.proxy, "https": options.proxy} if options.proxy else {}
+            known = self._connections.environment[key] = dict(
+                self.session.merge_environment_settings(url, proxies, True, options.verify, cert)
+            )
+        merged = known
         for proxy in merged["proxies"].values():
             if proxy not in self._proxies_learned:  # its credentials are secrets
                 self._proxies_learned.add(proxy)
                 self.redactor.add_url_secrets(proxy)
-        return {"verify": merged["verify"], "proxies": merged["proxies"], "cert": merged["cert"]}
+        return {
+            "verify": merged["verify"],
+            "proxies": dict(merged["proxies"]),
+            "cert": merged["cert"],
+        }
 
     # ------------------------------------------------------------------ the layers
 

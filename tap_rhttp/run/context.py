@@ -131,6 +131,8 @@ class StreamRun:
         self._row_keys = context.by_name[spec.parent].primary_keys if spec.parent else ()
         #: A child's workers, kept across its parent's pages (`max_concurrency` > 1).
         self._pool: ChainPool | None = None
+        #: The first pages of the sample's chains, started before it (`warm_sample`).
+        self._warm: _Warmup | None = None
         self._reads_bookmark = templates_read(spec, "bookmark")
 
     @property
@@ -600,6 +602,7 @@ class StreamRun:
         bookmark: JSON,
         parent_rows: list[dict[str, JSON]],
         saved: JSON = None,
+        first_rows: t.Callable[[list[dict[str, JSON]]], None] | None = None,
     ) -> list[dict[str, JSON]]:
         """Discovery's sample: the first pages a sync fetches, kept for the sync.
 
@@ -614,7 +617,8 @@ class StreamRun:
         the chain is passed over for the next one, up to :data:`SAMPLE_TRIES` failures,
         and when all fail nothing is inferred (a WARNING) and the run goes on. A failure
         after a page was sampled ends the sample, with a WARNING (the sync meets the
-        error itself).
+        error itself). `first_rows` is given the sample once its first records are in
+        (children may start theirs: :meth:`warm_sample`).
         """
         spec = self.spec
         if spec.page_limit == 0:  # no request at all
@@ -629,15 +633,11 @@ class StreamRun:
             return []
         skipping = spec.on_error == "skip"
         budget = spec.schema_sample
-        rows = list(enumerate(parent_rows[: max(budget.pages, SAMPLE_TRIES)]))
-        if self.shard is not None:  # every shard samples the same pages: one table schema
-            tasks = self.tasks(bookmark=bookmark, rows=rows, whole=True)
-        elif spec.parent is None:
-            resume = self.resume_state(saved, quiet=True)
-            tasks = self.pending(self.tasks(bookmark=bookmark, resume=resume), resume)
-        else:
-            tasks = self.tasks(bookmark=bookmark, rows=rows)
+        tasks = self._sample_tasks(bookmark, parent_rows, saved)
+        warm, self._warm = self._warm or _Warmup(self), None
+        warm.cover(tasks[: max(budget.pages, SAMPLE_TRIES)])
         if not tasks:
+            warm.close()
             if spec.for_each is not None and not spec.for_each:
                 self.logger.warning(
                     "stream %s: `for_each` is empty, so no request is made and no fields "
@@ -647,13 +647,19 @@ class StreamRun:
             return []
         sample: list[dict[str, JSON]] = []
         pages = failures = 0
-        warm = _Warmup(self, tasks[: max(budget.pages, SAMPLE_TRIES)])
+
+        tell = [first_rows] if first_rows is not None else []
+
+        def sampled_page() -> None:
+            if tell and sample:  # once, with the first records
+                tell.pop()(list(sample))
+
         try:
             for task in tasks:
                 if pages >= budget.pages or len(sample) >= budget.records:
                     break
                 sampled, error = self._sample_chain(
-                    task, budget.pages - pages, budget, sample, warm
+                    task, budget.pages - pages, budget, sample, warm, sampled_page
                 )
                 pages += sampled
                 if error is None:
@@ -694,6 +700,30 @@ class StreamRun:
             )
         return sample
 
+    def _sample_tasks(
+        self, bookmark: JSON, parent_rows: list[dict[str, JSON]], saved: JSON
+    ) -> list[ChainTask]:
+        """The chains a sample goes through, in order (see :meth:`sample`)."""
+        budget = self.spec.schema_sample
+        rows = list(enumerate(parent_rows[: max(budget.pages, SAMPLE_TRIES)]))
+        if self.shard is not None:  # every shard samples the same pages: one table schema
+            return self.tasks(bookmark=bookmark, rows=rows, whole=True)
+        if self.spec.parent is None:
+            resume = self.resume_state(saved, quiet=True)
+            return self.pending(self.tasks(bookmark=bookmark, resume=resume), resume)
+        return self.tasks(bookmark=bookmark, rows=rows)
+
+    def warm_sample(self, *, bookmark: JSON, parent_rows: list[dict[str, JSON]]) -> None:
+        """A child's sample may start now, from the rows its parent sampled so far: the
+        first pages of its first chains are fetched while the parent samples on (with
+        `max_concurrency` > 1 and a safe method); :meth:`sample` takes them."""
+        spec = self.spec
+        if spec.parent is None or spec.page_limit == 0 or not parent_rows:
+            return
+        warm = self._warm = self._warm or _Warmup(self)
+        tasks = self._sample_tasks(bookmark, parent_rows, None)
+        warm.cover(tasks[: max(spec.schema_sample.pages, SAMPLE_TRIES)])
+
     def _sample_chain(
         self,
         task: ChainTask,
@@ -701,6 +731,7 @@ class StreamRun:
         budget: SampleSize,
         sample: list[dict[str, JSON]],
         warm: _Warmup,
+        sampled_page: t.Callable[[], None],
     ) -> tuple[int, RHTTPError | None]:
         """Sample one chain's first pages into `sample`, keeping them for the sync.
 
@@ -732,6 +763,7 @@ class StreamRun:
                     if isinstance(records, list)
                     else itertools.islice(records, wanted)
                 )
+                sampled_page()
                 if page.failure is not None or len(kept) >= max_pages:
                     break
                 if len(sample) >= budget.records:
@@ -762,18 +794,36 @@ class _Warmup:
     for a stream whose chains may run at once, with a safe method (GET or HEAD).
     """
 
-    def __init__(self, run: StreamRun, tasks: t.Sequence[ChainTask]) -> None:
+    def __init__(self, run: StreamRun) -> None:
         self.run = run
         spec = run.spec
-        width = min(spec.max_concurrency, len(tasks))
+        self._width = min(spec.max_concurrency, max(spec.schema_sample.pages, SAMPLE_TRIES))
+        self._on = self._width > 1 and spec.method in SAFE_METHODS
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[int, tuple[ChainTask, Future[_First]]] = {}
-        if width <= 1 or spec.method not in SAFE_METHODS:
+
+    def cover(self, tasks: t.Sequence[ChainTask]) -> None:
+        """Fetch these tasks' first pages, but those already fetched for equal tasks."""
+        if not self._on:
             return
-        self._pool = ThreadPoolExecutor(width, thread_name_prefix="rhttp-sample")
         for task in tasks:
-            if task.spec is not None:
-                self._ahead[id(task)] = (task, self._pool.submit(self._fetch, task))
+            if task.spec is None or id(task) in self._ahead:
+                continue
+            same = next(
+                (
+                    key
+                    for key, (other, _) in self._ahead.items()
+                    if (other.key, other.spec, other.start, other.done)
+                    == (task.key, task.spec, task.start, task.done)
+                ),
+                None,
+            )
+            if same is not None:
+                self._ahead[id(task)] = (task, self._ahead.pop(same)[1])
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._width, thread_name_prefix="rhttp-sample")
+            self._ahead[id(task)] = (task, self._pool.submit(self._fetch, task))
 
     def _fetch(self, task: ChainTask) -> _First:
         assert task.spec is not None
@@ -882,6 +932,23 @@ class RunContext:
         if run is None:
             run = self._streams[name] = StreamRun(self, self.by_name[name])
         return run
+
+    def warm_children(
+        self, spec: RequestSpec, sampled: t.Collection[str], state: t.Mapping[str, JSON] | None
+    ) -> t.Callable[[list[dict[str, JSON]]], None] | None:
+        """What `spec`'s sample tells its first rows to: each child that samples
+        (`sampled` names them) starts its own sample's first pages from them."""
+        children = [c for c in self.specs if c.parent == spec.name and c.name in sampled]
+        if not children:
+            return None
+
+        def first_rows(rows: list[dict[str, JSON]]) -> None:
+            for child in children:
+                self.stream(child.name).warm_sample(
+                    bookmark=self.bookmark(child, state), parent_rows=rows
+                )
+
+        return first_rows
 
     def bookmark(self, spec: RequestSpec, state: t.Mapping[str, JSON] | None) -> JSON:
         """The bookmark a run of `spec` starts from, given a Singer STATE."""
