@@ -414,6 +414,8 @@ class RHTTPStream(StreamHooks):
                     self._window.batch.cancel()
                     self._window = None
             self._put_resume(resume.to_state())
+        if started is not None:  # the page has no row: nothing to read
+            started.batch.cancel()
         resume.leave_page()
         self._put_resume(resume.to_state())
 

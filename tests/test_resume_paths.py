@@ -715,6 +715,46 @@ def test_a_childs_next_parent_page_starts_before_the_current_one_is_done(
     assert "rhttp" not in final["parents"]
 
 
+def test_a_parent_page_without_rows_between_pages_with_rows(server: t.Any, sync: t.Any) -> None:
+    """A parent page whose rows are all filtered out (or that has none) starts nothing."""
+
+    @server.route("/gappy")
+    def gappy(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        items = [] if page in (2, 4) else [{"id": page * 10 + i} for i in range(3)]
+        return json_reply({"items": items, "next": page + 1 if page < 5 else None})
+
+    @server.route("/gappy-kids/")
+    def gappy_kids(request: Request) -> Reply:
+        return json_reply([{"kid": int(request.path.rsplit("/", 1)[1])}])
+
+    config = {
+        "streams": [
+            stream(
+                "parents",
+                server.url + "/gappy",
+                params={"page": 1},
+                records_path="$.items[*]",
+                page=NEXT_PAGE,
+                page_limit=-1,
+                primary_keys=["id"],
+                schema={"properties": {"id": {"type": "integer"}}},
+            ),
+            stream(
+                "kids",
+                server.url + "/gappy-kids/{{ row['id'] }}",
+                parent="parents",
+                max_concurrency=3,
+                schema={"properties": {"kid": {"type": "integer"}}},
+            ),
+        ]
+    }
+    result = sync(config)
+    expected = [p * 10 + i for p in (1, 3, 5) for i in range(3)]
+    assert sorted(r["kid"] for r in result.records("kids")) == expected
+    assert sorted(r["id"] for r in result.records("parents")) == expected
+
+
 def test_a_child_with_an_unsafe_method_waits_for_its_parent_page(
     server: t.Any, sync: t.Any
 ) -> None:

@@ -56,7 +56,7 @@ class Event:
     page: Page | None = None
     error: Exception | None = None
     #: The next event of the same feed is already waiting (fan-out): the caller may
-    #: handle it before writing what this one changed (one STATE for several pages).
+    #: handle it before writing out what this one produced (one write for several pages).
     more: bool = False
 
 
