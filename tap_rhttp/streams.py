@@ -502,7 +502,7 @@ class RHTTPStream(StreamHooks):
             self._fast_path.new_page()
         run = self.run
         page_writer = self._writer
-        if page_writer is not None:
+        if page_writer is not None and page_writer.spans_ok:  # (spans counts them emitted)
             spans = run.spans(page, task, bookmark, skip=skip)
             if spans is not None and page_writer.write_spans(spans):
                 assert self._record_counter is not None

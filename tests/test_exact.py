@@ -28,7 +28,7 @@ from singer_sdk.contrib.msgspec import encoder
 from tap_rhttp import writer as writer_module
 from tap_rhttp.run import context as context_module
 from tap_rhttp.schema.drift import SchemaCheck
-from tap_rhttp.schema.exact import ExactCheck, records_array
+from tap_rhttp.schema.exact import GIVE_UP_AFTER, ExactCheck, records_array
 from tap_rhttp.tap import TapRHTTP
 from tap_rhttp.writer import BufferedMsgSpecWriter, ConformPlan, RecordFastPath
 
@@ -469,3 +469,47 @@ def test_streamed_pages_write_the_same_lines_with_and_without_splicing(
     assert fast == slow
     ids = [json.loads(line)["record"]["id"] for line in fast.splitlines() if b'"RECORD"' in line]
     assert ids == [p * 100 + i for p in (1, 2, 3) for i in range(10)]
+
+
+def test_a_stream_stops_checking_after_pages_declined_in_a_row(
+    server: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API that never writes msgspec's bytes does not pay a typed parse per page."""
+    check = ExactCheck.compile(SCHEMA)
+    assert check is not None
+    for _ in range(GIVE_UP_AFTER - 1):
+        assert check.spans(b'[{"id": 1}]') is None
+    assert check.worth_trying
+    assert check.spans(b'[{"id":1}]') is not None  # one vouched for: the count starts again
+    for _ in range(GIVE_UP_AFTER):
+        check.spans(b'[{"id": 1}]')
+    assert not check.worth_trying
+
+    @server.route("/x/pretty")
+    def pretty(request: Request) -> Reply:
+        page = int(request.args.get("page", "1"))
+        body = json.dumps([{**RECORD, "id": page}]).encode()  # spaces: never exact
+        headers = []
+        if page < GIVE_UP_AFTER + 6:
+            headers.append(("Link", f'<{server.url}/x/pretty?page={page + 1}>; rel="next"'))
+        return Reply(200, body, headers)
+
+    calls: list[int] = []
+    spans = ExactCheck.spans
+
+    def counting(self: ExactCheck, array: bytes) -> list[msgspec.Raw] | None:
+        calls.append(1)
+        return spans(self, array)
+
+    monkeypatch.setattr(ExactCheck, "spans", counting)
+    spec = {
+        "name": "pretty",
+        "url": server.url + "/x/pretty",
+        "page": "link-next",
+        "page_limit": -1,
+        "schema": SCHEMA,
+    }
+    out = _sync({"streams": [spec]})
+    assert len(calls) == GIVE_UP_AFTER
+    ids = [json.loads(line)["record"]["id"] for line in out.splitlines() if b'"RECORD"' in line]
+    assert ids == list(range(1, GIVE_UP_AFTER + 7))

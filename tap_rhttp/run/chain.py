@@ -484,11 +484,10 @@ class Chain:
             return None
         if self.decoder.format_for(response.header("Content-Type")) != "json":
             return None
-        if self.redactor.mentions_secret(body):
-            return None
         array = records_array(body, self._exact_keys)
         spans = check.spans(array) if array is not None else None
-        if spans is None:
+        # (the secret scan last: a declined page's `read` makes its own, one scan either way)
+        if spans is None or self.redactor.mentions_secret(body):
             return None
         return Fetched(
             response,

@@ -315,7 +315,8 @@ class StreamRun:
         )
 
     def _exact_check(self) -> ExactCheck | None:
-        return self.exact if self.splice else None
+        exact = self.exact
+        return exact if self.splice and exact is not None and exact.worth_trying else None
 
     def spans(
         self, page: Page, task: ChainTask, bookmark: JSON, *, skip: int = 0

@@ -43,6 +43,10 @@ if t.TYPE_CHECKING:
 MAX_ORDERS = 16
 #: Deepest object nesting compiled (a deeper schema is not spliced).
 MAX_DEPTH = 16
+#: Pages declined in a row after which a stream stops checking (`ExactCheck.worth_trying`):
+#: an API that pretty-prints, or escapes differently, would pay a typed parse per page
+#: for nothing.
+GIVE_UP_AFTER = 8
 
 _RAWS = msgspec.json.Decoder(list[msgspec.Raw])
 _DECODE = msgspec.json.Decoder()
@@ -168,6 +172,14 @@ class ExactCheck:
             and "string" in _kinds(node)
         )
         self._decoders: dict[Order, msgspec.json.Decoder[t.Any] | None] = {}
+        #: Pages declined since the last one vouched for (threads race on it harmlessly:
+        #: it only decides whether checking is still worth it).
+        self.declined = 0
+
+    @property
+    def worth_trying(self) -> bool:
+        """False once :data:`GIVE_UP_AFTER` pages in a row were declined."""
+        return self.declined < GIVE_UP_AFTER
 
     @classmethod
     def compile(cls, schema: dict[str, JSON]) -> ExactCheck | None:
@@ -199,6 +211,11 @@ class ExactCheck:
             array: the bytes of the JSON array that holds the page's records, exactly as
                 the body has them (no whitespace around it).
         """
+        spans = self._spans(array)
+        self.declined = 0 if spans is not None else self.declined + 1
+        return spans
+
+    def _spans(self, array: bytes) -> list[msgspec.Raw] | None:
         try:
             spans = _RAWS.decode(array)
             if not spans:
@@ -243,6 +260,6 @@ def records_array(body: bytes, keys: tuple[str, ...]) -> bytes | None:
             if found is None:
                 return None
             node = bytes(found)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):
         return None
     return node if node[:1] == b"[" else None
