@@ -16,7 +16,8 @@ the same reason: a minor upgrade is tested before it is allowed.
   JSON Schema check, so the tap's own messages (which name the option as r.http does)
   come first.
 - Functions wrap the private attributes read or written: the stream version, the state
-  partition context, writing a STATE message, the tap's message writer, whether a
+  partition context, writing a STATE message, the tap's message writer and STATE
+  writer (``Tap._state_writer``, see ``writer.ChangedStateWriter``), whether a
   stream class generates its own record messages, and replacing a stream's schema
   mid-sync (schema drift).
 - The types of ``Stream.get_batches`` (``BatchConfig``, ``BaseBatchFileEncoding``), which
@@ -45,6 +46,8 @@ from singer_sdk.helpers._util import load_json, utc_now
 from singer_sdk.streams.core import Stream
 
 if t.TYPE_CHECKING:
+    from singer_sdk.tap_base import Tap
+
     from tap_rhttp.types import JSON
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "message_writer",
     "quiet_startup_notice",
     "replace_schema",
+    "replace_state_writer",
     "state_partition_context",
     "stream_version",
     "utc_now",
@@ -139,6 +143,12 @@ def replace_schema(stream: Stream, schema: dict[str, JSON]) -> None:
     stream._tap.mapper.register_raw_stream_schema(stream.name, schema, stream.primary_keys)
     stream._stream_maps = stream._tap.mapper.stream_maps[stream.name]
     stream._write_schema_message()
+
+
+def replace_state_writer(tap: Tap, writer: object) -> None:
+    """Have the tap (and its streams, through ``Tap.state_writer``) write STATE messages
+    with `writer`, an object with ``StateWriter.write_state``."""
+    tap._state_writer = writer  # type: ignore[assignment]
 
 
 def message_writer(stream: Stream) -> object:

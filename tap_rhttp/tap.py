@@ -24,9 +24,15 @@ from tap_rhttp.errors import ConfigErrors, RHTTPError
 from tap_rhttp.explain import add_explain_options
 from tap_rhttp.redact import install_log_redaction
 from tap_rhttp.run.context import RunContext
-from tap_rhttp.sdk_compat import TapHooks, load_json, quiet_startup_notice, sdk_version
+from tap_rhttp.sdk_compat import (
+    TapHooks,
+    load_json,
+    quiet_startup_notice,
+    replace_state_writer,
+    sdk_version,
+)
 from tap_rhttp.streams import RHTTPStream
-from tap_rhttp.writer import STOP, BufferedMsgSpecWriter
+from tap_rhttp.writer import STOP, BufferedMsgSpecWriter, ChangedStateWriter
 
 if t.TYPE_CHECKING:
     from tap_rhttp.redact import Redactor
@@ -88,6 +94,8 @@ class TapRHTTP(TapHooks, Tap):
         self._input_state = state if isinstance(state, dict) else {}
         quiet_startup_notice(self.logger)
         super().__init__(*args, state=state, **kwargs)
+        if isinstance(self.message_writer, BufferedMsgSpecWriter):
+            replace_state_writer(self, ChangedStateWriter(self.message_writer))
         STOP.install(self.logger)  # after singer-sdk's own handlers, which exit 0
 
     @override

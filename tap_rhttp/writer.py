@@ -104,6 +104,40 @@ def _flush_all() -> None:
         writer.flush()
 
 
+def state_line(value: t.Mapping[str, JSON]) -> bytes:
+    """The STATE line ``MsgSpecWriter`` writes for a (non-null) state value.
+
+    Encoded straight from the value, without ``asdict``'s deep copy of the whole state
+    (``StateMessage.to_dict`` leaves out only a null value, which goes the SDK's way).
+    """
+    return encoder.encode({"type": "STATE", "value": value}) + b"\n"
+
+
+class ChangedStateWriter:
+    """singer-sdk's ``StateWriter`` (a STATE message only when the state changed since
+    the last one), remembering the last line written instead of a deep copy of the
+    whole state.
+
+    The SDK deep-copies the tap's state after every STATE message to compare the next
+    one with: with a row of a child stream per STATE, that copy was the largest single
+    cost of a parent/child run. The encoded line is the copy here (the state cannot
+    change under it), made once and also written. Equal states give equal lines, so no
+    STATE the SDK would drop is written; a state whose keys merely moved (equal as a
+    dict) is written again, which repeats a position and loses nothing.
+    """
+
+    def __init__(self, writer: BufferedMsgSpecWriter) -> None:
+        self.writer = writer
+        self.last: bytes | None = None
+
+    def write_state(self, state: t.Mapping[str, JSON]) -> None:
+        """Write a STATE message for `state`, unless it is the last one written."""
+        line = state_line(state)
+        if line != self.last:
+            self.writer.write_state_line(line)
+            self.last = line
+
+
 class BufferedMsgSpecWriter(MsgSpecWriter):
     """``MsgSpecWriter`` output, byte for byte, written in large blocks.
 
@@ -124,12 +158,9 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         """Buffer a message; anything but a RECORD (or a held STATE) is written out at
         once, after the buffer."""
         if isinstance(message, StateMessage) and message.value is not None:
-            # the SDK's bytes, without ``asdict``'s deep copy of the whole state (its
-            # ``to_dict`` leaves out only a null value, which goes the SDK's way)
-            encoder.encode_into({"type": "STATE", "value": message.value}, self.buffer, -1)
-            self.buffer += b"\n"
-        else:
-            self.buffer += self.format_message(message)
+            self.write_state_line(state_line(message.value))
+            return
+        self.buffer += self.format_message(message)
         if len(self.buffer) < FLUSH_BYTES:
             if isinstance(message, RecordMessage):
                 return
@@ -137,6 +168,15 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
                 self.settled = len(self.buffer)
                 if self.holds:
                     return
+        self.flush()
+
+    def write_state_line(self, line: bytes) -> None:
+        """Buffer one STATE line (see :func:`state_line`), written out at once unless
+        :meth:`holding`."""
+        self.buffer += line
+        self.settled = len(self.buffer)
+        if self.holds and len(self.buffer) < FLUSH_BYTES:
+            return
         self.flush()
 
     @contextlib.contextmanager

@@ -214,3 +214,34 @@ def test_versions_are_read_without_scanning_every_distribution() -> None:
     assert sdk_compat.sdk_version() == importlib.metadata.version("singer-sdk")
     assert TapRHTTP.get_sdk_version() == importlib.metadata.version("singer-sdk")
     assert TapRHTTP.get_plugin_version() == importlib.metadata.version("tap-rhttp")
+
+
+def test_every_state_message_goes_through_the_tap_state_writer() -> None:
+    """replace_state_writer swaps Tap._state_writer: the streams and the tap must still
+    write STATE through it (and only through its write_state)."""
+    assert "self._state_writer: StateWriter = StateWriter(" in inspect.getsource(Tap.__init__)
+    assert "return self._state_writer" in inspect.getsource(t.cast("t.Any", Tap.state_writer).fget)
+    assert "self._tap.state_writer.write_state(self.tap_state)" in inspect.getsource(
+        Stream._write_state_message
+    )
+    tap_source = inspect.getsource(inspect.getmodule(Tap))  # type: ignore[arg-type]
+    uses = tap_source.count("self._state_writer.")
+    assert uses >= 1
+    assert uses == tap_source.count("self._state_writer.write_state(self.state)")
+    written: list[t.Any] = []
+
+    class Recorder:
+        def write_state(self, state: t.Any) -> None:
+            written.append(state)
+
+    tap = TapRHTTP(
+        config={
+            "streams": [{"name": "s", "url": "http://127.0.0.1:9/x", "schema": {"properties": {}}}]
+        },
+        parse_env_config=False,
+    )
+    sdk_compat.replace_state_writer(tap, Recorder())
+    stream = tap.streams["s"]
+    stream.state_manager.is_flushed = False  # as a stream marks a changed state
+    sdk_compat.write_state_message(stream)
+    assert written == [tap.state]

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from server import Reply, Request, json_reply
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
+from singer_sdk.helpers._state import StateWriter
 from singer_sdk.helpers._typing import conform_record_data_types
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage, SchemaMessage, StateMessage
@@ -30,7 +31,12 @@ from singer_sdk.streams.core import Stream
 
 from tap_rhttp import writer as writer_module
 from tap_rhttp.tap import TapRHTTP
-from tap_rhttp.writer import BufferedMsgSpecWriter, ConformPlan, RecordFastPath
+from tap_rhttp.writer import (
+    BufferedMsgSpecWriter,
+    ChangedStateWriter,
+    ConformPlan,
+    RecordFastPath,
+)
 
 FROZEN = datetime.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=datetime.timezone.utc)
 
@@ -423,6 +429,45 @@ def test_buffered_writer_writes_msgspec_writer_bytes() -> None:
     for message in messages:
         capture.write_message(message)
     assert capture.take() == [bytes(plain.format_message(m)).rstrip(b"\n") for m in messages]
+
+
+def test_changed_state_writer_writes_what_the_sdk_state_writer_writes() -> None:
+    """The same STATE lines as singer-sdk's StateWriter for the same calls: a state equal
+    to the last one written is dropped, one changed in place (as streams change theirs)
+    is written, also when only a nested value changed."""
+    ours, theirs = Capture(), Capture()
+    changed, sdk = ChangedStateWriter(ours), StateWriter(theirs)
+    state: dict[str, t.Any] = {"bookmarks": {"s": {"rhttp": {"page": {"done": ["1"]}}}}}
+    calls = [
+        lambda: None,
+        lambda: None,  # unchanged: dropped
+        lambda: state["bookmarks"]["s"]["rhttp"]["page"]["done"].append("2"),
+        lambda: None,
+        lambda: state["bookmarks"].update(t={"n": 2**70, "x": "é\u2028", "f": 2.5}),
+        lambda: state["bookmarks"]["t"].pop("f"),
+        lambda: state["bookmarks"]["t"].update(f=2.5),
+        lambda: state.update(currently_syncing=None),
+        lambda: None,
+    ]
+    for change in calls:
+        change()
+        changed.write_state(state)
+        sdk.write_state(t.cast("t.Any", state))
+    written = ours.take()
+    assert written == theirs.take()
+    assert len(written) == 6  # three of the nine calls changed nothing
+
+
+def test_the_tap_writes_state_through_the_changed_state_writer() -> None:
+    stream, capture = make_stream(OPEN_FLAT)
+    writer = stream._tap.state_writer
+    assert isinstance(writer, ChangedStateWriter)
+    assert writer.writer is capture
+    spec = {"name": "s", "url": "http://127.0.0.1:9/never", "schema": OPEN_FLAT}
+    other = TapRHTTP(
+        config={"streams": [spec]}, parse_env_config=False, message_writer=MsgSpecWriter()
+    )
+    assert type(other.state_writer) is StateWriter  # another writer: the SDK's, as it was
 
 
 def test_records_wait_in_the_buffer_until_a_state_comes() -> None:
