@@ -5,10 +5,14 @@ from __future__ import annotations
 import typing as t
 
 import pytest
+import requests
 from server import Reply, json_reply
 
+from tap_rhttp.config.load import load_specs
 from tap_rhttp.errors import PermanentRequestError, ResponseFormatError, TransientRequestError
+from tap_rhttp.http.client import HttpClient
 from tap_rhttp.http.urls import encode_pairs, format_param, merge_query
+from tap_rhttp.redact import build_redactor
 
 
 def cfg(url: str, **spec: t.Any) -> dict[str, t.Any]:
@@ -288,3 +292,65 @@ def test_a_fan_out_error_names_the_chain(server: t.Any, sync: t.Any) -> None:
         f"Error in HTTP GET of `{server.url}/status/404` [stream s, for_each[1], page 1]: "
         "status code 404."
     )
+
+
+# --------------------------------------------------------------- preparing, as requests does
+
+
+def _sessions_own(client: HttpClient, url: str, sent: str | None) -> requests.PreparedRequest:
+    """What ``Session.prepare_request`` made of the request the client's prepare makes."""
+    headers = dict(client._headers)
+    if sent and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = sent
+    return client.session.prepare_request(
+        requests.Request(
+            method=client.options.method,
+            url=url,
+            headers=headers,
+            data=client._body,
+            auth=client.auth,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"header": {"Accept": "application/json", "User-Agent": None, "X-Empty": ""}},
+        {"method": "POST", "data": {"a": 1, "b": "é"}},
+        {"method": "POST", "data": "raw text", "header": {"content-type": "text/plain"}},
+        {"method": "PUT", "json": {"x": [1, 2]}},
+        {"auth": {"type": "basic", "user": "u", "pass": "p@ss"}},
+        {"auth": {"type": "digest", "user": "u", "pass": "p"}},
+        {"auth": {"type": "bearer", "token": "tok"}},
+        {"header": {"Accept-Encoding": None, "Connection": None}},
+    ],
+    ids=lambda spec: ",".join(spec) or "plain",
+)
+@pytest.mark.parametrize("netrc", [False, True])
+def test_prepare_makes_what_the_session_makes(
+    spec: dict[str, t.Any], netrc: bool, tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "netrc"
+    if netrc:
+        path.write_text("machine 127.0.0.1 login nu password np\n")
+    monkeypatch.setenv("NETRC", str(path))
+    url = "http://127.0.0.1:9/a%2Fb/%E2%82%AC?q=1&r=a+b&s=%20#f"
+    (parsed,) = load_specs({"streams": [{"name": "s", "url": url, **spec}]})
+    client = HttpClient(parsed.request_options(), build_redactor([parsed]))
+    client.session.cookies.set("jar", "v", domain="127.0.0.1")
+    try:
+        for _ in range(2):  # the second time, netrc comes from what the first one learned
+            ours = client.prepare(url)
+            theirs = _sessions_own(client, url, client._content_type)
+            assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+            assert list(ours.headers.items()) == list(theirs.headers.items())
+            assert ours.hooks == theirs.hooks
+            jar, session_jar = t.cast("t.Any", ours)._cookies, t.cast("t.Any", theirs)._cookies
+            assert dict(jar) == dict(session_jar)
+            assert jar is not client.session.cookies
+    finally:
+        client.close()
+    if netrc and "auth" not in spec:
+        assert ours.headers["Authorization"].startswith("Basic ")
