@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "sdk glue",
         (
+            "tap_rhttp.sdk_imports",
             "tap_rhttp.sdk_compat",
             "tap_rhttp.writer",
             "tap_rhttp.streams",

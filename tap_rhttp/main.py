@@ -2,15 +2,20 @@
 
 ``tap-rhttp init URL ...`` runs the config wizard (``tap_rhttp.wizard``); everything else
 is the tap's singer-sdk command (``--config``, ``--discover``, ``--explain``, ...).
+singer-sdk is imported first, through ``tap_rhttp.sdk_imports``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from tap_rhttp.tap import TapRHTTP
-from tap_rhttp.wizard.command import init_command
-from tap_rhttp.writer import STOP
+from tap_rhttp import sdk_imports
+
+sdk_imports.import_singer_sdk()  # first: without what only targets and BATCH files use
+
+from tap_rhttp.tap import TapRHTTP  # noqa: E402
+from tap_rhttp.wizard.command import init_command  # noqa: E402
+from tap_rhttp.writer import STOP  # noqa: E402
 
 
 def main() -> None:
