@@ -27,6 +27,7 @@ back with PyYAML (``tests/test_wizard_render.py``).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import typing as t
@@ -40,13 +41,23 @@ _PLAIN_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # YAML 1.1 reads these plain words as booleans or null (PyYAML does, whatever the case).
 _RESERVED = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf"})
 # What may stand raw inside single quotes: printable, and no line break (YAML folds those).
-_SINGLE_SAFE_RE = re.compile(
+_SINGLE_SAFE = (
     r"[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
 )
 # What a YAML reader accepts raw inside double quotes (PyYAML's printable set, minus `"\`).
-_DOUBLE_RAW_RE = re.compile(
-    r"[\x20\x21\x23-\x5b\x5d-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+_DOUBLE_RAW = (
+    r"[\x20\x21\x23-\x5b\x5d-\x7e"
+    r"\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 )
+
+
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    """A pattern compiled at its first use: these Unicode classes take milliseconds to
+    compile, which every start of the tap would pay for a wizard it does not run."""
+    return re.compile(source)
+
+
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", '"': '\\"', "\\": "\\\\", "\0": "\\0"}
 _FLOW_WIDTH = 96
 _ENV_VAR_RE = re.compile(r"\$(\{[A-Za-z_]|[A-Za-z_])")
@@ -59,7 +70,7 @@ MELTANO_ENV_NOTE = (
 
 
 def _quote(text: str) -> str:
-    if _SINGLE_SAFE_RE.fullmatch(text):
+    if _pattern(_SINGLE_SAFE).fullmatch(text):
         if "'" in text and '"' not in text and "\\" not in text:
             return f'"{text}"'  # an expression's quotes read as written, no escape needed
         return "'" + text.replace("'", "''") + "'"
@@ -67,7 +78,7 @@ def _quote(text: str) -> str:
     for char in text:
         if char in _ESCAPES:
             out.append(_ESCAPES[char])
-        elif _DOUBLE_RAW_RE.match(char):
+        elif _pattern(_DOUBLE_RAW).match(char):
             out.append(char)
         elif ord(char) <= 0xFFFF:
             out.append(f"\\u{ord(char):04x}")
