@@ -8,6 +8,7 @@ and the exact query string of each (``server.log[i].target``).
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 import typing as t
@@ -26,6 +27,7 @@ from tap_rhttp.errors import (
     RHTTPError,
 )
 from tap_rhttp.http.client import Response
+from tap_rhttp.paging import link as link_module
 from tap_rhttp.paging.link import header_info, parse_link_header
 from tap_rhttp.paging.paginator import INFO_BODY_CHARS, PageRequest, Paginator
 from tap_rhttp.redact import MASK, Redactor
@@ -652,3 +654,32 @@ def test_an_error_message_masks_many_secrets_quickly() -> None:
     assert "No attribute `nope` in object:" in message
     assert "pw-" not in message
     assert f'"password":"{MASK}' in message
+
+
+def _split_char_by_char(text: str, sep: str) -> list[str]:
+    """The Link splitter's rule, one character at a time (what the regex must match)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = bracketed = False
+    for char in text:
+        if char == '"' and not bracketed:
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            bracketed = True
+        elif char == ">" and not quoted:
+            bracketed = False
+        if char == sep and not quoted and not bracketed:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def test_link_header_splitting_agrees_with_the_rule_char_by_char() -> None:
+    rng = random.Random(8288)
+    for _ in range(20_000):
+        text = "".join(rng.choice('"<>,;a =') for _ in range(rng.randint(0, 24)))
+        for sep in ",;":
+            assert link_module._split_outside_quotes(text, sep) == _split_char_by_char(text, sep)

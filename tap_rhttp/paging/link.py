@@ -19,24 +19,20 @@ if t.TYPE_CHECKING:
 _LINK_VALUE_RE = re.compile(r"\s*<([^>]*)>\s*(.*)", re.S)
 
 
+#: A Link header's text as runs: quoted, in angle brackets, plain, or a separator. An
+#: unclosed quote or bracket runs to the end; every character is in exactly one run.
+_RUNS = {sep: re.compile(rf'"[^"]*"?|<[^>]*>?|[^"<{sep}]+|{sep}') for sep in ",;"}
+
+
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside double quotes and angle brackets."""
+    """Split on `sep` (``,`` or ``;``) outside double quotes and angle brackets."""
     parts: list[str] = []
-    current: list[str] = []
-    quoted = bracketed = False
-    for char in text:
-        if char == '"' and not bracketed:
-            quoted = not quoted
-        elif char == "<" and not quoted:
-            bracketed = True
-        elif char == ">" and not quoted:
-            bracketed = False
-        if char == sep and not quoted and not bracketed:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
+    start = 0
+    for run in _RUNS[sep].finditer(text):
+        if run.group() == sep:
+            parts.append(text[start : run.start()])
+            start = run.end()
+    parts.append(text[start:])
     return parts
 
 

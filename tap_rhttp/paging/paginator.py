@@ -38,6 +38,7 @@ it stops at the first empty page, which r.http does not.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import typing as t
@@ -88,9 +89,9 @@ class PageRequest:
     override: frozenset[str]
     data: JSON = None
 
-    @property
+    @functools.cached_property
     def target(self) -> str:
-        """The URL actually requested."""
+        """The URL actually requested (worked out once: a page asks for it several times)."""
         return merge_query(self.url, self.params, self.override)
 
     @property
