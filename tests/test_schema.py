@@ -237,6 +237,49 @@ def test_a_fan_out_samples_its_first_chains(server: t.Any, sync: t.Any) -> None:
     )
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_concurrent_chains_are_sampled_by_their_first_pages(
+    server: t.Any, sync: t.Any, concurrency: int
+) -> None:
+    """One chain after another, the sample follows the first chain's pages; chains that
+    run at once give their first pages, fetched together. Either way the sync then takes
+    every sampled page instead of fetching it again."""
+    for value in (1, 2, 3, 4):
+        _paged(
+            server, f"/v{value}", [[{"id": value * 10 + n, f"c{value}p{n}": n}] for n in (1, 2, 3)]
+        )
+    config = {
+        "streams": [
+            {
+                "name": "s",
+                "url": server.url + "/v{{ item }}",
+                "for_each": [1, 2, 3, 4],
+                "page": "link-next",
+                "page_limit": -1,
+                "max_concurrency": concurrency,
+            }
+        ]
+    }
+    stream = RunContext(config).stream("s")
+    sampled = stream.sample(bookmark=None, parent_rows=[])
+    fields = sorted(key for record in sampled for key in record if key != "id")
+    if concurrency == 1:
+        assert fields == ["c1p1", "c1p2", "c1p3"]
+        assert [r.target for r in server.log] == ["/v1", "/v1?page=2", "/v1?page=3"]
+    else:
+        assert fields == ["c1p1", "c2p1", "c3p1"]
+        assert sorted(r.target for r in server.log) == ["/v1", "/v2", "/v3"]
+    assert len(stream.prefetched) == 3
+    server.log.clear()
+    result = sync(config)  # discovery samples anew, and the sync takes those pages
+    assert sorted(r["id"] for r in result.records("s")) == [
+        value * 10 + n for value in (1, 2, 3, 4) for n in (1, 2, 3)
+    ]
+    targets = [r.target for r in server.log]
+    assert len(targets) == len(set(targets)) == 12  # every page once
+    assert set(fields) <= set(result.schema("s")["properties"])
+
+
 def test_a_failure_after_the_first_sampled_page_ends_the_sample_not_discovery(
     server: t.Any, cli: t.Any
 ) -> None:

@@ -609,17 +609,19 @@ class StreamRun:
 
         Up to `schema_sample` pages and records, whichever ends first, following each
         chain's pagination (then the next `for_each` value, or the next parent row for a
-        child stream, with its parent's sampled rows). A run resuming from `saved` (the
-        stream's resume position in STATE) samples from the pages it resumes at, so a
-        resumed run fetches nothing twice. The pages are kept in :attr:`prefetched`: the
-        sync takes them instead of fetching them again, each once and in order. A
-        failure before the first page is sampled fails discovery (a template that does
-        not render, a request error), as the sync would, unless `on_error: skip`: then
-        the chain is passed over for the next one, up to :data:`SAMPLE_TRIES` failures,
-        and when all fail nothing is inferred (a WARNING) and the run goes on. A failure
-        after a page was sampled ends the sample, with a WARNING (the sync meets the
-        error itself). `first_rows` is given the sample once its first records are in
-        (children may start theirs: :meth:`warm_sample`).
+        child stream, with its parent's sampled rows). Chains that may run at once
+        (`max_concurrency` above 1, a safe method) give their first page each: fetched
+        together (:class:`_Warmup`), the pages a concurrent sync starts with. A run
+        resuming from `saved` (the stream's resume position in STATE) samples from the
+        pages it resumes at, so a resumed run fetches nothing twice. The pages are kept
+        in :attr:`prefetched`: the sync takes them instead of fetching them again, each
+        once and in order. A failure before the first page is sampled fails discovery (a
+        template that does not render, a request error), as the sync would, unless
+        `on_error: skip`: then the chain is passed over for the next one, up to
+        :data:`SAMPLE_TRIES` failures, and when all fail nothing is inferred (a WARNING)
+        and the run goes on. A failure after a page was sampled ends the sample, with a
+        WARNING (the sync meets the error itself). `first_rows` is given the sample once
+        its first records are in (children may start theirs: :meth:`warm_sample`).
         """
         spec = self.spec
         if spec.page_limit == 0:  # no request at all
@@ -648,6 +650,9 @@ class StreamRun:
             return []
         sample: list[dict[str, JSON]] = []
         pages = failures = 0
+        # Chains that run at once are sampled by their first pages, fetched together: the
+        # pages a concurrent sync starts with, in one round trip instead of one per page.
+        breadth = warm.on and len(tasks) > 1
 
         tell = [first_rows] if first_rows is not None else []
 
@@ -660,7 +665,7 @@ class StreamRun:
                 if pages >= budget.pages or len(sample) >= budget.records:
                     break
                 sampled, error = self._sample_chain(
-                    task, budget.pages - pages, budget, sample, warm, sampled_page
+                    task, 1 if breadth else budget.pages - pages, budget, sample, warm, sampled_page
                 )
                 pages += sampled
                 if error is None:
@@ -799,13 +804,14 @@ class _Warmup:
         self.run = run
         spec = run.spec
         self._width = min(spec.max_concurrency, max(spec.schema_sample.pages, SAMPLE_TRIES))
-        self._on = self._width > 1 and spec.method in SAFE_METHODS
+        #: Whether first pages are fetched ahead (chains may run at once, safe method).
+        self.on = self._width > 1 and spec.method in SAFE_METHODS
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[int, tuple[ChainTask, Future[_First]]] = {}
 
     def cover(self, tasks: t.Sequence[ChainTask]) -> None:
         """Fetch these tasks' first pages, but those already fetched for equal tasks."""
-        if not self._on:
+        if not self.on:
             return
         for task in tasks:
             if task.spec is None or id(task) in self._ahead:
