@@ -28,7 +28,7 @@ Routes (all JSON arrays of records, ``Link: <...>; rel="next"`` with absolute UR
 - ``/s6/<run>?page=N``: S6's parent, ``s6_pages`` pages of ``s6_rows`` rows ``{"id": r}``;
   ``/s6/<run>/<r>``: the child page of row ``r``, ``s6_child_records`` records (ids
   ``r * 100 + i``); each request delayed ``s6_delay_ms``.
-- ``/stats/<run>``: ``{"requests": n, "faults": n, "first_at": t}`` for a run.
+- ``/stats/<run>``: ``{"requests": n, "faults": n, "first_at": t, "last_at": t}`` for a run.
 """
 
 from __future__ import annotations
@@ -161,6 +161,7 @@ class Fixture:
         with self.lock:
             entry = self.stats.setdefault(run, {"requests": 0, "faults": 0, "first_at": now})
             entry[key] += 1
+            entry["last_at"] = now
 
     def fail_once(self, run: str, page: int) -> bool:
         with self.lock:
